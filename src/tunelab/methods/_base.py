@@ -1,0 +1,135 @@
+"""The one extension mechanism: a Method overrides some of the loop's events.
+
+The loop, as annotated pseudocode (``tunelab.train.fit`` is exactly this)::
+
+    setup(state)                          model built and initialized, optimizer made; a method may
+                                          edit the model (freeze, swap layers) or the criterion
+    for epoch in range(epochs):
+        epoch_start(state)
+        for x, y in batches(train):
+            x, y = batch(state, x, y)     augmentation, mixup/cutmix (y may become soft targets)
+            out = model(x)
+            loss = criterion(out, y)
+            loss = loss(state, loss, out, y)   L1 / L2 / elastic-net penalties
+            loss.backward()
+            after_backward(state)         gradient clipping                   (reverse order)
+            optimizer.step(); schedule.step_batch()
+            after_step(state)             EMA updates, pruning masks          (reverse order)
+        state.eval_net = eval_model(state, state.model)   which weights are evaluated/saved
+        evaluate eval_net on val; schedule.step_epoch(monitor value)
+        epoch_end(state)                  early stopping sets state.stop     (reverse order)
+        if state.stop: break
+    fit_end(state)                        restore best weights, finalize      (reverse order)
+    evaluate eval_net on val and, once, on test
+
+Hooks do nothing by default, and the loop only calls the methods that override a hook, so a
+method that is absent costs nothing per batch. "After" hooks run in reverse order so a method
+can undo what it did "before".
+
+Each method is a pure function (tested against a reference, usable from any loop) plus a thin
+``Method`` adapter that hooks it in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from tunelab.data import DataBundle
+    from tunelab.optim import Schedule
+    from tunelab.recipe import Recipe
+
+# Event names in loop order; the second set runs in reverse method order.
+EVENTS = (
+    "setup",
+    "epoch_start",
+    "batch",
+    "loss",
+    "after_backward",
+    "after_step",
+    "eval_model",
+    "epoch_end",
+    "fit_end",
+)
+REVERSED_EVENTS = frozenset({"after_backward", "after_step", "epoch_end", "fit_end"})
+
+
+@dataclass
+class TrainState:
+    """What the loop shares with methods. Methods read it and may set the fields marked (rw)."""
+
+    recipe: Recipe
+    data: DataBundle  # tensors already on ``device``
+    model: nn.Module  # (rw in setup) the network being trained
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    criterion: Callable[[Tensor, Tensor], Tensor]  # (rw in setup) e.g. label smoothing
+    device: torch.device
+    monitor: str  # e.g. "val.accuracy"
+    mode: str  # "max" or "min": which direction of ``monitor`` is better
+    steps_per_epoch: int
+    eval_net: nn.Module | None = None  # (rw via eval_model) the weights evaluated and saved
+    epoch: int = 0  # 0-based epoch being run
+    step: int = 0  # optimizer steps taken so far
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    stop: bool = False  # (rw in epoch_end) end training after this epoch
+    stop_reason: str = ""  # (rw) why training stopped, for the report
+    info: dict[str, Any] = field(default_factory=dict)  # (rw) facts a method reports in the result
+
+    def last(self, metric: str | None = None) -> float:
+        """Value of ``metric`` (default: the monitor, e.g. "val.accuracy") at the last epoch."""
+        split, _, name = (metric or self.monitor).partition(".")
+        return float(self.history[-1][split][name])
+
+
+class Method:
+    """Base class of every method. Override only the hooks you need.
+
+    Parameters come from ``__init__``'s keyword arguments (type hints and defaults are the
+    recipe schema, see ``tunelab.registry``).
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def validate_recipe(cls, recipe: Recipe, spec: Any) -> None:  # noqa: B027 - optional hook
+        """Check the method against the whole recipe before anything runs; raise RecipeError."""
+
+    def setup(self, state: TrainState) -> None:
+        pass
+
+    def epoch_start(self, state: TrainState) -> None:
+        pass
+
+    def batch(self, state: TrainState, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return x, y
+
+    def loss(self, state: TrainState, loss: Tensor, out: Tensor, y: Tensor) -> Tensor:
+        return loss
+
+    def after_backward(self, state: TrainState) -> None:
+        pass
+
+    def after_step(self, state: TrainState) -> None:
+        pass
+
+    def eval_model(self, state: TrainState, model: nn.Module) -> nn.Module:
+        return model
+
+    def epoch_end(self, state: TrainState) -> None:
+        pass
+
+    def fit_end(self, state: TrainState) -> None:
+        pass
+
+
+def hooks_of(methods: list[Method], event: str) -> list[Callable[..., Any]]:
+    """Bound hooks of the methods that override ``event``, in the order the loop calls them."""
+    base = getattr(Method, event)
+    bound = [getattr(m, event) for m in methods if getattr(type(m), event) is not base]
+    return bound[::-1] if event in REVERSED_EVENTS else bound

@@ -15,7 +15,9 @@ def is_decayed(param: nn.Parameter) -> bool:
     return param.ndim >= 2
 
 
-def split_decay(model: nn.Module, include_bias_and_norm: bool = False) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def split_decay(
+    model: nn.Module, include_bias_and_norm: bool = False
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(decayed, not decayed) trainable parameters of ``model``.
 
     >>> import torch

@@ -56,6 +56,20 @@ MINIMIZED = {"loss", "mse", "mae", "rmse"}
 MONITOR_METRICS = {"loss", "accuracy", "precision", "recall", "f1", "mse", "mae", "rmse", "r2"}
 
 
+def check_monitor(monitor: str, path: str) -> None:
+    """Raise RecipeError unless ``monitor`` is ``train.loss`` or ``val.<metric>``.
+
+    >>> check_monitor("val.f1", "train.monitor")
+    """
+    split, _, metric = monitor.partition(".")
+    if not ((split == "val" and metric in MONITOR_METRICS) or (split == "train" and metric == "loss")):
+        raise RecipeError(
+            path,
+            monitor,
+            "must be train.loss or val.<metric> with metric one of " + ", ".join(sorted(MONITOR_METRICS)),
+        )
+
+
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
     """'min' for losses and errors, 'max' for scores: ``monitor_mode("val.loss") == "min"``."""
     return "min" if monitor.split(".")[-1] in MINIMIZED else "max"
@@ -229,7 +243,7 @@ def _named_section(cls: type, registry: Registry, raw: Any, path: str) -> Any:
         p = f"{path}.{key}"
         if key in common:
             kwargs[key] = check(v, hints[key], p)
-        elif key in entry_names:
+        elif key in entry_names or entry.tags.get("open"):
             entry_raw[key] = v
         else:
             allowed = sorted(common - {"name"}) + entry_names
@@ -249,8 +263,12 @@ def validate(raw: Mapping[str, Any]) -> Recipe:
         raise RecipeError("", raw, "a recipe must be a mapping with sections " + ", ".join(SECTIONS))
     for key in raw:
         if key not in SECTIONS:
-            raise RecipeError(str(key), raw[key], "unknown section; allowed: " + ", ".join(SECTIONS),
-                              did_you_mean(str(key), SECTIONS))
+            raise RecipeError(
+                str(key),
+                raw[key],
+                "unknown section; allowed: " + ", ".join(SECTIONS),
+                did_you_mean(str(key), SECTIONS),
+            )
     regs = _registries()
     r = Recipe(
         data=_named_section(DataSpec, regs["data"], raw.get("data"), "data"),
@@ -292,16 +310,10 @@ def _cross_checks(r: Recipe) -> None:
     if not _DEVICE.match(r.train.device):
         raise RecipeError("train.device", r.train.device, "must be auto, cpu, mps, cuda or cuda:N")
     if r.train.monitor != "auto":
-        split, _, metric = r.train.monitor.partition(".")
-        if split not in ("val", "train") or metric not in MONITOR_METRICS or (
-            split == "train" and metric != "loss"
-        ):
-            raise RecipeError(
-                "train.monitor",
-                r.train.monitor,
-                "must be auto, train.loss or val.<metric> with metric one of "
-                + ", ".join(sorted(MONITOR_METRICS)),
-            )
+        check_monitor(r.train.monitor, "train.monitor")
+    from tunelab.optim import check_schedule
+
+    check_schedule(r.schedule, r.optimizer, r.train.epochs)
     regs = _registries()
     for m in r.methods:
         entry = regs["methods"].get(m.name)
@@ -339,15 +351,18 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
         methods = raw.setdefault("methods", []) or []
         raw["methods"] = methods
         name = parts[1]
-        idx = next((i for i, m in enumerate(methods) if (m if isinstance(m, str) else m.get("name")) == name),
-                   None)
+        idx = next(
+            (i for i, m in enumerate(methods) if (m if isinstance(m, str) else m.get("name")) == name), None
+        )
         if len(parts) == 2:
             if value is None:
                 if idx is not None:
                     methods.pop(idx)
                 return
             if not isinstance(value, Mapping):
-                raise RecipeError(path, value, "a method is set with a mapping of its parameters, or null to remove it")
+                raise RecipeError(
+                    path, value, "a method is set with a mapping of its parameters, or null to remove it"
+                )
             item = {"name": name, **value}
             if idx is None:
                 methods.append(item)
@@ -355,7 +370,9 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
                 methods[idx] = item
             return
         if idx is None:
-            raise RecipeError(path, value, f"the recipe has no method {name!r}; add it first with methods.{name}={{}}")
+            raise RecipeError(
+                path, value, f"the recipe has no method {name!r}; add it first with methods.{name}={{}}"
+            )
         if isinstance(methods[idx], str):
             methods[idx] = {"name": methods[idx]}
         node = methods[idx]

@@ -125,7 +125,8 @@ def check(value: Any, hint: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise RecipeError(path, value, f"must be a list of {len(args)} items")
-            return tuple(check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(check(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
         item = args[0] if args else Any
         items = [check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

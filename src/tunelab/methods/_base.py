@@ -97,7 +97,7 @@ class Method:
     name: ClassVar[str] = ""
 
     @classmethod
-    def validate_recipe(cls, recipe: Recipe, spec: Any) -> None:  # noqa: B027 - optional hook
+    def validate_recipe(cls, recipe: Recipe, spec: Any) -> None:
         """Check the method against the whole recipe before anything runs; raise RecipeError."""
 
     def setup(self, state: TrainState) -> None:

@@ -1,0 +1,35 @@
+"""Datasets: built-in sets, the user's own files, and the one split every run shares.
+
+A recipe's ``data:`` section names a registered dataset and its parameters; ``load_data`` loads it
+and splits it train / val / test once, by ``data.split_seed``, stratified for classification, with
+preprocessing fit on train only.
+
+    >>> from tunelab.data import load_data
+    >>> from tunelab.recipe import DataSpec
+    >>> b = load_data(DataSpec(name="iris"))
+    >>> b.summary()["sizes"], b.input_shape, b.num_classes
+    ({'train': 96, 'val': 24, 'test': 30}, (4,), 3)
+
+Add a dataset by registering a function that returns ``RawData``; its keyword parameters are the
+recipe's parameters (see ``tunelab.registry``).
+"""
+
+from tunelab.registry import Registry
+
+# Defined before the loader modules are imported: they register themselves into it.
+DATASETS = Registry("dataset")
+
+from tunelab.data import builtin, files  # noqa: E402  (registers the built-in and file datasets)
+from tunelab.data.bundle import DataBundle, RawData  # noqa: E402
+from tunelab.data.splits import bundle_from_arrays, load_data, make_bundle  # noqa: E402
+
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "RawData",
+    "builtin",
+    "bundle_from_arrays",
+    "files",
+    "load_data",
+    "make_bundle",
+]

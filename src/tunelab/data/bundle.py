@@ -1,0 +1,150 @@
+"""The two data containers: ``RawData`` (what a loader returns) and ``DataBundle`` (what ``fit`` reads).
+
+A loader returns arrays before any split; ``tunelab.data.make_bundle`` splits them once, by seed,
+fits preprocessing on train only and returns a ``DataBundle`` of tensors:
+
+    >>> import numpy as np
+    >>> from tunelab.data import RawData, make_bundle
+    >>> from tunelab.recipe import DataSpec
+    >>> rng = np.random.default_rng(0)
+    >>> raw = RawData(rng.normal(size=(100, 3)).astype("float32"), np.arange(100) % 2, "classification")
+    >>> b = make_bundle(raw, DataSpec())
+    >>> b.summary()["sizes"]
+    {'train': 64, 'val': 16, 'test': 20}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tunelab.errors import DataError, did_you_mean
+
+Task = Literal["classification", "regression"]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class RawData:
+    """What a dataset loader returns, before splitting.
+
+    ``x``: float32 ``[N, *input_shape]``. ``y``: int64 ``[N]`` with labels ``0..C-1`` for
+    classification; float32 ``[N]`` or ``[N, T]`` for regression. A published test split
+    (``x_test``, ``y_test``) is kept as the test split when present.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    task: Task
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    name: str = ""
+
+
+@dataclass
+class DataBundle:
+    """Train / val / test tensors plus what a model and a report need to know about them.
+
+    ``x_*`` are float32 ``[N, *input_shape]``; ``y_*`` are int64 ``[N]`` for classification and
+    float32 ``[N, T]`` (always 2-D) for regression. ``preprocessing`` records, as plain JSON-able
+    lists, the statistics fit on train (``x_mean``, ``x_std``, ``y_mean``, ``y_std``), or is ``{}``.
+
+    >>> import torch
+    >>> b = DataBundle(*(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)) * 3,
+    ...                task="classification", input_shape=(2,), num_outputs=2, num_classes=2)
+    >>> b.split("val")[0].shape
+    torch.Size([4, 2])
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    task: Task
+    input_shape: tuple[int, ...]  # per sample, e.g. (1, 40) mnist1d, (1, 8, 8) digits, (4,) iris
+    num_outputs: int  # number of classes, or number T of regression targets
+    num_classes: int | None  # None for regression
+    name: str = ""
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    y_mean: Tensor | None = None  # [T] regression target scaling fit on train; None if not scaled
+    y_std: Tensor | None = None  # [T]
+
+    def to(self, device: torch.device | str) -> DataBundle:
+        """A new bundle with every tensor on ``device`` (this one is left as it is).
+
+        >>> b = DataBundle(*(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long)) * 3,
+        ...                task="classification", input_shape=(1,), num_outputs=2, num_classes=2)
+        >>> b.to("cpu").x_train.device.type
+        'cpu'
+        """
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return dataclasses.replace(self, **moved)
+
+    def split(self, name: Literal["train", "val", "test"]) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of the split ``name``: "train", "val" or "test".
+
+        >>> b = DataBundle(*(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long)) * 3,
+        ...                task="classification", input_shape=(1,), num_outputs=2, num_classes=2)
+        >>> len(b.split("test")[1])
+        3
+        """
+        if name not in SPLITS:
+            hint = did_you_mean(str(name), SPLITS)
+            suffix = f" ({hint})" if hint else ""
+            raise DataError(f"unknown split {name!r}; use train, val or test{suffix}")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def unscale_y(self, t: Tensor) -> Tensor:
+        """Regression predictions ``[N, T]`` back to the targets' original units.
+
+        The identity when targets were not standardized (classification, or ``standardize: false``).
+
+        >>> b = DataBundle(*(torch.zeros(2, 1), torch.zeros(2, 1)) * 3, task="regression",
+        ...                input_shape=(1,), num_outputs=1, num_classes=None,
+        ...                y_mean=torch.tensor([10.0]), y_std=torch.tensor([2.0]))
+        >>> b.unscale_y(torch.tensor([[1.0]])).item()
+        12.0
+        """
+        if self.y_mean is None or self.y_std is None:
+            return t
+        return t * self.y_std.to(t.device, t.dtype) + self.y_mean.to(t.device, t.dtype)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able description: name, task, split sizes, shapes and class counts per split.
+
+        >>> b = DataBundle(*(torch.zeros(2, 1), torch.tensor([0, 1])) * 3, task="classification",
+        ...                input_shape=(1,), num_outputs=2, num_classes=2, class_names=["a", "b"])
+        >>> b.summary()["class_counts"]["val"]
+        {'a': 1, 'b': 1}
+        """
+        out: dict[str, Any] = {
+            "name": self.name,
+            "task": self.task,
+            "sizes": {s: len(self.split(s)[0]) for s in SPLITS},
+            "input_shape": list(self.input_shape),
+            "num_outputs": int(self.num_outputs),
+            "num_classes": self.num_classes,
+        }
+        if self.task == "classification" and self.num_classes is not None:
+            names = self.class_names or [str(i) for i in range(self.num_classes)]
+            counts = {}
+            for s in SPLITS:
+                c = torch.bincount(self.split(s)[1].cpu(), minlength=self.num_classes).tolist()
+                counts[s] = dict(zip(names, c, strict=True))
+            out["class_counts"] = counts
+        return out

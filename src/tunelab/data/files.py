@@ -1,0 +1,454 @@
+"""A user's own data: CSV and NPZ files, and the array conversion they share with the Python API.
+
+The task is inferred from the target unless the recipe says ``task: classification`` or
+``task: regression``. The rule (``infer_task``): **classification** when the target holds
+non-numeric values (strings, booleans) or integers with at most 20 distinct values; otherwise
+**regression**. Class labels map to ``0..C-1`` in sorted order (numeric order for numbers), and
+the original labels are kept as ``class_names``.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "toy.csv"
+    >>> _ = p.write_text("a,b,label\\n1,2,cat\\n3,4,dog\\n5,6,cat\\n")
+    >>> raw = DATASETS.get("csv").build(path=str(p), target="label")
+    >>> raw.task, raw.class_names, raw.y.tolist()
+    ('classification', ['cat', 'dog'], [0, 1, 0])
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import numpy as np
+
+from tunelab.data import DATASETS
+from tunelab.data.bundle import RawData, Task
+from tunelab.errors import DataError, RecipeError, did_you_mean
+from tunelab.schema import Doc
+
+TaskOption = Literal["auto", "classification", "regression"]
+
+# Integer targets with this many distinct values or fewer are taken as class labels (digits,
+# grades, categories coded as numbers); more distinct integers look like counts or measurements.
+MAX_AUTO_CLASSES = 20
+
+TASK_RULE = (
+    "classification when the target holds non-numeric values (strings, booleans) or integers with at "
+    f"most {MAX_AUTO_CLASSES} distinct values, otherwise regression"
+)
+
+# How many offending row numbers an error message lists before "...".
+_SHOW_ROWS = 5
+
+
+# --- targets: task inference and label encoding ------------------------------------------------
+
+
+def _is_numeric(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iuf"  # booleans ('b') count as labels, not as numbers
+
+
+def infer_task(y: Any) -> Task:
+    """The task a target implies: classification when it holds non-numeric values (strings,
+    booleans) or integers with at most 20 distinct values; otherwise regression.
+
+    Integer-valued floats (``1.0``) count as integers, since a label read from text has no dtype.
+
+    >>> infer_task(["a", "b"]), infer_task([0, 1, 1]), infer_task([0.5, 1.5]), infer_task(list(range(50)))
+    ('classification', 'classification', 'regression', 'regression')
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "regression"  # several target columns: a multi-output regression
+    y = y.reshape(-1)
+    if not _is_numeric(y):
+        return "classification"
+    finite = y[np.isfinite(y)] if y.dtype.kind == "f" else y
+    integral = bool(np.all(finite == np.round(finite)))
+    if integral and len(np.unique(finite)) <= MAX_AUTO_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _label_text(v: Any) -> str:
+    """'3' for 3 and for 3.0, '0.5' for 0.5, 'cat' for 'cat'."""
+    v = v.item() if isinstance(v, np.generic) else v
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def encode_labels(
+    y: np.ndarray, y_test: np.ndarray | None = None, source: str = "y"
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Map labels to int64 codes ``0..C-1`` in sorted order; the same map applies to ``y_test``.
+
+    >>> codes, _, names = encode_labels(np.array(["b", "a", "b"]))
+    >>> codes.tolist(), names
+    ([1, 0, 1], ['a', 'b'])
+    """
+    if _is_numeric(y) and y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        bad = np.flatnonzero(~np.isfinite(y))
+        raise DataError(
+            f"{source}: {len(bad)} class labels are NaN or inf (first at index {bad[0]}); "
+            "drop those samples or give them a label"
+        )
+    if not _is_numeric(y):
+        y = y.astype(str)  # booleans and mixed objects become their text
+    classes = np.unique(y)
+    codes = np.searchsorted(classes, y).astype(np.int64)
+    test_codes = None
+    if y_test is not None:
+        y_test = y_test if _is_numeric(y) else y_test.astype(str)
+        test_codes = np.searchsorted(classes, y_test).astype(np.int64)
+        known = np.isin(y_test, classes)
+        if not np.all(known):
+            unknown = sorted({_label_text(v) for v in np.asarray(y_test)[~known]})
+            raise DataError(
+                f"{source}: the test labels {unknown[:_SHOW_ROWS]} never occur in the training labels "
+                f"{[_label_text(c) for c in classes[:MAX_AUTO_CLASSES]]}; a model cannot learn a class "
+                "it never sees: drop those test samples or add training samples of that class"
+            )
+    return codes, test_codes, [_label_text(c) for c in classes]
+
+
+def _check_task(task: str, path: str) -> None:
+    allowed = get_args(TaskOption)
+    if task not in allowed:
+        hint = did_you_mean(str(task), allowed)
+        raise RecipeError(path, task, "must be one of " + ", ".join(allowed), hint)
+
+
+def arrays_to_raw(
+    x: Any,
+    y: Any,
+    task: TaskOption = "auto",
+    x_test: Any = None,
+    y_test: Any = None,
+    *,
+    name: str = "",
+    feature_names: Sequence[str] | None = None,
+    source: str = "arrays",
+) -> RawData:
+    """``RawData`` from numpy arrays (or anything ``np.asarray`` reads), inferring the task.
+
+    Classification labels are encoded ``0..C-1`` (``encode_labels``); regression targets become
+    float32. ``source`` names the data in error messages.
+
+    >>> raw = arrays_to_raw(np.ones((4, 2)), [10, 20, 10, 20])
+    >>> raw.task, raw.y.tolist(), raw.class_names
+    ('classification', [0, 1, 0, 1], ['10', '20'])
+    """
+    _check_task(task, "data.task")
+    if (x_test is None) != (y_test is None):
+        raise DataError(f"{source}: give both x_test and y_test, or neither (only one was given)")
+    x_arr = _features(x, source, "x")
+    y_arr = _target(y, len(x_arr), source, "y")
+    xt_arr = yt_arr = None
+    if x_test is not None:
+        xt_arr = _features(x_test, source, "x_test")
+        yt_arr = _target(y_test, len(xt_arr), source, "y_test")
+        if xt_arr.shape[1:] != x_arr.shape[1:]:
+            raise DataError(
+                f"{source}: x_test has samples of shape {xt_arr.shape[1:]} but x has {x_arr.shape[1:]}; "
+                "both must have the same features"
+            )
+    resolved: Task = infer_task(y_arr) if task == "auto" else task
+    names = None
+    if resolved == "classification":
+        if y_arr.ndim != 1:
+            raise DataError(
+                f"{source}: classification needs one label per sample (y of shape [N]); got y of shape "
+                f"{y_arr.shape}. For several numeric targets use task: regression"
+            )
+        y_arr, yt_arr, names = encode_labels(y_arr, yt_arr, source)
+    else:
+        y_arr = _regression_target(y_arr, source, "y", task)
+        if yt_arr is not None:
+            yt_arr = _regression_target(yt_arr, source, "y_test", task)
+            if yt_arr.shape[1:] != y_arr.shape[1:]:
+                raise DataError(f"{source}: y_test has shape {yt_arr.shape} but y has {y_arr.shape}")
+    return RawData(
+        x_arr,
+        y_arr,
+        resolved,
+        x_test=xt_arr,
+        y_test=yt_arr,
+        class_names=names,
+        feature_names=list(feature_names) if feature_names is not None else None,
+        name=name,
+    )
+
+
+def _features(x: Any, source: str, key: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise DataError(
+            f"{source}: {key} must be numeric, got values of type {a.dtype}; encode non-numeric "
+            "features as numbers (e.g. one-hot) or drop them"
+        )
+    if a.ndim == 0 or len(a) == 0:
+        raise DataError(f"{source}: {key} holds no samples (shape {a.shape})")
+    if a.ndim == 1:
+        a = a[:, None]  # a 1-D x is N samples of one feature
+    return a.astype(np.float32)
+
+
+def _target(y: Any, n: int, source: str, key: str) -> np.ndarray:
+    a = np.asarray(y)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]  # a column vector is one target
+    if a.ndim == 0 or a.ndim > 2:
+        raise DataError(f"{source}: {key} must have shape [N] or [N, T]; got {a.shape}")
+    if len(a) != n:
+        x_key = key.replace("y", "x")
+        raise DataError(f"{source}: {x_key} has {n} samples but {key} has {len(a)}; they must match")
+    return a
+
+
+def _regression_target(y: np.ndarray, source: str, key: str, task: str) -> np.ndarray:
+    if not _is_numeric(y):
+        try:
+            return y.astype(np.float32)  # numbers stored as text, e.g. np.array(["1.5", "2"])
+        except (TypeError, ValueError):
+            pass
+        first = next((v for v in y.reshape(-1) if not _is_number(v)), y.reshape(-1)[0])
+        hint = "" if task == "regression" else f" (inferred by the rule: {TASK_RULE})"
+        raise DataError(
+            f"{source}: regression needs numeric targets but {key} holds {_label_text(first)!r}{hint}; "
+            "use task: classification for labels"
+        )
+    return y.astype(np.float32)
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, (bool, np.bool_))
+
+
+# --- csv ---------------------------------------------------------------------------------------
+
+
+def _check_csv_params(params: Mapping[str, Any], path: str) -> None:
+    delimiter = params.get("delimiter", ",")
+    if len(delimiter) != 1:
+        raise RecipeError(f"{path}.delimiter", delimiter, 'must be one character, e.g. "," ";" or "\\t"')
+
+
+def _existing_file(path: str, kind: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{kind} file not found: {p} (resolved to {p.resolve()}); check data.path")
+    if not p.is_file():
+        raise DataError(f"{kind} path is not a file: {p}; data.path must name a single {kind} file")
+    return p
+
+
+def _read_rows(p: Path, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows and each row's line number; blank lines are skipped."""
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header.
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if header is None:
+                    header = [c.strip() for c in row]
+                    continue
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{p}: is not UTF-8 text ({e.reason} at byte {e.start}); save the CSV as UTF-8"
+        ) from None
+    except csv.Error as e:
+        raise DataError(f"{p}: not a readable CSV file ({e})") from None
+    if header is None:
+        raise DataError(f"{p}: the CSV file is empty; it needs a header row of column names and data rows")
+    if not rows:
+        raise DataError(f"{p}: the CSV file has a header ({', '.join(header)}) but no data rows")
+    return header, rows, lines
+
+
+def _parse_column(values: list[str], column: str, lines: list[int], p: Path, what: str) -> np.ndarray:
+    """Floats of one column (NaN for empty cells); a DataError names the first non-numeric cell."""
+    cells = [v.strip() for v in values]
+    try:
+        return np.array([c if c else "nan" for c in cells], dtype=np.float64)
+    except ValueError:
+        pass  # find the offending cell below, to name it
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, c in enumerate(cells):
+        if c and not _is_number(c):
+            raise DataError(
+                f"{p}: {what} column {column!r} holds the non-numeric value {c!r} on line {lines[i]} "
+                f"(data row {i + 1}); features must be numbers: encode the column as numbers "
+                "(e.g. one-hot or ordinal codes) or drop it"
+            )
+        out[i] = float(c) if c else np.nan
+    return out
+
+
+def _non_finite_error(p: Path, column: str, bad: np.ndarray, lines: list[int], n: int, fix: str) -> DataError:
+    where = ", ".join(str(lines[i]) for i in bad[:_SHOW_ROWS]) + (", ..." if len(bad) > _SHOW_ROWS else "")
+    return DataError(
+        f"{p}: column {column!r} has {len(bad)} of {n} rows empty, NaN or inf (lines {where}); {fix}"
+    )
+
+
+@DATASETS.register(
+    "csv",
+    "A CSV file with a header row: numeric feature columns and one target column.",
+    source="file",
+    validate=_check_csv_params,
+)
+def csv_file(
+    *,
+    path: Annotated[str, Doc("the CSV file (a header row of column names, then one sample per row)")],
+    target: Annotated[str, Doc("name of the column to predict; every other column is a feature")],
+    task: Annotated[
+        TaskOption,
+        Doc(f"auto: {TASK_RULE}"),
+    ] = "auto",
+    delimiter: Annotated[str, Doc('the field separator, e.g. "," ";" or "\\t"')] = ",",
+) -> RawData:
+    """Load a CSV file: every column but ``target`` is a numeric feature.
+
+    With ``task: auto`` the target decides: classification when it holds non-numeric values
+    (strings, booleans) or integers with at most 20 distinct values; otherwise regression. Class
+    labels map to ``0..C-1`` in sorted order and ``class_names`` keeps the labels' text.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "houses.csv"
+    >>> _ = p.write_text("rooms,area,price\\n3,70,210.5\\n4,95,299.9\\n2,50,150.0\\n")
+    >>> raw = csv_file(path=str(p), target="price")
+    >>> raw.task, raw.feature_names, raw.x.shape
+    ('regression', ['rooms', 'area'], (3, 2))
+    """
+    _check_task(task, "data.task")
+    _check_csv_params({"delimiter": delimiter}, "data")
+    p = _existing_file(path, "CSV")
+    header, rows, lines = _read_rows(p, delimiter)
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise DataError(f"{p}: the header repeats the column names {dupes}; give each column a unique name")
+    if all(_is_number(h) for h in header):
+        raise DataError(
+            f"{p}: the first row ({', '.join(header[:_SHOW_ROWS])}, ...) holds only numbers; the CSV needs a "
+            "header row of column names as its first line"
+        )
+    if target not in header:
+        hint = did_you_mean(target, header)
+        raise DataError(
+            f"{p}: no target column {target!r}; the columns are: {', '.join(header)}"
+            + (f" ({hint})" if hint else "")
+            + "; set data.target to one of them"
+        )
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != len(header):
+            raise DataError(
+                f"{p}: line {line} has {len(row)} fields but the header has {len(header)} columns; "
+                "every row needs one value per column (check for a stray delimiter or a missing value, "
+                "or set data.delimiter if the file uses another separator)"
+            )
+    features = [h for h in header if h != target]
+    if not features:
+        raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
+    n = len(rows)
+    cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
+    index = {h: j for j, h in enumerate(header)}
+    x = np.empty((n, len(features)), dtype=np.float64)
+    for k, name in enumerate(features):
+        x[:, k] = _parse_column(list(cols[index[name]]), name, lines, p, "feature")
+    bad_cols = [(name, np.flatnonzero(~np.isfinite(x[:, k]))) for k, name in enumerate(features)]
+    bad_cols = [(name, bad) for name, bad in bad_cols if len(bad)]
+    if bad_cols:
+        name, bad = bad_cols[0]
+        others = f" (also in {', '.join(repr(c) for c, _ in bad_cols[1:])})" if len(bad_cols) > 1 else ""
+        raise _non_finite_error(
+            p, name, bad, lines, n,
+            f"impute them (e.g. with the column's train median) or drop those rows{others}",
+        )
+    y_text = [c.strip() for c in cols[index[target]]]
+    y_missing = [i for i, c in enumerate(y_text) if not c or (_is_number(c) and not np.isfinite(float(c)))]
+    if y_missing:
+        raise _non_finite_error(
+            p, target, np.array(y_missing), lines, n,
+            "the target must be known for every row: drop those rows",
+        )
+    numeric = all(_is_number(c) for c in y_text)
+    if task == "regression" and not numeric:
+        i = next(i for i, c in enumerate(y_text) if not _is_number(c))
+        raise DataError(
+            f"{p}: task is regression but the target column {target!r} holds the non-numeric value "
+            f"{y_text[i]!r} on line {lines[i]}; use task: classification for labels, or fix that value"
+        )
+    y = np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
+    return arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
+
+
+# --- npz ---------------------------------------------------------------------------------------
+
+_NPZ_HOW = "save the arrays with np.savez(path, x=features, y=targets[, x_test=..., y_test=...])"
+
+
+@DATASETS.register(
+    "npz",
+    "A NumPy .npz archive with arrays x and y (optional x_test, y_test kept as the test split).",
+    source="file",
+)
+def npz_file(
+    *,
+    path: Annotated[str, Doc("the .npz file, written by np.savez(path, x=..., y=...[, x_test=, y_test=])")],
+    task: Annotated[TaskOption, Doc(f"auto: {TASK_RULE}")] = "auto",
+) -> RawData:
+    """Load ``x`` ``[N, *input_shape]`` and ``y`` ``[N]`` or ``[N, T]`` from a NumPy archive.
+
+    ``x_test`` and ``y_test``, when present, are kept as the test split. With ``task: auto``,
+    integer labels (at most 20 distinct) or text labels mean classification, other numbers regression.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.npz"
+    >>> np.savez(p, x=np.zeros((6, 1, 5)), y=np.array([0, 1, 2, 0, 1, 2]))
+    >>> raw = npz_file(path=str(p))
+    >>> raw.task, raw.x.shape, raw.x_test is None
+    ('classification', (6, 1, 5), True)
+    """
+    _check_task(task, "data.task")
+    p = _existing_file(path, "NPZ")
+    with p.open("rb") as f:
+        magic = f.read(6)
+    # Check the format first: np.load takes any other file for a pickle, and says only that.
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{p}: holds a single .npy array, not an .npz archive; {_NPZ_HOW}")
+    if not magic.startswith(b"PK"):
+        raise DataError(f"{p}: is not an .npz archive (a zip file); {_NPZ_HOW}")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except ValueError as e:  # an object array inside the archive is refused when read
+        raise DataError(
+            f"{p}: holds object (pickled) arrays, which are not loaded for safety; save plain numeric "
+            f"or string arrays with np.savez ({e})"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{p}: not a readable .npz file ({e}); {_NPZ_HOW}") from None
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise DataError(
+            f"{p}: missing the arrays {missing}; the file holds {sorted(arrays) or 'no arrays'}. "
+            "Save with np.savez(path, x=features, y=targets[, x_test=..., y_test=...])"
+        )
+    return arrays_to_raw(
+        arrays["x"], arrays["y"], task, arrays.get("x_test"), arrays.get("y_test"), name=p.stem, source=str(p)
+    )

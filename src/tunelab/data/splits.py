@@ -1,0 +1,287 @@
+"""Split once, by seed, stratified; fit preprocessing on train only.
+
+Every run of a study shares one split (``data.split_seed``, not ``train.seed``), so runs on
+different training seeds are paired on the same samples. Selection reads val; test is read once.
+
+    >>> import numpy as np
+    >>> from tunelab.recipe import DataSpec
+    >>> x, y = np.random.default_rng(0).normal(size=(200, 3)), np.arange(200) % 4
+    >>> b = bundle_from_arrays(x, y, DataSpec(val_fraction=0.25, test_fraction=0.2))
+    >>> b.summary()["sizes"], b.num_classes
+    ({'train': 120, 'val': 40, 'test': 40}, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from tunelab.data import DATASETS
+from tunelab.data.bundle import DataBundle, RawData
+from tunelab.data.files import TaskOption, arrays_to_raw
+from tunelab.errors import DataError
+from tunelab.recipe import DataSpec
+from tunelab.schema import check, field_hints
+
+# A standard deviation below this is a constant column up to float rounding (the threshold
+# scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.
+_CONSTANT_STD = 10 * np.finfo(np.float64).eps
+
+
+def _check_spec(spec: DataSpec) -> None:
+    """Re-check a DataSpec built in Python (a recipe's was checked on load): fractions in range."""
+    hints = field_hints(DataSpec)
+    for f in dataclasses.fields(DataSpec):
+        if f.name not in ("name", "params"):
+            check(getattr(spec, f.name), hints[f.name], f"data.{f.name}")
+
+
+def _non_finite(a: np.ndarray, what: str, source: str) -> None:
+    if a.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: {what} has NaN or inf values in {int(bad.sum())} of {len(a)} samples (first: sample "
+            f"{first}); impute them (e.g. with a train median) or drop those samples"
+        )
+
+
+def _split(
+    y: np.ndarray, fraction: float, seed: int, stratify: bool, part: str, field: str,
+    class_names: list[str], source: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, split-off) index arrays; ``fraction`` of the samples go to ``part``."""
+    n = len(y)
+    where = "the data" if part == "test" else "train (after test was split off)"
+    # train_test_split rounds the held-out part up: ceil(fraction * n), the rest is kept.
+    n_out = math.ceil(fraction * n)
+    n_in = n - n_out
+    if n_in < 1 or n_out < 1:
+        raise DataError(
+            f"{source}: {n} samples in {where} are too few to split: data.{field}={fraction} leaves "
+            f"{n_in} to keep and {n_out} for {part}; each split needs at least one. Use more data or "
+            f"change data.{field}"
+        )
+    if stratify:
+        present, counts = np.unique(y, return_counts=True)
+        rare = [
+            (class_names[c] if c < len(class_names) else str(c), int(k))
+            for c, k in zip(present, counts, strict=True)
+            if k < 2
+        ]
+        if rare:
+            name, k = rare[0]
+            others = f" (also {', '.join(repr(r) for r, _ in rare[1:])})" if len(rare) > 1 else ""
+            raise DataError(
+                f"{source}: class {name!r} has only {k} sample in {where}{others}; a stratified split into "
+                f"{part} needs at least 2 samples per class. Fix: drop or merge rare classes (for digits, "
+                f"data.classes), add samples of that class, or change data.{field}"
+            )
+        if n_out < len(present) or n_in < len(present):
+            raise DataError(
+                f"{source}: a stratified split needs a sample of each of the {len(present)} classes on both "
+                f"sides, but data.{field}={fraction} of {n} samples leaves {n_in} to keep and {n_out} for "
+                f"{part}. Fix: change data.{field}, add samples, or use fewer classes"
+            )
+    try:
+        kept, out = train_test_split(
+            np.arange(n), test_size=fraction, random_state=seed, stratify=y if stratify else None
+        )
+    except ValueError as e:  # a case the checks above missed: still a message, never a traceback
+        raise DataError(f"{source}: cannot split off {part} with data.{field}={fraction}: {e}") from None
+    return kept, out
+
+
+def _x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
+    """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``."""
+    if x_train.ndim == 2:
+        axes: tuple[int, ...] = (0,)
+        scope, shape = "per_feature", (1, x_train.shape[1])
+    else:
+        axes = (0, *range(2, x_train.ndim))
+        scope, shape = "per_channel", (1, x_train.shape[1]) + (1,) * (x_train.ndim - 2)
+    mean = x_train.mean(axis=axes, dtype=np.float64)
+    std = x_train.std(axis=axes, dtype=np.float64)
+    # A constant feature or channel (e.g. the always-blank border pixels of digits) has std 0;
+    # scaling it by 1 leaves it at 0 after centering instead of dividing by zero.
+    std = np.where(std < _CONSTANT_STD, 1.0, std)
+    return mean, std, scope, shape
+
+
+def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+
+
+def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
+    """Split ``raw`` into train / val / test and standardize with statistics fit on train only.
+
+    Without a published test split, ``spec.test_fraction`` is split off first; then
+    ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
+    and are stratified for classification. Regression targets are standardized too (train
+    statistics, kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
+
+    >>> import numpy as np
+    >>> raw = RawData(np.arange(40, dtype="float32")[:, None], np.arange(40, dtype="float32"), "regression")
+    >>> b = make_bundle(raw, DataSpec(test_fraction=0.25, val_fraction=0.2))
+    >>> [len(b.split(s)[0]) for s in ("train", "val", "test")], b.y_train.shape
+    ([24, 6, 10], torch.Size([24, 1]))
+    """
+    _check_spec(spec)
+    source = raw.name or spec.name or "data"
+    if raw.task not in ("classification", "regression"):
+        raise DataError(f"{source}: task must be classification or regression, got {raw.task!r}")
+    x, y = np.asarray(raw.x), np.asarray(raw.y)
+    if x.ndim == 1:
+        x = x[:, None]  # N samples of one feature
+    if len(x) != len(y):
+        raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)}; they must match")
+    if len(x) == 0:
+        raise DataError(f"{source}: the dataset has no samples")
+    has_test = raw.x_test is not None
+    if has_test != (raw.y_test is not None):
+        raise DataError(f"{source}: a published test split needs both x_test and y_test")
+    xt = yt = None
+    if has_test:
+        xt, yt = np.asarray(raw.x_test), np.asarray(raw.y_test)
+        if xt.ndim == 1:
+            xt = xt[:, None]
+        if xt.shape[1:] != x.shape[1:] or len(xt) != len(yt) or yt.shape[1:] != y.shape[1:]:
+            raise DataError(
+                f"{source}: the test split (x_test {xt.shape}, y_test {yt.shape}) does not match the data "
+                f"(x {x.shape}, y {y.shape}) in sample shape or length"
+            )
+        if len(xt) == 0:
+            raise DataError(f"{source}: the published test split is empty")
+    for arr, what in ((x, "x"), (y, "y"), (xt, "x_test"), (yt, "y_test")):
+        if arr is not None:
+            if arr.dtype.kind not in "biuf":
+                raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
+            _non_finite(arr, what, source)
+
+    classification = raw.task == "classification"
+    num_classes: int | None = None
+    class_names = raw.class_names
+    if classification:
+        labels = y if yt is None else np.concatenate([y, yt])
+        if y.ndim != 1 or labels.dtype.kind not in "iu" or labels.min() < 0:
+            raise DataError(
+                f"{source}: classification labels must be integers 0..C-1 of shape [N] (got {y.dtype} "
+                f"{y.shape}); pass raw labels through tunelab.data.bundle_from_arrays to encode them"
+            )
+        num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
+        if labels.max() >= num_classes:
+            raise DataError(
+                f"{source}: label {int(labels.max())} is out of range for the {num_classes} class names "
+                f"{class_names}"
+            )
+        if len(np.unique(y)) < 2:
+            raise DataError(
+                f"{source}: the training data holds a single class; classification needs at least two"
+            )
+        class_names = class_names or [str(i) for i in range(num_classes)]
+    else:
+        y = y.reshape(len(y), -1)  # regression targets are always [N, T]
+        yt = None if yt is None else yt.reshape(len(yt), -1)
+
+    names = class_names or []
+    if not has_test:
+        kept, out = _split(y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction",
+                           names, source)
+        x, xt, y, yt = x[kept], x[out], y[kept], y[out]
+    kept, out = _split(y, spec.val_fraction, spec.split_seed, classification, "val", "val_fraction",
+                       names, source)
+    x, xv, y, yv = x[kept], x[out], y[kept], y[out]
+    assert xt is not None and yt is not None  # set above, from the published split or the first cut
+
+    x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
+    preprocessing: dict[str, Any] = {}
+    y_mean = y_std = None
+    if spec.standardize:
+        mean, std, scope, shape = _x_stats(x)
+        x, xv, xt = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (x, xv, xt))
+        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
+        if not classification:
+            ym = y.mean(axis=0, dtype=np.float64)
+            ys = y.std(axis=0, dtype=np.float64)
+            ys = np.where(ys < _CONSTANT_STD, 1.0, ys)  # a constant target: keep it centred, unscaled
+            y, yv, yt = ((a - ym) / ys for a in (y, yv, yt))
+            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
+            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
+
+    y_dtype = torch.int64 if classification else torch.float32
+    return DataBundle(
+        x_train=_tensor(x, torch.float32),
+        y_train=_tensor(y, y_dtype),
+        x_val=_tensor(xv, torch.float32),
+        y_val=_tensor(yv, y_dtype),
+        x_test=_tensor(xt, torch.float32),
+        y_test=_tensor(yt, y_dtype),
+        task=raw.task,
+        input_shape=tuple(int(s) for s in x.shape[1:]),
+        num_outputs=int(num_classes) if num_classes is not None else int(y.shape[1]),
+        num_classes=num_classes,
+        name=raw.name or spec.name,
+        class_names=list(class_names) if class_names is not None else None,
+        feature_names=list(raw.feature_names) if raw.feature_names is not None else None,
+        preprocessing=preprocessing,
+        y_mean=y_mean,
+        y_std=y_std,
+    )
+
+
+def load_data(spec: DataSpec) -> DataBundle:
+    """Load the dataset a recipe's ``data:`` section names and split it (see ``make_bundle``).
+
+    >>> b = load_data(DataSpec(name="digits", params={"classes": [0, 1]}))
+    >>> b.num_classes, b.input_shape
+    (2, (1, 8, 8))
+    """
+    entry = DATASETS.get(spec.name, "data.name")
+    params = entry.check(spec.params, "data")  # a DataSpec built in Python skipped the recipe's checks
+    raw = entry.build(**params)
+    if not raw.name:
+        raw = dataclasses.replace(raw, name=entry.name)
+    return make_bundle(raw, spec)
+
+
+def _numpy(a: Any) -> Any:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return a
+
+
+def bundle_from_arrays(
+    x: Any,
+    y: Any,
+    spec: DataSpec | None = None,
+    x_test: Any = None,
+    y_test: Any = None,
+    task: TaskOption = "auto",
+    *,
+    name: str = "arrays",
+) -> DataBundle:
+    """A ``DataBundle`` from your own arrays or tensors (numpy, torch, or lists).
+
+    ``task="auto"`` infers it from ``y``: classification when ``y`` holds non-numeric values
+    (strings, booleans) or integers with at most 20 distinct values; otherwise regression. Labels
+    are encoded ``0..C-1`` in sorted order. ``x_test``/``y_test``, when given, are the test split;
+    otherwise ``spec.test_fraction`` is split off. ``spec`` defaults to ``DataSpec()``.
+
+    >>> import torch
+    >>> x, y = torch.randn(50, 2), torch.randn(50)
+    >>> b = bundle_from_arrays(x, y)
+    >>> b.task, b.y_train.shape[1], b.num_classes is None
+    ('regression', 1, True)
+    """
+    spec = DataSpec(name=name) if spec is None else spec
+    raw = arrays_to_raw(
+        _numpy(x), _numpy(y), task, _numpy(x_test), _numpy(y_test), name=name, source=name
+    )
+    return make_bundle(raw, spec)

@@ -1,0 +1,40 @@
+"""Training methods: each one a pure function plus a thin ``Method`` adapter hooking it into the loop.
+
+``METHODS`` lists every method a recipe can name (``methods: [{name: l2, weight: 1e-4}]``); an
+entry's parameters are its adapter's keyword arguments. The loop and its events are described in
+``tunelab.methods._base``.
+
+    >>> from tunelab.methods import METHODS
+    >>> METHODS.get("l2").build(weight=1e-3).weight
+    0.001
+"""
+
+from __future__ import annotations
+
+from tunelab.methods._base import EVENTS, Method, TrainState, hooks_of
+from tunelab.registry import Registry
+
+METHODS = Registry("method")
+
+# Each module registers its adapters into METHODS on import, so the registry must exist first;
+# the modules are listed explicitly (no discovery magic).
+from tunelab.methods import (  # noqa: E402
+    clipping,
+    early_stopping,
+    ema,
+    label_smoothing,
+    regularization,
+)
+
+__all__ = [
+    "EVENTS",
+    "METHODS",
+    "Method",
+    "TrainState",
+    "clipping",
+    "early_stopping",
+    "ema",
+    "hooks_of",
+    "label_smoothing",
+    "regularization",
+]

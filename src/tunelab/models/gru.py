@@ -1,0 +1,94 @@
+"""``gru``: a recurrent network (torch ``nn.GRU``) that reads each sample as a sequence.
+
+How a sample becomes a sequence ``[B, T, F]`` (T steps of F features):
+
+    tabular (F,)      F steps of 1 feature
+    signal  (C, L)    L steps of C features (one step per position, all channels at once)
+    image   (C, H, W) H steps of C*W features (the image is read row by row)
+
+The last layer's final hidden state (both directions when bidirectional) goes through
+[Dropout] -> Linear to the outputs. There is no ``batch_norm`` parameter: batch statistics do not
+fit a recurrence whose steps share weights; the GRU's gates already keep its state bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from torch import Tensor, nn
+
+from tunelab.models._base import MODELS, check_input
+from tunelab.schema import Doc, Range
+
+
+def as_sequence(x: Tensor) -> Tensor:
+    """``[B, *input_shape]`` -> ``[B, T, F]`` following the table in the module docstring.
+
+    >>> import torch
+    >>> as_sequence(torch.zeros(2, 3, 8, 5)).shape  # image (3, 8, 5): 8 rows of 3*5 features
+    torch.Size([2, 8, 15])
+    """
+    if x.dim() == 2:  # [B, F] -> [B, F, 1]
+        return x.unsqueeze(-1)
+    if x.dim() == 3:  # [B, C, L] -> [B, L, C]
+        return x.transpose(1, 2)
+    b, c, h, w = x.shape  # [B, C, H, W] -> [B, H, C, W] -> [B, H, C*W]
+    return x.permute(0, 2, 1, 3).reshape(b, h, c * w)
+
+
+@MODELS.register(
+    "gru", "Recurrent GRU network; reads signals by step, images by row, tables by feature.", skip=2
+)
+class GRUNet(nn.Module):
+    """``nn.GRU`` over the sample read as a sequence, then a Linear on the final hidden state.
+
+    >>> import torch
+    >>> GRUNet((1, 40), 10)(torch.zeros(2, 1, 40)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        *,
+        # 64 units hold a 40-step signal or an 8-row image comfortably and train quickly on a CPU.
+        hidden_size: Annotated[int, Range(ge=1), Doc("units of each GRU layer (per direction)")] = 64,
+        # One layer: small data rarely pays for a deeper recurrence, which is slower to train.
+        num_layers: Annotated[int, Range(ge=1), Doc("stacked GRU layers")] = 1,
+        # Off: one direction halves the cost; a bidirectional read helps when the end of a sequence
+        # says as much as its start.
+        bidirectional: Annotated[bool, Doc("read the sequence both ways")] = False,
+        # Off: recurrent nets on small data are usually capacity-limited before they overfit.
+        dropout: Annotated[
+            float, Range(ge=0, lt=1), Doc("dropout between GRU layers and before the final Linear")
+        ] = 0.0,
+    ) -> None:
+        super().__init__()
+        shape = check_input("gru", input_shape, ranks=(1, 2, 3), num_outputs=num_outputs)
+        if len(shape) == 1:
+            features = 1
+        elif len(shape) == 2:
+            features = shape[0]
+        else:
+            features = shape[0] * shape[2]
+        directions = 2 if bidirectional else 1
+        self.directions = directions
+        self.rnn = nn.GRU(
+            features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            # nn.GRU drops out only between layers (and warns when there is a single layer).
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.head = nn.Sequential(  # [B, directions * hidden_size] -> [B, num_outputs]
+            *([nn.Dropout(dropout)] if dropout > 0 else []),
+            nn.Linear(directions * hidden_size, num_outputs),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, h_n = self.rnn(as_sequence(x))  # h_n: [num_layers * directions, B, H]
+        last = h_n[-self.directions :].transpose(0, 1).flatten(1)  # [directions, B, H] -> [B, directions*H]
+        return self.head(last)  # [B, num_outputs]

@@ -1,0 +1,123 @@
+"""Terminal rendering with rich: tables of a run's result, registry listings, a progress bar.
+
+Renderers only format: the numbers come from ``RunResult.to_dict()`` and the registries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from tunelab.methods import Method, TrainState
+from tunelab.registry import Registry
+from tunelab.runs import RunResult
+
+QUALITY_ORDER = ("loss", "accuracy", "precision", "recall", "f1", "mse", "rmse", "mae", "r2")
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return "nan"
+        return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+    return str(v)
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def run_tables(result: RunResult) -> list[Table]:
+    """The tables `tunelab train` prints: quality on val and test, then costs."""
+    d = result.to_dict()
+    head = (
+        f"{d['status']} · {d['epochs']} epochs · best {d['monitor']} = {fmt(d['best_value'])} "
+        f"at epoch {fmt(d['best_epoch'])}"
+    )
+    quality = Table(title=head, title_justify="left")
+    quality.add_column("metric")
+    quality.add_column("val", justify="right")
+    quality.add_column("test", justify="right")
+    for k in QUALITY_ORDER:
+        if k in d["val"] or k in d["test"]:
+            quality.add_row(k, fmt(d["val"].get(k)), fmt(d["test"].get(k)))
+    tables = [quality]
+    eff = d.get("efficiency") or {}
+    if eff:
+        cost = Table(title="cost", title_justify="left")
+        cost.add_column("measure")
+        cost.add_column("value", justify="right")
+        rows = [
+            ("parameters", eff.get("params")),
+            ("size on disk", fmt_bytes(eff["size_bytes"]) if "size_bytes" in eff else None),
+            ("FLOPs / sample", eff.get("flops")),
+            ("train seconds", eff.get("train_seconds")),
+            ("latency ms (batch 1, median)", eff.get("latency_ms")),
+            ("latency ms (batch 1, p95)", eff.get("latency_p95_ms")),
+            ("throughput samples/s", eff.get("throughput")),
+        ]
+        for name, v in rows:
+            if v is not None:
+                cost.add_row(name, fmt(v) if not isinstance(v, str) else v)
+        tables.append(cost)
+    return tables
+
+
+def print_run(result: RunResult, console: Console | None = None) -> None:
+    console = console or Console()
+    for table in run_tables(result):
+        console.print(table)
+    if result.info:
+        for name, facts in result.info.items():
+            console.print(f"[bold]{name}[/bold]: {facts}")
+    if result.run_dir:
+        console.print(f"run directory: {result.run_dir}")
+
+
+def print_registry(reg: Registry, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"{reg.kind}s", title_justify="left", show_lines=True)
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("parameters")
+    for e in reg:
+        name = e.name + (f" ({', '.join(e.aliases)})" if e.aliases else "")
+        table.add_row(name, e.description, "\n".join(p.describe() for p in e.params) or "-")
+    console.print(table)
+
+
+class Progress(Method):
+    """A per-epoch progress bar on stderr, hooked in as a method (the loop's one mechanism)."""
+
+    name = "progress"
+
+    def __init__(self, epochs: int) -> None:
+        self._bar = RichProgress(
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._bar.add_task("train", total=epochs, status="")
+        self._bar.start()
+
+    def epoch_end(self, state: TrainState) -> None:
+        rec = state.history[-1]
+        status = f"train loss {rec['train']['loss']:.4f} · {state.monitor} {state.last():.4f}"
+        self._bar.update(self._task, advance=1, status=status)
+
+    def close(self) -> None:
+        self._bar.stop()

@@ -1,0 +1,221 @@
+"""The run directory and the result of a run.
+
+A run directory holds everything needed to repeat and audit a run::
+
+    recipe.yaml      the fully resolved recipe (every default written): `tunelab train recipe.yaml`
+                     repeats the run exactly
+    env.json         seed, device, threads, versions of Python / torch / tunelab / numpy, command
+    metrics.jsonl    one JSON line per finished epoch (train loss, val metrics, lr, seconds)
+    best.pt          state_dict of the evaluated weights at the best epoch of the monitor
+    final.pt         state_dict of the weights that were finally evaluated (val and test)
+    result.json      status, final val and test metrics, efficiency, timings (written last)
+    tb/              TensorBoard event files
+
+Checkpoints and result.json are written atomically (temporary file, then rename), so a crash or
+Ctrl-C never leaves a half-written file; metrics.jsonl is appended and flushed each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from tunelab.errors import TunelabError
+from tunelab.recipe import Recipe
+
+Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
+RUN_FILES = ("recipe.yaml", "env.json", "metrics.jsonl", "best.pt", "final.pt", "result.json")
+
+
+@dataclass
+class RunResult:
+    """What ``tunelab.fit`` returns: status, per-epoch history, final metrics and costs."""
+
+    status: Status
+    recipe: Recipe
+    epochs: int  # epochs actually run
+    history: list[dict[str, Any]]
+    val: dict[str, Any]  # final val metrics of the evaluated weights
+    test: dict[str, Any]  # the test split, read once at the end ({} if the run did not finish)
+    train_seconds: float
+    monitor: str
+    best_epoch: int | None = None
+    best_value: float | None = None
+    efficiency: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # what methods reported
+    message: str = ""
+    run_dir: str | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # the evaluated weights
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "stopped_early")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (what `tunelab train --json` prints)."""
+        return _finite(
+            {
+                "status": self.status,
+                "message": self.message,
+                "epochs": self.epochs,
+                "monitor": self.monitor,
+                "best_epoch": self.best_epoch,
+                "best_value": self.best_value,
+                "val": self.val,
+                "test": self.test,
+                "train_seconds": self.train_seconds,
+                "efficiency": self.efficiency,
+                "info": self.info,
+                "seed": self.recipe.train.seed,
+                "run_dir": self.run_dir,
+                "history": self.history,
+            }
+        )
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf -> None so the JSON is valid (a diverged run has NaN losses)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save through a temporary file and a rename: never a half-written checkpoint."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_run_dir(recipe_name: str, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{recipe_name}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = Path(f"{base}-{i}")
+    return path
+
+
+class RunDir:
+    """Writes one run directory. Reusing a directory of an earlier run replaces that run."""
+
+    def __init__(self, path: str | Path, tensorboard: bool = True) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            if not self.path.is_dir():
+                raise TunelabError(f"--out {self.path}: exists and is not a directory; choose another path")
+            entries = list(self.path.iterdir())
+            if entries and not (self.path / "recipe.yaml").exists():
+                raise TunelabError(
+                    f"--out {self.path}: directory is not empty and is not a tunelab run; "
+                    "choose a new or empty directory"
+                )
+            for name in RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            tb = self.path / "tb"
+            if tb.is_dir():
+                for f in tb.iterdir():
+                    f.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.path / "metrics.jsonl", "a")
+        self._tb = None
+        if tensorboard:
+            # Imported lazily: the tensorboard writer costs about a second to import.
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.path / "tb"))
+
+    def start(self, recipe: Recipe, env: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "recipe.yaml", recipe.to_yaml())
+        atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        self._metrics.write(json.dumps(_finite(record)) + "\n")
+        self._metrics.flush()
+        if self._tb is not None:
+            step = record["epoch"]
+            for split in ("train", "val"):
+                for k, v in record.get(split, {}).items():
+                    self._tb.add_scalar(f"{split}/{k}", v, step)
+            self._tb.add_scalar("lr", record["lr"], step)
+
+    def checkpoint(self, name: str, model: nn.Module) -> None:
+        atomic_save(model.state_dict(), self.path / name)
+
+    def finish(self, result: RunResult) -> None:
+        atomic_write_text(self.path / "result.json", json.dumps(result.to_dict(), indent=2))
+        self.close()
+
+    def close(self) -> None:
+        if not self._metrics.closed:
+            self._metrics.close()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def environment(recipe: Recipe, device: torch.device) -> dict[str, Any]:
+    """Versions, seed and machine facts recorded beside every run."""
+    import numpy
+
+    from tunelab import __version__
+
+    return {
+        "seed": recipe.train.seed,
+        "split_seed": recipe.data.split_seed,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "tunelab": __version__,
+        "platform": platform.platform(),
+        "command": sys.argv,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def load_result(run_dir: str | Path) -> dict[str, Any]:
+    """Read result.json of a finished run."""
+    path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        raise TunelabError(f"{run_dir}: no result.json; is this a finished tunelab run directory?")
+    return json.loads(path.read_text())

@@ -1,0 +1,349 @@
+"""The training loop: ``fit(recipe) -> RunResult``.
+
+Read top to bottom, this is the pseudocode in ``tunelab.methods._base`` made real. The hot loop
+does the minimum a plain PyTorch loop does: data stays on the device and is batched by index
+permutation, the train loss is summed on the device and read once per epoch (no per-batch sync),
+and methods are visited only for the hooks they override.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tunelab.data import DataBundle, bundle_from_arrays, load_data
+from tunelab.errors import RecipeError
+from tunelab.methods import METHODS, Method, TrainState, hooks_of
+from tunelab.metrics import efficiency_report, epoch_metrics, full_report
+from tunelab.models import build_model
+from tunelab.models.init import init_weights
+from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
+from tunelab.recipe import Recipe, load_recipe, monitor_mode
+from tunelab.runs import RunDir, RunResult, default_run_dir, environment
+
+Criterion = Callable[[Tensor, Tensor], Tensor]
+
+LOSSES: dict[str, Criterion] = {
+    "cross_entropy": F.cross_entropy,
+    "mse": F.mse_loss,
+    "mae": F.l1_loss,
+    "huber": F.huber_loss,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; an explicit device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RecipeError("train.device", name, "CUDA is not available on this machine; use auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RecipeError("train.device", name, "MPS is not available on this machine; use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch: the same recipe and seed give the same metrics on the CPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _criterion(recipe: Recipe, task: str) -> Criterion:
+    name = recipe.train.loss
+    if name == "auto":
+        name = "cross_entropy" if task == "classification" else "mse"
+    if (name == "cross_entropy") != (task == "classification"):
+        raise RecipeError("train.loss", recipe.train.loss, f"does not fit a {task} task")
+    return LOSSES[name]
+
+
+def _data(recipe: Recipe, data: Any) -> DataBundle:
+    if data is None:
+        return load_data(recipe.data)
+    if isinstance(data, DataBundle):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) in (2, 4):
+        x, y, *test = data
+        return bundle_from_arrays(x, y, recipe.data, *test)
+    raise RecipeError("data", type(data).__name__, "pass a DataBundle, (x, y) or (x, y, x_test, y_test)")
+
+
+@torch.inference_mode()
+def predict(net: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    """Outputs of ``net`` on ``x`` in eval mode, in batches (restores the training flag)."""
+    was_training = net.training
+    net.eval()
+    try:
+        return torch.cat([net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
+    finally:
+        net.train(was_training)
+
+
+def evaluate(
+    net: nn.Module, data: DataBundle, split: str, loss_fn: Criterion, batch_size: int, full: bool = False
+) -> dict[str, Any]:
+    """Loss and metrics of ``net`` on one split; ``full`` adds the per-class report."""
+    x, y = data.split(split)
+    out = predict(net, x, batch_size)
+    metrics: dict[str, Any] = {"loss": float(loss_fn(out, y))}
+    if data.task == "regression":  # metrics in the data's own units
+        out, y = data.unscale_y(out), data.unscale_y(y)
+    if full:
+        metrics.update(full_report(data.task, out, y, data.class_names))
+    else:
+        metrics.update(epoch_metrics(data.task, out, y, data.num_classes))
+    return metrics
+
+
+def fit(
+    recipe: Recipe | str | Path | dict[str, Any],
+    *,
+    overrides: Sequence[str] = (),
+    model: nn.Module | None = None,
+    data: DataBundle | tuple[Any, ...] | None = None,
+    out: str | Path | None = None,
+    save: bool = True,
+    methods: Sequence[Method] = (),
+) -> RunResult:
+    """Train and evaluate as the recipe says; return the result and write the run directory.
+
+    Args:
+        recipe: a Recipe, a YAML path or a mapping (validated before anything runs).
+        overrides: dotted ``a.b=c`` settings applied on top (as ``--set`` on the CLI).
+        model: your own ``nn.Module`` instead of ``recipe.model`` (trained in place).
+        data: a DataBundle, or arrays ``(x, y)`` / ``(x, y, x_test, y_test)`` split as the
+            recipe's ``data`` section says, instead of ``recipe.data``.
+        out: run directory; default ``runs/<dataset>-<model>-<time>``.
+        save: False writes no run directory (used inside studies and benchmarks).
+        methods: extra Method instances (your own hooks) run after the recipe's methods.
+
+    >>> r = fit({"data": {"name": "iris"}, "model": {"name": "linear"}, "train": {"epochs": 2}},
+    ...         save=False)  # doctest: +SKIP
+    >>> r.status, round(r.val["accuracy"], 2)  # doctest: +SKIP
+    ('completed', 0.75)
+    """
+    recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
+    t = recipe.train
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    seed_everything(t.seed)
+
+    bundle = _data(recipe, data).to(device)
+    criterion = _criterion(recipe, bundle.task)
+    if model is None:
+        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs)
+    else:
+        net = model
+        init_weights(net, recipe.model.init)
+    net = net.to(device)
+
+    n_train = len(bundle.x_train)
+    opt_entry = OPTIMIZERS.get(recipe.optimizer.name)
+    batch_size = n_train if opt_entry.tags.get("full_batch") else min(t.batch_size, n_train)
+    # A final batch of one sample breaks batch norm in training mode: fold it into the epoch's end.
+    steps_per_epoch = max(
+        1, n_train // batch_size if n_train % batch_size == 1 else -(-n_train // batch_size)
+    )
+    optimizer = build_optimizer(net, recipe.optimizer)
+    monitor = (
+        t.monitor
+        if t.monitor != "auto"
+        else ("val.accuracy" if bundle.task == "classification" else "val.loss")
+    )
+    if bundle.task == "regression" and monitor.split(".")[-1] in ("accuracy", "precision", "recall", "f1"):
+        raise RecipeError("train.monitor", monitor, "is a classification metric; this data is regression")
+    if bundle.task == "classification" and monitor.split(".")[-1] in ("mse", "rmse", "mae", "r2"):
+        raise RecipeError("train.monitor", monitor, "is a regression metric; this data is classification")
+    mode = monitor_mode(monitor)
+    schedule = build_schedule(optimizer, recipe.schedule, t.epochs, steps_per_epoch, mode)
+
+    instances = [METHODS.get(m.name).build(**m.params) for m in recipe.methods] + list(methods)
+    state = TrainState(
+        recipe=recipe,
+        data=bundle,
+        model=net,
+        optimizer=optimizer,
+        schedule=schedule,
+        criterion=criterion,
+        device=device,
+        monitor=monitor,
+        mode=mode,
+        steps_per_epoch=steps_per_epoch,
+    )
+    for hook in hooks_of(instances, "setup"):
+        hook(state)
+    if t.compile:
+        state.model.compile()  # in place: state_dict keys stay the same as the eager model's
+
+    run = None
+    if save:
+        name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
+        run = RunDir(out if out is not None else default_run_dir(name), tensorboard=t.tensorboard)
+        run.start(recipe, environment(recipe, device))
+
+    status, message = "completed", ""
+    best_value: float | None = None
+    best_epoch: int | None = None
+    started = time.perf_counter()
+    try:
+        status, message, best_epoch, best_value = _loop(state, instances, batch_size, run)
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted by the user after {len(state.history)} epoch(s)"
+    train_seconds = time.perf_counter() - started
+
+    for hook in hooks_of(instances, "fit_end"):
+        hook(state)
+    eval_net = state.eval_net if state.eval_net is not None else state.model
+    val: dict[str, Any] = {}
+    test: dict[str, Any] = {}
+    efficiency: dict[str, Any] = {}
+    if status in ("completed", "stopped_early"):
+        base_loss = LOSSES["cross_entropy"] if bundle.task == "classification" else criterion
+        val = evaluate(eval_net, bundle, "val", base_loss, t.eval_batch_size, full=True)
+        # The test split is read here, once, after every choice was made on val.
+        test = evaluate(eval_net, bundle, "test", base_loss, t.eval_batch_size, full=True)
+        if t.efficiency:
+            efficiency = efficiency_report(eval_net, bundle.input_shape, device)
+        efficiency["train_seconds"] = train_seconds
+        efficiency["seconds_per_epoch"] = train_seconds / max(1, len(state.history))
+        if run is not None:
+            run.checkpoint("final.pt", eval_net)
+
+    result = RunResult(
+        status=status,  # type: ignore[arg-type]
+        recipe=recipe,
+        epochs=len(state.history),
+        history=state.history,
+        val=val,
+        test=test,
+        train_seconds=train_seconds,
+        monitor=monitor,
+        best_epoch=best_epoch,
+        best_value=best_value,
+        efficiency=efficiency,
+        info=state.info,
+        message=message or state.stop_reason,
+        run_dir=str(run.path) if run is not None else None,
+        model=eval_net,
+    )
+    if run is not None:
+        run.finish(result)
+    if status == "interrupted":
+        raise KeyboardInterrupt(message)
+    return result
+
+
+def _loop(
+    state: TrainState, methods: list[Method], batch_size: int, run: RunDir | None
+) -> tuple[str, str, int | None, float | None]:
+    """Run the epochs; return (status, message, best_epoch, best_value)."""
+    recipe, data, device = state.recipe, state.data, state.device
+    t = recipe.train
+    x_train, y_train = data.x_train, data.y_train
+    n = len(x_train)
+    epoch_start = hooks_of(methods, "epoch_start")
+    batch_hooks = hooks_of(methods, "batch")
+    loss_hooks = hooks_of(methods, "loss")
+    after_backward = hooks_of(methods, "after_backward")
+    after_step = hooks_of(methods, "after_step")
+    eval_hooks = hooks_of(methods, "eval_model")
+    epoch_end = hooks_of(methods, "epoch_end")
+    step_batch = state.schedule.step_batch if state.schedule.per_batch else None
+    optimizer = state.optimizer
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if t.precision == "bf16"
+        else contextlib.nullcontext
+    )
+    val_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
+    # Batching by index permutation from a dedicated generator: the order depends only on the seed.
+    gen = torch.Generator().manual_seed(t.seed)
+    bounds = [(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(state.steps_per_epoch)]
+    bounds[-1] = (bounds[-1][0], n)  # the last batch takes any remainder (see steps_per_epoch)
+    better = (lambda a, b: a > b) if state.mode == "max" else (lambda a, b: a < b)
+    best_value: float | None = None
+    best_epoch: int | None = None
+
+    for epoch in range(t.epochs):
+        state.epoch = epoch
+        t0 = time.perf_counter()
+        for hook in epoch_start:
+            hook(state)
+        model = state.model
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
+        total = torch.zeros((), device=device)
+        for lo, hi in bounds:
+            idx = perm[lo:hi]
+            x, y = x_train[idx], y_train[idx]
+            for hook in batch_hooks:
+                x, y = hook(state, x, y)
+            with autocast():
+                out = model(x)
+                loss = state.criterion(out, y)
+            for hook in loss_hooks:
+                loss = hook(state, loss, out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for hook in after_backward:
+                hook(state)
+            optimizer.step()
+            if step_batch is not None:
+                step_batch()
+            state.step += 1
+            for hook in after_step:
+                hook(state)
+            total += loss.detach() * (hi - lo)
+
+        eval_net = model
+        for hook in eval_hooks:
+            eval_net = hook(state, eval_net)
+        state.eval_net = eval_net
+        train_loss = float(total) / n  # the one sync of the epoch
+        val = evaluate(eval_net, data, "val", val_loss, t.eval_batch_size)
+        record = {
+            "epoch": epoch + 1,
+            "train": {"loss": train_loss},
+            "val": val,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        state.history.append(record)
+        if not (math.isfinite(train_loss) and math.isfinite(val["loss"])):
+            if run is not None:
+                run.epoch(record)
+            lr = recipe.optimizer.params.get("lr")
+            return (
+                "diverged",
+                f"the loss became {train_loss if not math.isfinite(train_loss) else val['loss']} at epoch "
+                f"{epoch + 1}: lower optimizer.lr (now {lr}), add grad_clip, or check the data for "
+                "extreme values",
+                best_epoch,
+                best_value,
+            )
+        value = state.last()
+        if best_value is None or better(value, best_value):
+            best_value, best_epoch = value, epoch + 1
+            if run is not None:
+                run.checkpoint("best.pt", eval_net)
+        state.schedule.step_epoch(value)
+        for hook in epoch_end:
+            hook(state)
+        record["seconds"] = time.perf_counter() - t0
+        if run is not None:
+            run.epoch(record)
+        if state.stop:
+            return "stopped_early", state.stop_reason, best_epoch, best_value
+    return "completed", "", best_epoch, best_value

@@ -1,0 +1,94 @@
+"""Contract tests run over every registered method (the same checks for each entry)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tunelab.methods import EVENTS, METHODS, Method, hooks_of
+from tunelab.methods.early_stopping import EarlyStopping
+
+# The events each method overrides; hooks_of must list exactly these (no per-batch cost otherwise).
+EXPECTED_HOOKS = {
+    "l1": {"setup", "loss"},
+    "l2": {"setup", "loss"},
+    "elastic_net": {"setup", "loss"},
+    "grad_clip": {"setup", "after_backward", "epoch_end"},
+    "early_stopping": {"setup", "epoch_end", "fit_end"},
+    "label_smoothing": {"setup"},
+    "ema": {"setup", "after_step", "eval_model"},
+}
+
+
+def test_registry_holds_the_expected_methods():
+    assert set(EXPECTED_HOOKS) <= set(METHODS.names())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HOOKS))
+def test_entry_is_documented(name):
+    entry = METHODS.get(name)
+    assert entry.obj.name == name and issubclass(entry.obj, Method)
+    assert entry.description and "\n" not in entry.description and len(entry.description) <= 100
+    assert entry.params, "every method here has parameters"
+    for p in entry.params:
+        assert not p.required, f"{name}.{p.name} needs a default"
+        assert p.doc, f"{name}.{p.name} needs a Doc"
+        assert entry.check({p.name: p.default}, f"methods.{name}") == {p.name: p.default}  # default is valid
+    assert entry.obj.__doc__
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HOOKS))
+def test_hooks_of_lists_only_overridden_hooks(name):
+    method = METHODS.get(name).build()
+    overridden = {e for e in EVENTS if hooks_of([method], e)}
+    assert overridden == EXPECTED_HOOKS[name]
+
+
+def _problem():
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    return batches, (x, y)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HOOKS))
+def test_each_method_trains_with_its_defaults(name, state_factory, fit):
+    batches, val = _problem()
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    state = state_factory(model, steps_per_epoch=len(batches))
+    fit(state, [METHODS.get(name).build()], batches, 3, val)
+    assert len(state.history) == 3 and all(math.isfinite(r["val"]["loss"]) for r in state.history)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert state.history[-1]["val"]["accuracy"] > 0.5  # learns the linearly separable rule
+
+
+def test_methods_compose(state_factory, fit):
+    # All at once, in a recipe's order; early stopping restores into the EMA module it snapshotted.
+    batches, val = _problem()
+    methods = [METHODS.get(n).build() for n in ("l2", "label_smoothing", "grad_clip", "ema")]
+    methods.append(EarlyStopping(patience=2))
+    state = fit(state_factory(_model(), steps_per_epoch=len(batches)), methods, batches, 8, val)
+    assert state.eval_net is methods[3].averaged.module
+    info = state.info["early_stopping"]
+    best = max(r["val"]["accuracy"] for r in state.history)
+    assert info["best_value"] == best and state.history[info["best_epoch"] - 1]["val"]["accuracy"] == best
+    assert len(state.info["grad_clip"]["epochs"]) == len(state.history)
+
+
+def test_early_stopping_in_the_loop_stops_a_run_that_does_not_learn(state_factory, fit):
+    batches, val = _problem()
+    state = state_factory(_model(), steps_per_epoch=len(batches), lr=0.0)  # weights never change
+    fit(state, [EarlyStopping(patience=2)], batches, 10, val)
+    # Epoch 1 sets the best, epochs 2 and 3 do not improve on it: stop after epoch 3.
+    assert state.stop and len(state.history) == 3
+    assert state.info["early_stopping"]["stopped_epoch"] == 3

@@ -1,0 +1,240 @@
+"""End-to-end tests of the loop: learning, determinism, events, divergence, interruption."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from tunelab import DataBundle, Method, fit, load_recipe
+from tunelab.data import load_data
+from tunelab.methods import METHODS
+from tunelab.models import MODELS
+
+IRIS = {"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [16]}, "train": {"epochs": 3}}
+
+
+@pytest.fixture(scope="module")
+def iris() -> DataBundle:
+    return load_data(load_recipe(IRIS).data)
+
+
+def test_mnist1d_cnn_learns_well_above_chance():
+    r = fit(
+        {
+            "data": {"name": "mnist1d"},
+            "model": {"name": "cnn1d", "channels": [16, 32], "hidden": [64]},
+            "optimizer": {"name": "adam", "lr": 0.003},
+            "train": {"epochs": 4, "batch_size": 128, "efficiency": False},
+        },
+        save=False,
+    )
+    assert r.status == "completed" and r.epochs == 4
+    assert r.val["accuracy"] > 0.5  # chance is 0.1
+    assert r.test["accuracy"] > 0.5
+    assert len(r.test["confusion_matrix"]) == 10
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(iris):
+    a = fit(IRIS, data=iris, save=False, overrides=["train.efficiency=false"])
+    b = fit(IRIS, data=iris, save=False, overrides=["train.efficiency=false"])
+    c = fit(IRIS, data=iris, save=False, overrides=["train.efficiency=false", "train.seed=1"])
+    assert [h["train"]["loss"] for h in a.history] == [h["train"]["loss"] for h in b.history]
+    assert a.val == b.val and a.test == b.test
+    assert [h["train"]["loss"] for h in a.history] != [h["train"]["loss"] for h in c.history]
+
+
+def test_run_directory_is_complete_and_repeatable(tmp_path, iris):
+    out = tmp_path / "run"
+    r = fit(IRIS, out=out, overrides=["methods.early_stopping={patience: 2}"])
+    for name in ("recipe.yaml", "env.json", "metrics.jsonl", "best.pt", "final.pt", "result.json"):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == r.epochs and json.loads(lines[0])["epoch"] == 1
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == r.status and result["val"]["accuracy"] == pytest.approx(r.val["accuracy"])
+    env = json.loads((out / "env.json").read_text())
+    assert env["seed"] == 0 and env["torch"] == torch.__version__
+    # The saved weights load without tunelab and reproduce the reported val accuracy.
+    state = torch.load(out / "final.pt", weights_only=True)
+    model = MODELS.get("mlp").build((4,), 3, hidden=[16])
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        acc = (model(iris.x_val).argmax(1) == iris.y_val).float().mean().item()
+    assert acc == pytest.approx(r.val["accuracy"])
+    # The resolved recipe repeats the run exactly.
+    again = fit(out / "recipe.yaml", save=False)
+    assert again.val == r.val and again.test == r.test
+
+
+def test_reusing_an_out_directory_replaces_the_run(tmp_path):
+    out = tmp_path / "run"
+    fit(IRIS, out=out, overrides=["train.epochs=2"])
+    fit(IRIS, out=out, overrides=["train.epochs=1"])
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_out_directory_that_is_not_a_run_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="not a tunelab run"):
+        fit(IRIS, out=tmp_path, save=True)
+
+
+class Recorder(Method):
+    """Records the order in which the loop fires events."""
+
+    name = "recorder"
+
+    def __init__(self, log, tag):
+        self.log, self.tag = log, tag
+
+    def setup(self, state):
+        self.log.append((self.tag, "setup"))
+
+    def batch(self, state, x, y):
+        if state.step == 0:
+            self.log.append((self.tag, "batch"))
+        return x, y
+
+    def after_step(self, state):
+        if state.step == 1:
+            self.log.append((self.tag, "after_step"))
+
+    def epoch_end(self, state):
+        self.log.append((self.tag, "epoch_end"))
+
+    def fit_end(self, state):
+        self.log.append((self.tag, "fit_end"))
+
+
+def test_events_fire_in_order_and_after_hooks_reverse(iris):
+    log = []
+    fit(IRIS, data=iris, save=False, overrides=["train.epochs=1", "train.efficiency=false"],
+        methods=[Recorder(log, "a"), Recorder(log, "b")])
+    assert log == [
+        ("a", "setup"), ("b", "setup"),
+        ("a", "batch"), ("b", "batch"),
+        ("b", "after_step"), ("a", "after_step"),
+        ("b", "epoch_end"), ("a", "epoch_end"),
+        ("b", "fit_end"), ("a", "fit_end"),
+    ]
+
+
+def test_divergence_ends_the_run_with_a_clear_status(tmp_path):
+    r = fit({"data": {"name": "diabetes"}, "model": {"name": "linear"},
+             "optimizer": {"name": "sgd", "lr": 50.0}, "train": {"epochs": 30}}, out=tmp_path / "d")
+    assert r.status == "diverged"
+    assert "lower optimizer.lr" in r.message
+    assert r.test == {}  # nothing is reported on test for a failed run
+    assert json.loads((tmp_path / "d" / "result.json").read_text())["status"] == "diverged"
+
+
+class Interrupt(Method):
+    name = "interrupt"
+
+    def epoch_end(self, state):
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_leaves_a_consistent_directory(tmp_path, iris):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(IRIS, data=iris, out=out, overrides=["train.epochs=5"], methods=[Interrupt()])
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "interrupted" and result["epochs"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never finished
+    torch.load(out / "best.pt", weights_only=True)
+    assert not list(out.glob(".*.tmp*")) and not list(out.glob(".best.pt.*"))
+
+
+def test_fit_accepts_a_module_and_tensors():
+    torch.manual_seed(0)
+    x = torch.randn(300, 5)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
+    r = fit({"train": {"epochs": 15, "efficiency": False}, "optimizer": {"lr": 0.01}},
+            model=model, data=(x, y), save=False)
+    assert r.status == "completed" and r.val["accuracy"] > 0.85
+    assert r.model is model
+
+
+def test_regression_reports_metrics_in_data_units():
+    r = fit({"data": {"name": "diabetes"}, "model": {"name": "linear"},
+             "optimizer": {"name": "gd", "lr": 0.1}, "train": {"epochs": 200, "efficiency": False}},
+            save=False)
+    assert r.monitor == "val.loss"
+    assert 0.3 < r.val["r2"] < 0.7
+    assert r.val["mse"] > 1000  # diabetes targets are in the tens to hundreds, not standardized units
+
+
+def test_gd_takes_one_step_per_epoch(iris):
+    r = fit(IRIS, data=iris, save=False, overrides=["optimizer.name=gd", "train.efficiency=false"],
+            methods=[])
+    assert r.status == "completed"
+    assert r.info == {}
+
+
+def test_bf16_autocast_trains_like_fp32(iris):
+    common = ["train.epochs=40", "train.efficiency=false", "optimizer.lr=0.01"]
+    fp32 = fit(IRIS, data=iris, save=False, overrides=common)
+    bf16 = fit(IRIS, data=iris, save=False, overrides=[*common, "train.precision=bf16"])
+    assert bf16.status == "completed" and fp32.val["accuracy"] > 0.85
+    assert bf16.val["accuracy"] >= fp32.val["accuracy"] - 0.1
+    assert bf16.history[0]["train"]["loss"] != fp32.history[0]["train"]["loss"]  # autocast really ran
+
+
+def test_compile_gives_the_same_kind_of_result(iris):
+    pytest.importorskip("torch._inductor")
+    r = fit(IRIS, data=iris, save=False, overrides=["train.compile=true", "train.efficiency=false"])
+    assert r.status == "completed"
+    assert not any(k.startswith("_orig_mod") for k in r.model.state_dict())
+
+
+def test_efficiency_is_measured(iris):
+    r = fit(IRIS, data=iris, save=False, overrides=["train.epochs=1"])
+    e = r.efficiency
+    assert e["params"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert e["latency_ms"] > 0 and e["throughput"] > 0 and e["size_bytes"] > e["params"] * 4
+
+
+def test_regression_monitor_must_fit_the_task():
+    from tunelab.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="train.monitor"):
+        fit({"data": {"name": "diabetes"}, "train": {"monitor": "val.accuracy"}}, save=False)
+
+
+# --- contract tests over every registered model and method -------------------------------------
+
+SHAPES = {"linear": "iris", "mlp": "iris", "cnn1d": "mnist1d", "cnn2d": "digits", "resnet": "digits",
+          "gru": "mnist1d"}
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if n != "custom"])
+def test_every_model_trains_a_step_serializes_and_is_deterministic(name, tmp_path):
+    assert name in SHAPES, f"add {name} to SHAPES"
+    recipe = {"data": {"name": SHAPES[name]}, "model": {"name": name},
+              "train": {"epochs": 1, "efficiency": False, "batch_size": 256}}
+    a = fit(recipe, out=tmp_path / "a")
+    b = fit(recipe, save=False)
+    assert a.status == "completed" and a.val == b.val
+    state = torch.load(tmp_path / "a" / "final.pt", weights_only=True)
+    assert state.keys() == a.model.state_dict().keys()
+
+
+METHOD_PARAMS = {"early_stopping": {"patience": 1}}
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_runs_in_the_loop_and_is_deterministic(name, iris, tmp_path):
+    recipe = load_recipe(IRIS, [f"methods.{name}={json.dumps(METHOD_PARAMS.get(name, {}))}",
+                                "train.efficiency=false"])
+    a = fit(recipe, data=iris, out=tmp_path / "a")
+    b = fit(recipe, data=iris, save=False)
+    assert a.status in ("completed", "stopped_early")
+    assert [h["train"]["loss"] for h in a.history] == [h["train"]["loss"] for h in b.history]
+    assert a.val == b.val
+    torch.load(tmp_path / "a" / "final.pt", weights_only=True)

@@ -26,8 +26,9 @@ def recipe(tmp_path):
 
 
 def test_train_json_has_the_documented_keys(recipe, tmp_path, capsys):
-    code, out, _ = run_cli(["train", str(recipe), "--json", "--out", str(tmp_path / "run"),
-                            "--set", "train.epochs=2"], capsys)
+    code, out, _ = run_cli(
+        ["train", str(recipe), "--json", "--out", str(tmp_path / "run"), "--set", "train.epochs=2"], capsys
+    )
     assert code == 0
     d = json.loads(out)
     for key in ("status", "epochs", "val", "test", "train_seconds", "run_dir"):
@@ -63,7 +64,7 @@ def test_quiet_prints_nothing(recipe, tmp_path, capsys):
     ],
 )
 def test_user_errors_exit_2_with_one_clear_line(recipe, args, fragment, capsys):
-    code, out, err = run_cli(["train", str(recipe), *args], capsys)
+    code, _out, err = run_cli(["train", str(recipe), *args], capsys)
     assert code == 2
     assert fragment in err
     assert "Traceback" not in err and err.startswith("error: ")
@@ -85,9 +86,10 @@ def test_data_errors_are_clear(tmp_path, capsys):
 
 def test_diverged_run_exits_1(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("data: {name: diabetes}\nmodel: {name: linear}\noptimizer: {name: sgd, lr: 50}\n"
-                      "train: {epochs: 30}\n")
-    code, out, err = run_cli(["train", str(recipe), "--json", "--out", str(tmp_path / "run")], capsys)
+    recipe.write_text(
+        "data: {name: diabetes}\nmodel: {name: linear}\noptimizer: {name: sgd, lr: 50}\ntrain: {epochs: 30}\n"
+    )
+    code, out, _err = run_cli(["train", str(recipe), "--json", "--out", str(tmp_path / "run")], capsys)
     assert code == 1 and json.loads(out)["status"] == "diverged"
 
 

@@ -111,20 +111,37 @@ class Recorder(Method):
 
 def test_events_fire_in_order_and_after_hooks_reverse(iris):
     log = []
-    fit(IRIS, data=iris, save=False, overrides=["train.epochs=1", "train.efficiency=false"],
-        methods=[Recorder(log, "a"), Recorder(log, "b")])
+    fit(
+        IRIS,
+        data=iris,
+        save=False,
+        overrides=["train.epochs=1", "train.efficiency=false"],
+        methods=[Recorder(log, "a"), Recorder(log, "b")],
+    )
     assert log == [
-        ("a", "setup"), ("b", "setup"),
-        ("a", "batch"), ("b", "batch"),
-        ("b", "after_step"), ("a", "after_step"),
-        ("b", "epoch_end"), ("a", "epoch_end"),
-        ("b", "fit_end"), ("a", "fit_end"),
+        ("a", "setup"),
+        ("b", "setup"),
+        ("a", "batch"),
+        ("b", "batch"),
+        ("b", "after_step"),
+        ("a", "after_step"),
+        ("b", "epoch_end"),
+        ("a", "epoch_end"),
+        ("b", "fit_end"),
+        ("a", "fit_end"),
     ]
 
 
 def test_divergence_ends_the_run_with_a_clear_status(tmp_path):
-    r = fit({"data": {"name": "diabetes"}, "model": {"name": "linear"},
-             "optimizer": {"name": "sgd", "lr": 50.0}, "train": {"epochs": 30}}, out=tmp_path / "d")
+    r = fit(
+        {
+            "data": {"name": "diabetes"},
+            "model": {"name": "linear"},
+            "optimizer": {"name": "sgd", "lr": 50.0},
+            "train": {"epochs": 30},
+        },
+        out=tmp_path / "d",
+    )
     assert r.status == "diverged"
     assert "lower optimizer.lr" in r.message
     assert r.test == {}  # nothing is reported on test for a failed run
@@ -155,24 +172,35 @@ def test_fit_accepts_a_module_and_tensors():
     x = torch.randn(300, 5)
     y = (x[:, 0] + x[:, 1] > 0).long()
     model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
-    r = fit({"train": {"epochs": 15, "efficiency": False}, "optimizer": {"lr": 0.01}},
-            model=model, data=(x, y), save=False)
+    r = fit(
+        {"train": {"epochs": 15, "efficiency": False}, "optimizer": {"lr": 0.01}},
+        model=model,
+        data=(x, y),
+        save=False,
+    )
     assert r.status == "completed" and r.val["accuracy"] > 0.85
     assert r.model is model
 
 
 def test_regression_reports_metrics_in_data_units():
-    r = fit({"data": {"name": "diabetes"}, "model": {"name": "linear"},
-             "optimizer": {"name": "gd", "lr": 0.1}, "train": {"epochs": 200, "efficiency": False}},
-            save=False)
+    r = fit(
+        {
+            "data": {"name": "diabetes"},
+            "model": {"name": "linear"},
+            "optimizer": {"name": "gd", "lr": 0.1},
+            "train": {"epochs": 200, "efficiency": False},
+        },
+        save=False,
+    )
     assert r.monitor == "val.loss"
     assert 0.3 < r.val["r2"] < 0.7
     assert r.val["mse"] > 1000  # diabetes targets are in the tens to hundreds, not standardized units
 
 
 def test_gd_takes_one_step_per_epoch(iris):
-    r = fit(IRIS, data=iris, save=False, overrides=["optimizer.name=gd", "train.efficiency=false"],
-            methods=[])
+    r = fit(
+        IRIS, data=iris, save=False, overrides=["optimizer.name=gd", "train.efficiency=false"], methods=[]
+    )
     assert r.status == "completed"
     assert r.info == {}
 
@@ -203,21 +231,30 @@ def test_efficiency_is_measured(iris):
 def test_regression_monitor_must_fit_the_task():
     from tunelab.errors import RecipeError
 
-    with pytest.raises(RecipeError, match="train.monitor"):
+    with pytest.raises(RecipeError, match=r"train\.monitor"):
         fit({"data": {"name": "diabetes"}, "train": {"monitor": "val.accuracy"}}, save=False)
 
 
 # --- contract tests over every registered model and method -------------------------------------
 
-SHAPES = {"linear": "iris", "mlp": "iris", "cnn1d": "mnist1d", "cnn2d": "digits", "resnet": "digits",
-          "gru": "mnist1d"}
+SHAPES = {
+    "linear": "iris",
+    "mlp": "iris",
+    "cnn1d": "mnist1d",
+    "cnn2d": "digits",
+    "resnet": "digits",
+    "gru": "mnist1d",
+}
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS.names() if n != "custom"])
 def test_every_model_trains_a_step_serializes_and_is_deterministic(name, tmp_path):
     assert name in SHAPES, f"add {name} to SHAPES"
-    recipe = {"data": {"name": SHAPES[name]}, "model": {"name": name},
-              "train": {"epochs": 1, "efficiency": False, "batch_size": 256}}
+    recipe = {
+        "data": {"name": SHAPES[name]},
+        "model": {"name": name},
+        "train": {"epochs": 1, "efficiency": False, "batch_size": 256},
+    }
     a = fit(recipe, out=tmp_path / "a")
     b = fit(recipe, save=False)
     assert a.status == "completed" and a.val == b.val
@@ -230,8 +267,9 @@ METHOD_PARAMS = {"early_stopping": {"patience": 1}}
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_runs_in_the_loop_and_is_deterministic(name, iris, tmp_path):
-    recipe = load_recipe(IRIS, [f"methods.{name}={json.dumps(METHOD_PARAMS.get(name, {}))}",
-                                "train.efficiency=false"])
+    recipe = load_recipe(
+        IRIS, [f"methods.{name}={json.dumps(METHOD_PARAMS.get(name, {}))}", "train.efficiency=false"]
+    )
     a = fit(recipe, data=iris, out=tmp_path / "a")
     b = fit(recipe, data=iris, save=False)
     assert a.status in ("completed", "stopped_early")

@@ -143,8 +143,10 @@ _AMSGRAD = Annotated[bool, Doc("use the running maximum of the second moment (AM
 
 
 @OPTIMIZERS.register(
-    "gd", "Full-batch gradient descent: plain SGD on the whole train split as one batch.",
-    skip=1, full_batch=True,
+    "gd",
+    "Full-batch gradient descent: plain SGD on the whole train split as one batch.",
+    skip=1,
+    full_batch=True,
 )
 def _gd(
     params: ParamGroups,
@@ -301,7 +303,8 @@ def _step(
         step_size = max(1, math.ceil(horizon.epochs / 3))
     elif step_size >= horizon.epochs:
         raise RecipeError(
-            "schedule.step_size", step_size,
+            "schedule.step_size",
+            step_size,
             f"must be < {horizon.epochs}, the epochs the schedule runs (train.epochs minus "
             "schedule.warmup_epochs); otherwise the LR never decays",
         )
@@ -320,8 +323,10 @@ def _check_milestones(params: Mapping[str, Any], path: str) -> None:
 
 
 @SCHEDULES.register(
-    "multistep", "Multi-step decay: multiply the LR by gamma at each milestone epoch.",
-    skip=2, validate=_check_milestones,
+    "multistep",
+    "Multi-step decay: multiply the LR by gamma at each milestone epoch.",
+    skip=2,
+    validate=_check_milestones,
 )
 def _multistep(
     optimizer: Optimizer,
@@ -333,7 +338,8 @@ def _multistep(
     _check_milestones({"milestones": milestones}, "schedule")
     if milestones[-1] >= horizon.epochs:
         raise RecipeError(
-            "schedule.milestones", milestones,
+            "schedule.milestones",
+            milestones,
             f"each must be < {horizon.epochs}, the epochs the schedule runs (train.epochs minus "
             "schedule.warmup_epochs); a later milestone never fires",
         )
@@ -370,14 +376,18 @@ def _has_momentum(optimizer: Optimizer) -> bool:
 
 _CYCLE_MOMENTUM = Annotated[
     bool,
-    Doc("cycle momentum (beta1 for Adam) inversely to the LR, replacing the optimizer's value; "
-        "skipped for optimizers without momentum (sgd, gd, rmsprop with momentum 0)"),
+    Doc(
+        "cycle momentum (beta1 for Adam) inversely to the LR, replacing the optimizer's value; "
+        "skipped for optimizers without momentum (sgd, gd, rmsprop with momentum 0)"
+    ),
 ]
 
 
 @SCHEDULES.register(
-    "onecycle", "One-cycle policy (Smith): LR up to max_lr then annealed far below; per batch.",
-    skip=2, per_batch=True,
+    "onecycle",
+    "One-cycle policy (Smith): LR up to max_lr then annealed far below; per batch.",
+    skip=2,
+    per_batch=True,
 )
 def _onecycle(
     optimizer: Optimizer,
@@ -412,8 +422,10 @@ def _onecycle(
 
 
 @SCHEDULES.register(
-    "cyclic", "Cyclical LR (Smith 2017): triangle waves between base_lr and max_lr; per batch.",
-    skip=2, per_batch=True,
+    "cyclic",
+    "Cyclical LR (Smith 2017): triangle waves between base_lr and max_lr; per batch.",
+    skip=2,
+    per_batch=True,
 )
 def _cyclic(
     optimizer: Optimizer,
@@ -626,7 +638,8 @@ def build_schedule(
     warmup_epochs = spec.warmup_epochs
     if not 0 <= warmup_epochs < epochs:
         raise RecipeError(
-            "schedule.warmup_epochs", warmup_epochs,
+            "schedule.warmup_epochs",
+            warmup_epochs,
             f"must be >= 0 and < train.epochs ({epochs}), so the schedule itself gets epochs to run",
         )
     per_batch = bool(entry.tags.get("per_batch"))

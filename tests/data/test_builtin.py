@@ -51,9 +51,7 @@ def test_mnist1d_shapes_and_published_test_split(fresh_mnist1d: dict[str, np.nda
 
 
 @pytest.fixture
-def counted_generator(
-    monkeypatch: pytest.MonkeyPatch, fresh_mnist1d: dict[str, np.ndarray]
-) -> list[int]:
+def counted_generator(monkeypatch: pytest.MonkeyPatch, fresh_mnist1d: dict[str, np.ndarray]) -> list[int]:
     """Replace the ~2 s generation by the session's fresh arrays; count the calls."""
     calls: list[int] = []
 
@@ -69,7 +67,9 @@ def counted_generator(
 
 
 def test_mnist1d_cache_is_written_once_then_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_generator: list[int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    counted_generator: list[int],
     fresh_mnist1d: dict[str, np.ndarray],
 ) -> None:
     monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
@@ -84,7 +84,9 @@ def test_mnist1d_cache_is_written_once_then_read(
 
 
 def test_mnist1d_damaged_cache_is_regenerated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted_generator: list[int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    counted_generator: list[int],
     fresh_mnist1d: dict[str, np.ndarray],
 ) -> None:
     monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))

@@ -43,8 +43,13 @@ def make_state(
     )
 
 
-def mini_fit(state: TrainState, methods: list[Method], batches: list[tuple[torch.Tensor, torch.Tensor]],
-             epochs: int, val: tuple[torch.Tensor, torch.Tensor]) -> TrainState:
+def mini_fit(
+    state: TrainState,
+    methods: list[Method],
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    val: tuple[torch.Tensor, torch.Tensor],
+) -> TrainState:
     """The loop of ``_base``'s pseudocode, on fixed batches; the val record has loss and accuracy."""
     for hook in hooks_of(methods, "setup"):
         hook(state)
@@ -76,13 +81,17 @@ def mini_fit(state: TrainState, methods: list[Method], batches: list[tuple[torch
             net.eval()
             out = net(val[0])
             net.train()
-        state.history.append({
-            "epoch": epoch + 1,
-            "train": {"loss": float(loss.detach())},
-            "val": {"loss": float(F.cross_entropy(out, val[1])),
-                    "accuracy": float((out.argmax(1) == val[1]).float().mean())},
-            "lr": state.optimizer.param_groups[0]["lr"],
-        })
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "train": {"loss": float(loss.detach())},
+                "val": {
+                    "loss": float(F.cross_entropy(out, val[1])),
+                    "accuracy": float((out.argmax(1) == val[1]).float().mean()),
+                },
+                "lr": state.optimizer.param_groups[0]["lr"],
+            }
+        )
         for hook in hooks_of(methods, "epoch_end"):
             hook(state)
         if state.stop:

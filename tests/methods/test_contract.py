@@ -47,6 +47,11 @@ def test_hooks_of_lists_only_overridden_hooks(name):
     assert overridden == EXPECTED_HOOKS[name]
 
 
+def test_l1_proximal_swaps_the_loss_hook_for_a_step_hook():
+    method = METHODS.get("l1").build(proximal=True)
+    assert {e for e in EVENTS if hooks_of([method], e)} == {"setup", "after_step"}
+
+
 def _problem():
     torch.manual_seed(0)
     x = torch.randn(64, 4)

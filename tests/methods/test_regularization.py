@@ -127,3 +127,37 @@ def test_recipe_parameters_are_checked():
     with pytest.raises(RecipeError) as e:
         METHODS.get("l2").check({"weight": -1}, "methods.l2")
     assert e.value.path == "methods.l2.weight"
+
+
+def test_soft_threshold_is_the_l1_proximal_operator():
+    from tunelab.methods.regularization import soft_threshold_
+
+    w = torch.tensor([0.5, -0.05, -2.0, 0.1])
+    soft_threshold_([w], 0.1)
+    assert torch.equal(w, torch.tensor([0.4, 0.0, -1.9, 0.0]))
+
+
+def test_proximal_l1_with_gd_reaches_the_lasso_solution():
+    """Full-batch GD + soft-thresholding on an MSE loss is ISTA; its fixed point is scikit-learn's
+    Lasso with alpha = weight / 2 (Lasso's data term is 1/(2n)·||y − Xw||², tunelab's is the MSE)."""
+    from sklearn.linear_model import Lasso
+
+    import tunelab
+
+    weight = 0.1
+    r = tunelab.fit(
+        {
+            "data": {"name": "diabetes"},
+            "model": {"name": "linear"},
+            "optimizer": {"name": "gd", "lr": 0.2},
+            "train": {"epochs": 3000, "efficiency": False, "tensorboard": False},
+            "methods": [{"name": "l1", "weight": weight, "proximal": True}],
+        },
+        save=False,
+    )
+    data = tunelab.load_data(tunelab.load_recipe({"data": {"name": "diabetes"}}).data)
+    ref = Lasso(alpha=weight / 2).fit(data.x_train.numpy(), data.y_train.numpy().ravel())
+    layer = next(m for m in r.model.modules() if isinstance(m, nn.Linear))
+    coef = layer.weight.detach().numpy().ravel()
+    assert (coef == 0).sum() == (ref.coef_ == 0).sum() > 0  # exact zeros, as many as the lasso
+    assert coef == pytest.approx(ref.coef_, abs=2e-3)

@@ -249,7 +249,9 @@ def iris() -> RawData:
 
 
 @DATASETS.register(
-    "wine", "scikit-learn wine: 178 wines, 13 chemical features, 3 cultivars.", source="builtin",
+    "wine",
+    "scikit-learn wine: 178 wines, 13 chemical features, 3 cultivars.",
+    source="builtin",
     task="classification",
 )
 def wine() -> RawData:

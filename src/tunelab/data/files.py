@@ -376,14 +376,22 @@ def csv_file(
         name, bad = bad_cols[0]
         others = f" (also in {', '.join(repr(c) for c, _ in bad_cols[1:])})" if len(bad_cols) > 1 else ""
         raise _non_finite_error(
-            p, name, bad, lines, n,
+            p,
+            name,
+            bad,
+            lines,
+            n,
             f"impute them (e.g. with the column's train median) or drop those rows{others}",
         )
     y_text = [c.strip() for c in cols[index[target]]]
     y_missing = [i for i, c in enumerate(y_text) if not c or (_is_number(c) and not np.isfinite(float(c)))]
     if y_missing:
         raise _non_finite_error(
-            p, target, np.array(y_missing), lines, n,
+            p,
+            target,
+            np.array(y_missing),
+            lines,
+            n,
             "the target must be known for every row: drop those rows",
         )
     numeric = all(_is_number(c) for c in y_text)

@@ -54,8 +54,14 @@ def _non_finite(a: np.ndarray, what: str, source: str) -> None:
 
 
 def _split(
-    y: np.ndarray, fraction: float, seed: int, stratify: bool, part: str, field: str,
-    class_names: list[str], source: str,
+    y: np.ndarray,
+    fraction: float,
+    seed: int,
+    stratify: bool,
+    part: str,
+    field: str,
+    class_names: list[str],
+    source: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, split-off) index arrays; ``fraction`` of the samples go to ``part``."""
     n = len(y)
@@ -192,11 +198,13 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
 
     names = class_names or []
     if not has_test:
-        kept, out = _split(y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction",
-                           names, source)
+        kept, out = _split(
+            y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction", names, source
+        )
         x, xt, y, yt = x[kept], x[out], y[kept], y[out]
-    kept, out = _split(y, spec.val_fraction, spec.split_seed, classification, "val", "val_fraction",
-                       names, source)
+    kept, out = _split(
+        y, spec.val_fraction, spec.split_seed, classification, "val", "val_fraction", names, source
+    )
     x, xv, y, yv = x[kept], x[out], y[kept], y[out]
     assert xt is not None and yt is not None  # set above, from the published split or the first cut
 
@@ -281,7 +289,5 @@ def bundle_from_arrays(
     ('regression', 1, True)
     """
     spec = DataSpec(name=name) if spec is None else spec
-    raw = arrays_to_raw(
-        _numpy(x), _numpy(y), task, _numpy(x_test), _numpy(y_test), name=name, source=name
-    )
+    raw = arrays_to_raw(_numpy(x), _numpy(y), task, _numpy(x_test), _numpy(y_test), name=name, source=name)
     return make_bundle(raw, spec)

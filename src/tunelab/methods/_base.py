@@ -95,6 +95,9 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    # Hooks this instance overrides but does not need with its parameters (e.g. L1's proximal
+    # step when proximal=False): the loop skips them, keeping per-batch cost at zero.
+    skip_hooks: frozenset[str] = frozenset()
 
     @classmethod
     def validate_recipe(cls, recipe: Recipe, spec: Any) -> None:
@@ -131,5 +134,9 @@ class Method:
 def hooks_of(methods: list[Method], event: str) -> list[Callable[..., Any]]:
     """Bound hooks of the methods that override ``event``, in the order the loop calls them."""
     base = getattr(Method, event)
-    bound = [getattr(m, event) for m in methods if getattr(type(m), event) is not base]
+    bound = [
+        getattr(m, event)
+        for m in methods
+        if getattr(type(m), event) is not base and event not in m.skip_hooks
+    ]
     return bound[::-1] if event in REVERSED_EVENTS else bound

@@ -30,7 +30,7 @@ from tunelab.methods._base import Method, TrainState
 from tunelab.params import split_decay
 from tunelab.schema import Doc, Range
 
-__all__ = ["L1", "L2", "ElasticNet", "elastic_net_penalty", "l1_penalty", "l2_penalty"]
+__all__ = ["L1", "L2", "ElasticNet", "elastic_net_penalty", "l1_penalty", "l2_penalty", "soft_threshold_"]
 
 
 # One fused (differentiable) norm per tensor, as clip_grad_norm_ does, then one sum: a few kernel
@@ -91,6 +91,23 @@ def elastic_net_penalty(params: Iterable[Tensor], weight: float, l1_ratio: float
     return weight * (l1_ratio * _abs_sum(params) + (1 - l1_ratio) / 2 * _sq_sum(params))
 
 
+@torch.no_grad()
+def soft_threshold_(params: Iterable[Tensor], threshold: float) -> None:
+    """In place ``w ← sign(w)·max(|w| − threshold, 0)``: the proximal step of ``threshold·Σ|w|``.
+
+    After a plain gradient step with learning rate η, ``soft_threshold_(params, η·λ)`` is one
+    iteration of ISTA (proximal gradient descent on the lasso objective): unlike the subgradient
+    of the L1 term, it sets weights to exactly zero.
+
+    >>> import torch
+    >>> w = torch.tensor([0.5, -0.05, -2.0])
+    >>> soft_threshold_([w], 0.1); w
+    tensor([ 0.4000,  0.0000, -1.9000])
+    """
+    for p in params:
+        p.copy_(p.sign() * (p.abs() - threshold).clamp_min_(0))
+
+
 IncludeBiasAndNorm = Annotated[
     bool,
     Doc("also penalize biases and norm parameters (ndim < 2), which only shift activations"),
@@ -133,11 +150,23 @@ class L1(_Penalty):
         # same weight removes more; 1e-5 is mild on mean losses, tune on a log scale up to 1e-3.
         weight: Annotated[float, Range(ge=0), Doc("penalty strength λ in λ·Σ|w|")] = 1e-5,
         include_bias_and_norm: IncludeBiasAndNorm = False,
+        proximal: Annotated[
+            bool,
+            Doc("soft-threshold after each step (lr·λ) instead of the subgradient: exact zeros"),
+        ] = False,
     ) -> None:
         self.weight, self.include_bias_and_norm = weight, include_bias_and_norm
+        self.proximal = proximal
+        self.skip_hooks = frozenset({"loss"} if proximal else {"after_step"})
 
     def penalty(self, params: list[nn.Parameter]) -> Tensor:
         return l1_penalty(params, self.weight)
+
+    def after_step(self, state: TrainState) -> None:
+        # Only when proximal (else skipped): the L1 term leaves the loss and becomes this step.
+        # Exact ISTA under gd/sgd; under adaptive optimizers the threshold uses the base lr, a
+        # common approximation (the per-parameter step size is not the lr there).
+        soft_threshold_(self.params, state.optimizer.param_groups[0]["lr"] * self.weight)
 
 
 @METHODS.register("l2", "L2 (ridge) weight penalty weight/2·Σw² added to the loss (coupled weight decay).")

@@ -172,10 +172,13 @@ class RunDir:
         self._metrics.flush()
         if self._tb is not None:
             step = record["epoch"]
-            for split in ("train", "val"):
-                for k, v in record.get(split, {}).items():
-                    self._tb.add_scalar(f"{split}/{k}", v, step)
-            self._tb.add_scalar("lr", record["lr"], step)
+            for key, value in record.items():
+                if key == "epoch":
+                    continue
+                items = value.items() if isinstance(value, dict) else [("", value)]
+                for k, v in items:
+                    if isinstance(v, (int, float)) and v is not None:
+                        self._tb.add_scalar(f"{key}/{k}" if k else key, v, step)
 
     def checkpoint(self, name: str, model: nn.Module) -> None:
         atomic_save(model.state_dict(), self.path / name)

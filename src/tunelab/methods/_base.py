@@ -17,7 +17,9 @@ The loop, as annotated pseudocode (``tunelab.train.fit`` is exactly this)::
             after_step(state)             EMA updates, pruning masks          (reverse order)
         state.eval_net = eval_model(state, state.model)   which weights are evaluated/saved
         evaluate eval_net on val; schedule.step_epoch(monitor value)
-        epoch_end(state)                  early stopping sets state.stop     (reverse order)
+        epoch_end(state)                  early stopping sets state.stop; a method may add its
+                                          per-epoch figures to state.history[-1] under its name
+                                          (logged to metrics.jsonl and TensorBoard) (reverse order)
         if state.stop: break
     fit_end(state)                        restore best weights, finalize      (reverse order)
     evaluate eval_net on val and, once, on test

@@ -3,8 +3,8 @@
 ``clip_gradients`` wraps ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` and always
 returns the total gradient norm *before* clipping, the figure to watch when choosing a threshold
 (a threshold a little above the typical norm clips only the spikes). ``GradClip`` calls it in the
-``after_backward`` event and reports per epoch, in ``state.info["grad_clip"]``, the mean and
-largest pre-clip norm and (norm mode) the fraction of steps that were clipped.
+``after_backward`` event and reports per epoch, in the epoch's record under ``grad_clip``, the
+mean and largest pre-clip norm and (norm mode) the fraction of steps that were clipped.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class GradClip(Method):
     """Gradient clipping in the ``after_backward`` event (see ``clip_gradients``).
 
     ``last_norm`` holds the last pre-clip norm as a tensor (no per-batch sync); per-epoch figures
-    are read once per epoch into ``state.info["grad_clip"]``.
+    are read once per epoch into the epoch's record (``state.history[-1]["grad_clip"]``).
     """
 
     name = "grad_clip"
@@ -136,21 +136,15 @@ class GradClip(Method):
         mean, top, clipped, last_norm = torch.stack(
             [norms.mean(), norms.max(), (norms > self.max_norm).float().mean(), self._norms[last]]
         ).tolist()  # the one sync of the epoch
-        info = state.info.setdefault(
-            "grad_clip",
-            {
-                "mode": self.mode,
-                "threshold": self.max_norm if self.mode == "norm" else self.max_value,
-                "epochs": [],
-            },
-        )
-        info["last_norm"] = last_norm
-        info["epochs"].append(
-            {
-                "epoch": state.history[-1]["epoch"] if state.history else state.epoch + 1,
-                "grad_norm_mean": mean,
-                "grad_norm_max": top,
+        state.info["grad_clip"] = {
+            "mode": self.mode,
+            "threshold": self.max_norm if self.mode == "norm" else self.max_value,
+            "last_norm": last_norm,
+        }
+        if state.history:  # per-epoch figures go in the epoch's record (metrics.jsonl, TensorBoard)
+            state.history[-1]["grad_clip"] = {
+                "norm_mean": mean,
+                "norm_max": top,
                 # In value mode entries are clamped, not the norm: the fraction is not defined.
-                "clipped_fraction": clipped if self.mode == "norm" else None,
+                **({"clipped_fraction": clipped} if self.mode == "norm" else {}),
             }
-        )

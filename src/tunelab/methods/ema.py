@@ -87,6 +87,7 @@ class EMA(Method):
         avg_buffers = dict(self.averaged.module.named_buffers())
         pairs = [(avg_buffers[n], b) for n, b in model.named_buffers() if not b.is_floating_point()]
         self._int_avg, self._int_cur = [a for a, _ in pairs], [b for _, b in pairs]
+        state.info["ema"] = {"decay": self.decay, "evaluate": self.evaluate}
 
     def after_step(self, state: TrainState) -> None:
         if state.step % self.update_every:

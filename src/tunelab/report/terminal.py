@@ -25,7 +25,9 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:  # NaN
             return "nan"
-        return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+        return f"{v:.4f}" if abs(v) < 1e3 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
     return str(v)
 
 
@@ -40,11 +42,7 @@ def fmt_bytes(n: float) -> str:
 def run_tables(result: RunResult) -> list[Table]:
     """The tables `tunelab train` prints: quality on val and test, then costs."""
     d = result.to_dict()
-    head = (
-        f"{d['status']} · {d['epochs']} epochs · best {d['monitor']} = {fmt(d['best_value'])} "
-        f"at epoch {fmt(d['best_epoch'])}"
-    )
-    quality = Table(title=head, title_justify="left")
+    quality = Table(title="quality", title_justify="left")
     quality.add_column("metric")
     quality.add_column("val", justify="right")
     quality.add_column("test", justify="right")
@@ -73,13 +71,31 @@ def run_tables(result: RunResult) -> list[Table]:
     return tables
 
 
+def headline(result: RunResult) -> str:
+    """One line: status, epochs, the best epoch of the monitor, and which weights were evaluated."""
+    evaluated = (
+        "best-epoch weights (restored)"
+        if result.info.get("early_stopping", {}).get("restored")
+        else f"weights after epoch {result.epochs}"
+    )
+    if "ema" in result.info:
+        evaluated = f"EMA of the {evaluated}" if result.info["ema"].get("evaluate") == "ema" else evaluated
+    return (
+        f"{result.status} · {result.epochs} epochs · best {result.monitor} {fmt(result.best_value)} "
+        f"at epoch {fmt(result.best_epoch)} · evaluated: {evaluated}"
+    )
+
+
 def print_run(result: RunResult, console: Console | None = None) -> None:
     console = console or Console()
+    console.print(headline(result))
     for table in run_tables(result):
         console.print(table)
-    if result.info:
-        for name, facts in result.info.items():
-            console.print(f"[bold]{name}[/bold]: {facts}")
+    if result.message:
+        console.print(result.message)
+    for name, facts in result.info.items():
+        text = ", ".join(f"{k} {fmt(v)}" for k, v in facts.items()) if isinstance(facts, dict) else fmt(facts)
+        console.print(f"[bold]{name}[/bold]: {text}")
     if result.run_dir:
         console.print(f"run directory: {result.run_dir}")
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean postgres
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,9 +23,16 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/tunelab train examples/mnist1d_cnn.yaml --out runs/demo
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed postgres
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# The study tests start their own PostgreSQL server on 127.0.0.1 in a temporary directory; they
+# need Debian's server binaries, installed here when missing (CI starts from a bare machine).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+	  echo "warning: could not install postgresql; the PostgreSQL study test will be skipped"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks

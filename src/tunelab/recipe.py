@@ -140,6 +140,28 @@ class MethodSpec:
 
 
 @dataclass
+class SearchParam:
+    """One dimension of the search space (`search:` maps dotted recipe paths to these)."""
+
+    type: Literal["uniform", "loguniform", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None  # int (and uniform): grid step
+    log: bool = False  # int: sample on a log scale
+    choices: list[Any] | None = None  # categorical
+
+
+@dataclass
+class AblationSpec:
+    """Candidate variants of an ablation study beyond "each method removed"."""
+
+    add: list[dict[str, Any]] = field(default_factory=list)  # methods to add, e.g. [{name: ema}]
+    values: dict[str, list[Any]] = field(default_factory=dict)  # dotted path -> values to try
+    remove_methods: bool = True  # a variant without each method of the recipe
+    remove_regularizers: bool = True  # a variant with dropout = 0 / batch_norm = false
+
+
+@dataclass
 class Recipe:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -147,6 +169,8 @@ class Recipe:
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     methods: list[MethodSpec] = field(default_factory=list)
+    search: dict[str, SearchParam] = field(default_factory=dict)  # used by `tunelab search`
+    ablation: AblationSpec = field(default_factory=AblationSpec)  # used by `tunelab ablate`
 
     def to_dict(self, resolved: bool = True) -> dict[str, Any]:
         """Plain data, entry parameters flattened into their section as in the YAML.
@@ -175,6 +199,15 @@ class Recipe:
             d.update(m.params)
             methods.append(_plain(d))
         out["methods"] = methods
+        if self.search:
+            out["search"] = {
+                k: {
+                    f: _plain(v) for f, v in dataclasses.asdict(p).items() if v is not None and v is not False
+                }
+                for k, p in self.search.items()
+            }
+        if self.ablation != AblationSpec():
+            out["ablation"] = _plain(dataclasses.asdict(self.ablation))
         return out
 
     def to_yaml(self, resolved: bool = True) -> str:
@@ -217,6 +250,8 @@ SECTIONS = {
     "schedule": ScheduleSpec,
     "train": TrainSpec,
     "methods": list,
+    "search": dict,
+    "ablation": AblationSpec,
 }
 
 
@@ -277,6 +312,8 @@ def validate(raw: Mapping[str, Any]) -> Recipe:
         schedule=_named_section(ScheduleSpec, regs["schedule"], raw.get("schedule"), "schedule"),
         train=check(raw.get("train") or {}, TrainSpec, "train"),
         methods=_methods(regs["methods"], raw.get("methods")),
+        search=check(raw.get("search") or {}, dict[str, SearchParam], "search"),
+        ablation=check(raw.get("ablation") or {}, AblationSpec, "ablation"),
     )
     _cross_checks(r)
     return r

@@ -1,0 +1,1 @@
+"""Studies: many fits, persisted in an Optuna storage (search, ablation, cross-validation)."""

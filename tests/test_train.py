@@ -276,3 +276,39 @@ def test_every_method_runs_in_the_loop_and_is_deterministic(name, iris, tmp_path
     assert [h["train"]["loss"] for h in a.history] == [h["train"]["loss"] for h in b.history]
     assert a.val == b.val
     torch.load(tmp_path / "a" / "final.pt", weights_only=True)
+
+
+def test_custom_factory_model_through_the_recipe(monkeypatch, iris, tmp_path):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "models"))
+    recipe = {**IRIS, "model": {"name": "custom", "factory": "_model_factories:make_net", "width": 12}}
+    r = fit(recipe, data=iris, out=tmp_path / "run", overrides=["train.efficiency=false"])
+    assert r.status == "completed"
+    assert "width: 12" in (tmp_path / "run" / "recipe.yaml").read_text()
+    assert sum(p.numel() for p in r.model.parameters()) == 4 * 12 + 12 + 12 * 3 + 3
+
+
+def test_fp16_autocast_with_loss_scaling_trains(iris):
+    common = ["train.epochs=40", "train.efficiency=false", "optimizer.lr=0.01",
+              "methods.grad_clip={max_norm: 1.0}"]
+    fp32 = fit(IRIS, data=iris, save=False, overrides=common)
+    fp16 = fit(IRIS, data=iris, save=False, overrides=[*common, "train.precision=fp16"])
+    assert fp16.status == "completed"
+    assert fp16.val["accuracy"] >= fp32.val["accuracy"] - 0.1
+    # Clipping saw unscaled gradients: its reported norms are of the same size as in fp32.
+    ratio = fp16.history[0]["grad_clip"]["norm_mean"] / fp32.history[0]["grad_clip"]["norm_mean"]
+    assert 0.5 < ratio < 2
+
+
+def test_channels_last_on_images_and_refused_elsewhere():
+    from tunelab.errors import RecipeError
+
+    recipe = {"data": {"name": "digits"}, "model": {"name": "cnn2d", "channels": [8]},
+              "train": {"epochs": 1, "efficiency": False, "batch_size": 256}}
+    a = fit(recipe, save=False)
+    b = fit(recipe, save=False, overrides=["train.channels_last=true"])
+    assert b.status == "completed"
+    assert b.val["accuracy"] == pytest.approx(a.val["accuracy"], abs=0.02)
+    with pytest.raises(RecipeError, match="image data"):
+        fit(IRIS, save=False, overrides=["train.channels_last=true"])

@@ -86,6 +86,9 @@ class DataSpec:
     split_seed: int = 0
     # Standardize inputs with statistics fit on train only (never on val or test).
     standardize: bool = True
+    # Keep this stratified fraction of the train split (few-label experiments, fine-tuning);
+    # val and test are unchanged, so results stay comparable with the full-data run.
+    train_fraction: Annotated[float, Range(gt=0, le=1)] = 1.0
     params: dict[str, Any] = field(default_factory=dict)  # the dataset entry's own parameters
 
 
@@ -93,6 +96,9 @@ class DataSpec:
 class ModelSpec:
     name: str = "mlp"  # a registered model family (see `tunelab models`), or custom
     init: InitScheme = "default"  # "default" keeps PyTorch's own per-layer initialization
+    # Weights to start from: a tunelab run directory, a checkpoint file (state_dict), or a hub
+    # name ("timm:NAME", "hf:REPO"); tensors whose shape differs (a new head) are re-initialized.
+    pretrained: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,6 +108,9 @@ class OptimizerSpec:
     # Decay (L2 penalty or decoupled weight decay) on biases and norm scales only shifts
     # activations; the usual practice (and the default) excludes them.
     decay_bias_and_norm: bool = False
+    # Discriminative learning rates: each block closer to the input gets lr x layer_decay^depth
+    # (1.0 = one lr for all). Used when fine-tuning, where early layers need smaller steps.
+    layer_decay: Annotated[float, Range(gt=0, le=1)] = 1.0
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,7 +129,11 @@ class TrainSpec:
     batch_size: Annotated[int, Range(ge=1)] = 64
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present, else CPU
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # Autocast precision of the forward pass. bf16 keeps fp32's range (no loss scaling); fp16
+    # runs with a GradScaler so small gradients do not underflow.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # NHWC memory layout for image models: faster convolutions on many CPUs and GPUs.
+    channels_last: bool = False
     compile: bool = False  # torch.compile: pays a compile time up front for faster steps
     # Metric that selects the best epoch (checkpoint, early stopping, plateau schedules).
     # auto: val.accuracy for classification, val.loss for regression.

@@ -147,6 +147,18 @@ def fit(
     else:
         net = model
         init_weights(net, recipe.model.init)
+    if t.channels_last:
+        if len(bundle.input_shape) != 3:
+            raise RecipeError(
+                "train.channels_last", True, "applies to image data (C, H, W) only; set it to false"
+            )
+        bundle = bundle.channels_last()
+        net = net.to(memory_format=torch.channels_last)
+    pretrained_report = None
+    if recipe.model.pretrained:
+        from tunelab.models.pretrained import load_pretrained
+
+        pretrained_report = load_pretrained(net, recipe.model.pretrained)
     net = net.to(device)
 
     n_train = len(bundle.x_train)
@@ -182,6 +194,8 @@ def fit(
         mode=mode,
         steps_per_epoch=steps_per_epoch,
     )
+    if pretrained_report is not None:
+        state.info["pretrained"] = pretrained_report
     for hook in hooks_of(instances, "setup"):
         hook(state)
     if t.compile:
@@ -215,7 +229,12 @@ def fit(
         # The test split is read here, once, after every choice was made on val.
         test = evaluate(eval_net, bundle, "test", base_loss, t.eval_batch_size, full=True)
         if t.efficiency:
-            efficiency = efficiency_report(eval_net, bundle.input_shape, device)
+            amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+            fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+            # Inference is timed in the run's precision and memory layout: what it would deploy.
+            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+                efficiency = efficiency_report(eval_net, bundle.input_shape, device, memory_format=fmt)
+            efficiency["precision"] = t.precision
         efficiency["train_seconds"] = train_seconds
         efficiency["seconds_per_epoch"] = train_seconds / max(1, len(state.history))
         if run is not None:
@@ -262,11 +281,15 @@ def _loop(
     epoch_end = hooks_of(methods, "epoch_end")
     step_batch = state.schedule.step_batch if state.schedule.per_batch else None
     optimizer = state.optimizer
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
     autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if t.precision == "bf16"
+        (lambda: torch.autocast(device.type, dtype=amp_dtype))
+        if amp_dtype is not None
         else contextlib.nullcontext
     )
+    # fp16 needs loss scaling so small gradients do not flush to zero; the gradients are unscaled
+    # before after_backward, so clipping and other hooks see their true values.
+    scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
     val_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
     # Batching by index permutation from a dedicated generator: the order depends only on the seed.
     gen = torch.Generator().manual_seed(t.seed)
@@ -296,10 +319,18 @@ def _loop(
             for hook in loss_hooks:
                 loss = hook(state, loss, out, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for hook in after_backward:
-                hook(state)
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                for hook in after_backward:
+                    hook(state)
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                for hook in after_backward:
+                    hook(state)
+                scaler.step(optimizer)  # skipped when a gradient overflowed; the scale then drops
+                scaler.update()
             if step_batch is not None:
                 step_batch()
             state.step += 1

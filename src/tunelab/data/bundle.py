@@ -95,6 +95,16 @@ class DataBundle:
         }
         return dataclasses.replace(self, **moved)
 
+    def channels_last(self) -> DataBundle:
+        """A new bundle whose image inputs [N, C, H, W] use the NHWC (channels_last) layout."""
+        fmt = torch.channels_last
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train.contiguous(memory_format=fmt),
+            x_val=self.x_val.contiguous(memory_format=fmt),
+            x_test=self.x_test.contiguous(memory_format=fmt),
+        )
+
     def split(self, name: Literal["train", "val", "test"]) -> tuple[Tensor, Tensor]:
         """``(x, y)`` of the split ``name``: "train", "val" or "test".
 

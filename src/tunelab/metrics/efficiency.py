@@ -131,8 +131,12 @@ def efficiency_report(
     *,
     large_batch: int = 1024,
     budget_s: float = 2.0,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, Any]:
     """Counts and timings of ``model`` on random inputs of one sample's ``input_shape``.
+
+    ``memory_format=torch.channels_last`` feeds NHWC inputs to a channels_last model. Timings run
+    under whatever autocast context the caller holds (the run's precision).
 
     The model must already be on ``device``. ``budget_s`` is shared: half for latency (batch 1),
     half for throughput (batch ``large_batch``). FLOPs are per sample (measured at batch 1). The
@@ -150,8 +154,12 @@ def efficiency_report(
             f"move it first with model.to({str(device)!r})"
         )
     gen = torch.Generator().manual_seed(0)
-    one = torch.randn((1, *input_shape), generator=gen).to(device)
-    big = torch.randn((large_batch, *input_shape), generator=gen).to(device)
+    one = torch.randn((1, *input_shape), generator=gen).to(device).contiguous(memory_format=memory_format)
+    big = (
+        torch.randn((large_batch, *input_shape), generator=gen)
+        .to(device)
+        .contiguous(memory_format=memory_format)
+    )
     counts = count_parameters(model)
     lat = latency(model, one, budget_s=budget_s / 2)
     thr = throughput(model, big, budget_s=budget_s / 2)

@@ -24,6 +24,7 @@ from tunelab.optim import (
     build_optimizer,
     build_schedule,
     check_schedule,
+    layer_blocks,
     param_groups,
 )
 from tunelab.recipe import OptimizerSpec, ScheduleSpec
@@ -152,15 +153,39 @@ def test_decay_bias_and_norm_puts_everything_in_one_decayed_group() -> None:
     assert {id(p) for p in group["params"]} == {id(p) for p in net.parameters()}
 
 
-def test_frozen_params_are_left_out_and_no_trainable_params_fails() -> None:
+def test_frozen_params_are_kept_and_an_all_frozen_model_fails() -> None:
+    # Frozen parameters stay in the optimizer so a method can unfreeze them later (gradual
+    # unfreezing); a model with nothing trainable at all is still an error, not a silent no-op.
     net = _net()
     net[0].requires_grad_(False)
-    kept = {id(p) for g in param_groups(net) for p in g["params"]}
-    assert kept == {id(p) for p in net.parameters() if p.requires_grad}
-    assert id(net[0].weight) not in kept
+    kept = [p for g in param_groups(net) for p in g["params"]]
+    assert {id(p) for p in kept} == {id(p) for p in net.parameters()} and len(kept) == 6
     net.requires_grad_(False)
     with pytest.raises(ModelError, match="no trainable parameters"):
         build_optimizer(net, OptimizerSpec("adam"))
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
+def test_a_param_frozen_at_build_time_is_untouched_then_trained_once_unfrozen(name: str) -> None:
+    # Weight decay included: torch optimizers skip parameters whose grad is None, so a frozen
+    # parameter gets neither a step nor decay (AdamW's decoupled decay would shrink it otherwise).
+    net = _net()
+    opt = build_optimizer(net, OptimizerSpec(name, params={"weight_decay": 0.1}))
+    net[0].requires_grad_(False)
+    frozen_before = net[0].weight.detach().clone()
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    assert torch.equal(net[0].weight, frozen_before)
+    net[0].requires_grad_(True)
+    step()
+    assert not torch.equal(net[0].weight, frozen_before)
 
 
 def test_model_without_decayed_weights_gets_a_single_no_decay_group() -> None:
@@ -569,3 +594,91 @@ def test_exponential_warmup_reaches_the_target_exactly() -> None:
     assert lrs[-1] == 0.3
     ratios = [b / a for a, b in itertools.pairwise(lrs[:4])]
     assert ratios == pytest.approx([math.pow(1 / S, 1 / 4)] * 3)  # constant growth factor
+
+
+# --- blocks and discriminative learning rates (layer_decay) -------------------------------------
+
+
+def test_layer_blocks_open_containers_and_join_norm_layers_to_the_layer_before() -> None:
+    from tunelab.models import build_model
+    from tunelab.recipe import ModelSpec
+
+    cnn = build_model(ModelSpec("cnn2d", params={"channels": [4, 8], "hidden": [16]}), (1, 8, 8), 3)
+    blocks = layer_blocks(cnn)
+    assert [b for b, _ in blocks] == ["features.0", "features.4", "head.0", "head.4"]
+    # conv + its BatchNorm form one block; every parameter is in exactly one block, in order.
+    assert blocks[0][1] == ["features.0.weight", "features.1.weight", "features.1.bias"]
+    assert [n for _, names in blocks for n in names] == [n for n, _ in cnn.named_parameters()]
+    resnet = build_model(ModelSpec("resnet"), (1, 8, 8), 3)
+    # A residual block is not a container: it stays one block.
+    assert [b for b, _ in layer_blocks(resnet)] == ["stem.0", "blocks.0", "blocks.1", "blocks.2", "head.3"]
+
+
+def test_layer_blocks_edge_cases() -> None:
+    # A leading norm layer joins the first weighted block; a lone norm layer is one block.
+    net = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 2))
+    assert layer_blocks(net) == [("1", ["0.weight", "0.bias", "1.weight", "1.bias"])]
+    assert layer_blocks(nn.BatchNorm1d(3)) == [("<model>", ["weight", "bias"])]
+    # A tied parameter is listed once, in the first block holding it (the second layer is then left
+    # with its 1-D bias, which joins the block before, as a norm layer would).
+    tied = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    tied[1].weight = tied[0].weight
+    assert layer_blocks(tied) == [("0", ["0.weight", "0.bias", "1.bias"])]
+
+
+def test_layer_decay_scales_each_blocks_lr_and_keeps_the_decay_split() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2))
+    spec = OptimizerSpec("adamw", layer_decay=0.5, params={"lr": 0.01, "weight_decay": 0.1})
+    opt = build_optimizer(net, spec)
+    rows = [(g["block"], g["name"], g["depth"], g["lr"], g["weight_decay"]) for g in opt.param_groups]
+    assert rows == [
+        ("4", "decay", 0, 0.01, 0.1),
+        ("4", "no_decay", 0, 0.01, 0.0),
+        ("3", "decay", 1, 0.005, 0.1),
+        ("3", "no_decay", 1, 0.005, 0.0),
+        ("0", "decay", 2, 0.0025, 0.1),
+        ("0", "no_decay", 2, 0.0025, 0.0),  # Linear bias + BatchNorm weight and bias
+    ]
+    assert len(opt.param_groups[-1]["params"]) == 3
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))
+
+
+def test_layer_decay_one_keeps_the_plain_two_groups() -> None:
+    groups = param_groups(_net(), layer_decay=1.0)
+    assert [g["name"] for g in groups] == ["decay", "no_decay"] and "lr_scale" not in groups[0]
+
+
+def test_layer_decay_out_of_range_is_a_recipe_error() -> None:
+    _raises_at("optimizer.layer_decay", lambda: param_groups(_net(), layer_decay=0.0))
+    _raises_at("optimizer.layer_decay", lambda: param_groups(_net(), layer_decay=1.5))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ScheduleSpec("step", params={"step_size": 2}),
+        ScheduleSpec("cosine", warmup_epochs=2),
+        ScheduleSpec("exponential", warmup_epochs=1, warmup="exponential"),
+        ScheduleSpec("onecycle"),
+        ScheduleSpec("onecycle", params={"max_lr": 0.05}),
+        ScheduleSpec("cyclic", params={"max_lr": 0.05, "base_lr": 0.01}),
+        ScheduleSpec("plateau", warmup_epochs=1),
+    ],
+    ids=lambda s: f"{s.name}-w{s.warmup_epochs}-{sorted(s.params)}",
+)
+def test_schedules_keep_the_ratio_between_blocks(schedule: ScheduleSpec) -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = build_optimizer(net, OptimizerSpec("adam", layer_decay=0.5, params={"lr": 0.01}))
+    sched = build_schedule(opt, schedule, epochs=EPOCHS, steps_per_epoch=SPE, mode="min")
+    seen = []
+    for epoch in range(EPOCHS):
+        for _ in range(SPE):
+            opt.step()
+            sched.step_batch()
+            lrs = [g["lr"] for g in opt.param_groups]
+            seen.append(lrs[0])
+            for g in opt.param_groups:
+                assert g["lr"] == pytest.approx(lrs[0] * g["lr_scale"], rel=1e-9)
+        sched.step_epoch(1.0 / (epoch + 1))
+    assert len(set(seen)) > 1 or schedule.name == "plateau"  # the schedule did move the lrs

@@ -263,15 +263,32 @@ def test_every_model_trains_a_step_serializes_and_is_deterministic(name, tmp_pat
 
 
 METHOD_PARAMS = {"early_stopping": {"patience": 1}}
+# Methods for one kind of input run on a dataset of that kind (they refuse the others).
+SMALL_CNN2D = {"name": "cnn2d", "channels": [8], "hidden": [16]}
+METHOD_RECIPES = {
+    "image_augment": {"data": {"name": "digits"}, "model": SMALL_CNN2D},
+    "tta": {"data": {"name": "digits"}, "model": SMALL_CNN2D},
+    "signal_augment": {
+        "data": {"name": "mnist1d"},
+        "model": {"name": "cnn1d", "channels": [8], "hidden": [16]},
+    },
+}
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_runs_in_the_loop_and_is_deterministic(name, iris, tmp_path):
+    base = {**IRIS, **METHOD_RECIPES.get(name, {})}
+    data = iris if name not in METHOD_RECIPES else None
     recipe = load_recipe(
-        IRIS, [f"methods.{name}={json.dumps(METHOD_PARAMS.get(name, {}))}", "train.efficiency=false"]
+        base,
+        [
+            f"methods.{name}={json.dumps(METHOD_PARAMS.get(name, {}))}",
+            "train.efficiency=false",
+            "train.epochs=2",
+        ],
     )
-    a = fit(recipe, data=iris, out=tmp_path / "a")
-    b = fit(recipe, data=iris, save=False)
+    a = fit(recipe, data=data, out=tmp_path / "a")
+    b = fit(recipe, data=data, save=False)
     assert a.status in ("completed", "stopped_early")
     assert [h["train"]["loss"] for h in a.history] == [h["train"]["loss"] for h in b.history]
     assert a.val == b.val
@@ -290,8 +307,12 @@ def test_custom_factory_model_through_the_recipe(monkeypatch, iris, tmp_path):
 
 
 def test_fp16_autocast_with_loss_scaling_trains(iris):
-    common = ["train.epochs=40", "train.efficiency=false", "optimizer.lr=0.01",
-              "methods.grad_clip={max_norm: 1.0}"]
+    common = [
+        "train.epochs=40",
+        "train.efficiency=false",
+        "optimizer.lr=0.01",
+        "methods.grad_clip={max_norm: 1.0}",
+    ]
     fp32 = fit(IRIS, data=iris, save=False, overrides=common)
     fp16 = fit(IRIS, data=iris, save=False, overrides=[*common, "train.precision=fp16"])
     assert fp16.status == "completed"
@@ -304,8 +325,11 @@ def test_fp16_autocast_with_loss_scaling_trains(iris):
 def test_channels_last_on_images_and_refused_elsewhere():
     from tunelab.errors import RecipeError
 
-    recipe = {"data": {"name": "digits"}, "model": {"name": "cnn2d", "channels": [8]},
-              "train": {"epochs": 1, "efficiency": False, "batch_size": 256}}
+    recipe = {
+        "data": {"name": "digits"},
+        "model": {"name": "cnn2d", "channels": [8]},
+        "train": {"epochs": 1, "efficiency": False, "batch_size": 256},
+    }
     a = fit(recipe, save=False)
     b = fit(recipe, save=False, overrides=["train.channels_last=true"])
     assert b.status == "completed"

@@ -7,7 +7,9 @@ parameters (type hints and defaults) are the recipe schema::
     schedule:  {name: cosine, warmup_epochs: 2, warmup: linear, eta_min: 0.0}
 
 ``build_optimizer`` splits the parameters into a decayed group (weight matrices and kernels) and a
-non-decayed one (biases, norm scales; see ``tunelab.params``). ``build_schedule`` wraps the torch
+non-decayed one (biases, norm scales; see ``tunelab.params``); with ``optimizer.layer_decay`` < 1
+each of the model's blocks (``layer_blocks``) gets its own pair of groups and a learning rate
+scaled by ``layer_decay ** depth`` (discriminative learning rates). ``build_schedule`` wraps the torch
 scheduler in a ``Schedule`` that the loop steps once per batch (``onecycle``, ``cyclic``) or once per
 epoch (all others; ``plateau`` reads the monitored validation metric), with an optional warmup
 chained in front.
@@ -58,7 +60,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from tunelab.errors import ModelError, RecipeError
-from tunelab.params import split_decay
+from tunelab.params import is_decayed
 from tunelab.recipe import OptimizerSpec, ScheduleSpec
 from tunelab.registry import Registry
 from tunelab.schema import Doc, Range
@@ -73,6 +75,7 @@ __all__ = [
     "build_optimizer",
     "build_schedule",
     "check_schedule",
+    "layer_blocks",
     "param_groups",
 ]
 
@@ -85,37 +88,136 @@ WARMUPS = Registry("warmup")
 # --- parameter groups and optimizers ---------------------------------------------------------
 
 
-def param_groups(model: nn.Module, decay_bias_and_norm: bool = False) -> ParamGroups:
-    """Trainable parameters of ``model`` as torch param groups named "decay" and "no_decay".
+# Containers only arrange their children; every other module (a Linear, a residual block, a GRU)
+# is one unit whose parameters move together.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def layer_blocks(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """The model's blocks from input to output: ``(name, parameter names)`` pairs.
+
+    A block is a child module of the model, with ``nn.Sequential`` / ``ModuleList`` / ``ModuleDict``
+    containers opened up into their own children (so a ``features`` Sequential of conv layers gives
+    one block per layer, while a residual block or a GRU stays whole). A module holding only 1-D
+    parameters (a norm layer) joins the block before it, so a conv and its BatchNorm form one
+    block. Parameters held directly by the model (or by an opened container) form a block at
+    that position. Modules without parameters are skipped. Blocks are in registration order,
+    which is the order of the forward pass in the model families here and in most models.
+
+    ``depth`` = distance from the output: the last block (the head) is depth 0. Discriminative
+    learning rates (``param_groups(layer_decay=...)``) and gradual unfreezing
+    (``tunelab.methods.transfer``) both use these blocks.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(8, 2))
+    >>> layer_blocks(net)
+    [('0', ['0.weight', '0.bias', '1.weight', '1.bias']), ('3', ['3.weight', '3.bias'])]
+    """
+    units: list[tuple[str, list[str]]] = []
+    seen: set[int] = set()  # a tied parameter belongs to the first block that holds it
+
+    def take(prefix: str, named: list[tuple[str, nn.Parameter]]) -> list[str]:
+        names = []
+        for n, p in named:
+            if id(p) not in seen:
+                seen.add(id(p))
+                names.append(f"{prefix}.{n}" if prefix else n)
+        return names
+
+    def visit(prefix: str, module: nn.Module, open_up: bool) -> None:
+        if not open_up:
+            names = take(prefix, list(module.named_parameters()))
+            if names:
+                units.append((prefix, names))
+            return
+        direct = take(prefix, list(module.named_parameters(recurse=False)))
+        if direct:
+            units.append((prefix or "<model>", direct))
+        for name, child in module.named_children():
+            visit(f"{prefix}.{name}" if prefix else name, child, isinstance(child, _CONTAINERS))
+
+    visit("", model, True)
+    params = dict(model.named_parameters())
+    blocks: list[tuple[str, list[str]]] = []
+    pending: list[str] = []  # 1-D-only units before the first block with a weight matrix
+    for name, names in units:
+        if blocks and not any(is_decayed(params[n]) for n in names):
+            blocks[-1][1].extend(names)
+        elif not any(is_decayed(params[n]) for n in names):
+            pending.extend(names)
+        else:
+            blocks.append((name, pending + names))
+            pending = []
+    if pending:  # no block has a weight matrix (e.g. a lone BatchNorm): one block of everything
+        blocks.append((units[0][0], pending))
+    return blocks
+
+
+def param_groups(
+    model: nn.Module, decay_bias_and_norm: bool = False, layer_decay: float = 1.0
+) -> ParamGroups:
+    """The parameters of ``model`` as torch param groups named "decay" and "no_decay".
 
     The "no_decay" group (biases and norm parameters, unless ``decay_bias_and_norm``) carries
     ``weight_decay=0``; the "decay" group has no ``weight_decay`` key, so it takes the optimizer's
     own value. An empty group is dropped.
 
+    Frozen parameters (``requires_grad=False``) are included: a method may unfreeze them later
+    (``gradual_unfreeze``), and until then they get no gradient, which every torch optimizer
+    skips (no step, no weight decay, no moment state).
+
+    ``layer_decay`` < 1 gives discriminative learning rates: each block of ``layer_blocks`` gets
+    its own "decay" / "no_decay" pair with keys ``depth`` (0 = the output block), ``block`` and
+    ``lr_scale = layer_decay ** depth``; ``build_optimizer`` multiplies the lr by ``lr_scale``.
+    Groups are ordered from the output block, so ``param_groups[0]`` carries the recipe's lr.
+
     >>> import torch
     >>> groups = param_groups(torch.nn.Linear(3, 2))
     >>> [(g["name"], len(g["params"]), g.get("weight_decay")) for g in groups]
     [('decay', 1, None), ('no_decay', 1, 0.0)]
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> [(g["block"], g["name"], g["lr_scale"]) for g in param_groups(net, layer_decay=0.5)]
+    [('2', 'decay', 1.0), ('2', 'no_decay', 1.0), ('0', 'decay', 0.5), ('0', 'no_decay', 0.5)]
     """
-    decayed, other = split_decay(model, decay_bias_and_norm)
-    if not decayed and not other:
+    if not 0 < layer_decay <= 1:
+        raise RecipeError("optimizer.layer_decay", layer_decay, "must be > 0 and <= 1")
+    params = dict(model.named_parameters())
+    if not any(p.requires_grad for p in params.values()):
+        # Training would be a silent no-op. The freeze method freezes after the optimizer is built,
+        # so a recipe reaches here only with a model that has no parameters or came frozen.
         raise ModelError(
             f"{type(model).__name__} has no trainable parameters (every parameter has "
-            "requires_grad=False, or the model has none): there is nothing to optimize"
+            "requires_grad=False, or the model has none): there is nothing to optimize; unfreeze "
+            "the model (model.requires_grad_(True)) and freeze parts with the freeze method instead"
         )
+
+    def split(names: list[str], extra: dict[str, Any]) -> ParamGroups:
+        decayed = [params[n] for n in names if decay_bias_and_norm or is_decayed(params[n])]
+        other = [params[n] for n in names if not (decay_bias_and_norm or is_decayed(params[n]))]
+        out: ParamGroups = []
+        if decayed:
+            out.append({"name": "decay", "params": decayed, **extra})
+        if other:
+            out.append({"name": "no_decay", "params": other, "weight_decay": 0.0, **extra})
+        return out
+
+    if layer_decay == 1.0:
+        return split(list(params), {})
+    blocks = layer_blocks(model)
     groups: ParamGroups = []
-    if decayed:
-        groups.append({"name": "decay", "params": decayed})
-    if other:
-        groups.append({"name": "no_decay", "params": other, "weight_decay": 0.0})
+    for depth, (block, names) in enumerate(reversed(blocks)):
+        groups += split(names, {"block": block, "depth": depth, "lr_scale": layer_decay**depth})
     return groups
 
 
 def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> Optimizer:
-    """The torch optimizer named by ``spec`` over ``model``'s trainable parameters.
+    """The torch optimizer named by ``spec`` over ``model``'s parameters.
 
     ``spec.params`` is checked against the entry's signature (errors name ``optimizer.<param>``);
-    weight decay applies to the "decay" group only (see ``param_groups``).
+    weight decay applies to the "decay" groups only, and ``spec.layer_decay`` scales each block's
+    lr (see ``param_groups``). Schedules built afterwards start from these per-group lrs, so
+    every schedule keeps the ratios between blocks.
 
     >>> import torch
     >>> opt = build_optimizer(torch.nn.Linear(3, 2), OptimizerSpec("adamw", params={"lr": 0.01}))
@@ -124,7 +226,10 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> Optimizer:
     """
     entry = OPTIMIZERS.get(spec.name, "optimizer.name")
     kwargs = entry.check(spec.params, "optimizer")
-    return entry.build(param_groups(model, spec.decay_bias_and_norm), **kwargs)
+    optimizer = entry.build(param_groups(model, spec.decay_bias_and_norm, spec.layer_decay), **kwargs)
+    for g in optimizer.param_groups:
+        g["lr"] = g["lr"] * g.get("lr_scale", 1.0)
+    return optimizer
 
 
 _LR = Annotated[float, Range(gt=0), Doc("learning rate")]
@@ -405,7 +510,8 @@ def _onecycle(
 ) -> LRScheduler:
     groups = optimizer.param_groups
     # The recipe's lr becomes the peak: it is the LR the user tuned the optimizer for.
-    peaks = [g["lr"] for g in groups] if max_lr is None else [max_lr] * len(groups)
+    # An explicit max_lr is the peak of the output block; layer_decay scales the others' peaks.
+    peaks = [g["lr"] if max_lr is None else max_lr * g.get("lr_scale", 1.0) for g in groups]
     return OneCycleLR(
         optimizer,
         max_lr=peaks,
@@ -448,9 +554,11 @@ def _cyclic(
     base_momentum: _BETA = 0.8,  # torch's defaults (Smith's CLR experiments)
     max_momentum: _BETA = 0.9,
 ) -> LRScheduler:
-    n = len(optimizer.param_groups)
-    tops = [g["lr"] for g in optimizer.param_groups] if max_lr is None else [max_lr] * n
-    bottoms = [t / 4 for t in tops] if base_lr is None else [base_lr] * n
+    groups = optimizer.param_groups
+    # Explicit bounds are those of the output block; layer_decay scales the other blocks' bounds.
+    tops = [g["lr"] if max_lr is None else max_lr * g.get("lr_scale", 1.0) for g in groups]
+    scales = [g.get("lr_scale", 1.0) for g in groups]
+    bottoms = [t / 4 if base_lr is None else base_lr * k for t, k in zip(tops, scales, strict=True)]
     if any(b >= t for b, t in zip(bottoms, tops, strict=True)):
         raise RecipeError("schedule.base_lr", bottoms[0], f"must be < max_lr ({tops[0]})")
     if mode == "exp_range" and gamma == 1.0:

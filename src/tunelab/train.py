@@ -13,6 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,110 @@ def evaluate(
     return metrics
 
 
+@dataclass
+class Prepared:
+    """What ``prepare`` hands to a loop: the state after setup, the methods, the batch size."""
+
+    state: TrainState
+    methods: list[Method]
+    batch_size: int
+
+
+def batch_size_and_steps(n: int, recipe: Recipe) -> tuple[int, int]:
+    """(batch size, optimizer steps per epoch) for ``n`` training samples.
+
+    ``gd`` takes the whole split as one batch. A final batch of a single sample breaks batch
+    norm in training mode, so it is folded into the previous batch.
+    """
+    full = OPTIMIZERS.get(recipe.optimizer.name).tags.get("full_batch")
+    batch_size = n if full else min(recipe.train.batch_size, n)
+    steps = n // batch_size if n % batch_size == 1 else -(-n // batch_size)
+    return batch_size, max(1, steps)
+
+
+def batch_bounds(n: int, batch_size: int, steps: int) -> list[tuple[int, int]]:
+    """[lo, hi) index ranges of the ``steps`` batches of an epoch; the last takes the remainder."""
+    bounds = [(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(steps)]
+    bounds[-1] = (bounds[-1][0], n)
+    return bounds
+
+
+def prepare(
+    recipe: Recipe,
+    *,
+    model: nn.Module | None = None,
+    data: DataBundle | tuple[Any, ...] | None = None,
+    methods: Sequence[Method] = (),
+    compile: bool = False,
+) -> Prepared:
+    """Everything ``fit`` does before its first epoch, for any loop that trains like fit.
+
+    Seeds, picks the device, loads and splits the data, builds and initializes the model (or
+    takes ``model``, used in place), loads pretrained weights, builds the optimizer and schedule,
+    creates the recipe's methods plus ``methods`` and runs their ``setup`` hooks.
+    """
+    t = recipe.train
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    seed_everything(t.seed)
+
+    bundle = _data(recipe, data).to(device)
+    criterion = _criterion(recipe, bundle.task)
+    if model is None:
+        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs)
+    else:
+        net = model
+        init_weights(net, recipe.model.init)
+    if t.channels_last:
+        if len(bundle.input_shape) != 3:
+            raise RecipeError(
+                "train.channels_last", True, "applies to image data (C, H, W) only; set it to false"
+            )
+        bundle = bundle.channels_last()
+        net = net.to(memory_format=torch.channels_last)
+    pretrained_report = None
+    if recipe.model.pretrained:
+        from tunelab.models.pretrained import load_pretrained
+
+        pretrained_report = load_pretrained(net, recipe.model.pretrained)
+    net = net.to(device)
+
+    batch_size, steps_per_epoch = batch_size_and_steps(len(bundle.x_train), recipe)
+    optimizer = build_optimizer(net, recipe.optimizer)
+    monitor = t.monitor
+    if monitor == "auto":
+        monitor = "val.accuracy" if bundle.task == "classification" else "val.loss"
+    metric = monitor.split(".")[-1]
+    if bundle.task == "regression" and metric in ("accuracy", "precision", "recall", "f1"):
+        raise RecipeError("train.monitor", monitor, "is a classification metric; this data is regression")
+    if bundle.task == "classification" and metric in ("mse", "rmse", "mae", "r2"):
+        raise RecipeError("train.monitor", monitor, "is a regression metric; this data is classification")
+    mode = monitor_mode(monitor)
+    schedule = build_schedule(optimizer, recipe.schedule, t.epochs, steps_per_epoch, mode)
+
+    instances = [METHODS.get(m.name).build(**m.params) for m in recipe.methods] + list(methods)
+    state = TrainState(
+        recipe=recipe,
+        data=bundle,
+        model=net,
+        optimizer=optimizer,
+        schedule=schedule,
+        criterion=criterion,
+        device=device,
+        monitor=monitor,
+        mode=mode,
+        steps_per_epoch=steps_per_epoch,
+    )
+    if pretrained_report is not None:
+        state.info["pretrained"] = pretrained_report
+    for hook in hooks_of(instances, "setup"):
+        hook(state)
+    if compile:
+        state.model.compile()  # in place: state_dict keys stay the same as the eager model's
+    return Prepared(state, instances, batch_size)
+
+
 def fit(
     recipe: Recipe | str | Path | dict[str, Any],
     *,
@@ -135,71 +240,9 @@ def fit(
     """
     recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
     t = recipe.train
-    if t.threads is not None:
-        torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
-    seed_everything(t.seed)
-
-    bundle = _data(recipe, data).to(device)
-    criterion = _criterion(recipe, bundle.task)
-    if model is None:
-        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs)
-    else:
-        net = model
-        init_weights(net, recipe.model.init)
-    if t.channels_last:
-        if len(bundle.input_shape) != 3:
-            raise RecipeError(
-                "train.channels_last", True, "applies to image data (C, H, W) only; set it to false"
-            )
-        bundle = bundle.channels_last()
-        net = net.to(memory_format=torch.channels_last)
-    pretrained_report = None
-    if recipe.model.pretrained:
-        from tunelab.models.pretrained import load_pretrained
-
-        pretrained_report = load_pretrained(net, recipe.model.pretrained)
-    net = net.to(device)
-
-    n_train = len(bundle.x_train)
-    opt_entry = OPTIMIZERS.get(recipe.optimizer.name)
-    batch_size = n_train if opt_entry.tags.get("full_batch") else min(t.batch_size, n_train)
-    # A final batch of one sample breaks batch norm in training mode: fold it into the epoch's end.
-    steps_per_epoch = max(
-        1, n_train // batch_size if n_train % batch_size == 1 else -(-n_train // batch_size)
-    )
-    optimizer = build_optimizer(net, recipe.optimizer)
-    monitor = (
-        t.monitor
-        if t.monitor != "auto"
-        else ("val.accuracy" if bundle.task == "classification" else "val.loss")
-    )
-    if bundle.task == "regression" and monitor.split(".")[-1] in ("accuracy", "precision", "recall", "f1"):
-        raise RecipeError("train.monitor", monitor, "is a classification metric; this data is regression")
-    if bundle.task == "classification" and monitor.split(".")[-1] in ("mse", "rmse", "mae", "r2"):
-        raise RecipeError("train.monitor", monitor, "is a regression metric; this data is classification")
-    mode = monitor_mode(monitor)
-    schedule = build_schedule(optimizer, recipe.schedule, t.epochs, steps_per_epoch, mode)
-
-    instances = [METHODS.get(m.name).build(**m.params) for m in recipe.methods] + list(methods)
-    state = TrainState(
-        recipe=recipe,
-        data=bundle,
-        model=net,
-        optimizer=optimizer,
-        schedule=schedule,
-        criterion=criterion,
-        device=device,
-        monitor=monitor,
-        mode=mode,
-        steps_per_epoch=steps_per_epoch,
-    )
-    if pretrained_report is not None:
-        state.info["pretrained"] = pretrained_report
-    for hook in hooks_of(instances, "setup"):
-        hook(state)
-    if t.compile:
-        state.model.compile()  # in place: state_dict keys stay the same as the eager model's
+    prep = prepare(recipe, model=model, data=data, methods=methods, compile=t.compile)
+    state, instances, batch_size = prep.state, prep.methods, prep.batch_size
+    bundle, device, criterion, monitor = state.data, state.device, state.criterion, state.monitor
 
     run = None
     if save:
@@ -293,8 +336,7 @@ def _loop(
     val_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
     # Batching by index permutation from a dedicated generator: the order depends only on the seed.
     gen = torch.Generator().manual_seed(t.seed)
-    bounds = [(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(state.steps_per_epoch)]
-    bounds[-1] = (bounds[-1][0], n)  # the last batch takes any remainder (see steps_per_epoch)
+    bounds = batch_bounds(n, batch_size, state.steps_per_epoch)
     better = (lambda a, b: a > b) if state.mode == "max" else (lambda a, b: a < b)
     best_value: float | None = None
     best_epoch: int | None = None

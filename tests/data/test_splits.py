@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle
+from tunelab.data.splits import subsample_train
 from tunelab.errors import DataError, RecipeError
 from tunelab.recipe import DataSpec
 
@@ -211,3 +213,70 @@ def test_bad_spec_and_names_are_recipe_errors() -> None:
         make_bundle(imbalanced(), DataSpec(val_fraction=1.5))
     with pytest.raises(RecipeError, match=r"data\.clases.*unknown parameter"):
         load_data(DataSpec(name="digits", params={"clases": [1, 2]}))
+
+
+# --- train_fraction: few-label subsets of train ------------------------------------------------
+
+
+def _rows(x: torch.Tensor) -> set[tuple[float, ...]]:
+    return {tuple(r) for r in x.reshape(len(x), -1).tolist()}
+
+
+def test_train_fraction_keeps_a_stratified_subset_and_leaves_val_and_test_alone() -> None:
+    spec = DataSpec(val_fraction=0.25, test_fraction=0.2, standardize=False)
+    full = make_bundle(imbalanced(), spec)
+    part = make_bundle(imbalanced(), dataclasses.replace(spec, train_fraction=0.25))
+    # floor(0.25 * 360) = 90 of the 360 train samples, in the 60/30/10 proportions of train.
+    assert part.summary()["sizes"] == {"train": 90, "val": 120, "test": 120}
+    np.testing.assert_allclose(proportions(part.y_train, 3), [0.6, 0.3, 0.1], atol=1 / 90)
+    # Val and test are the very samples of the full-data run; train is a subset of its train.
+    assert torch.equal(part.x_val, full.x_val) and torch.equal(part.x_test, full.x_test)
+    assert _rows(part.x_train) <= _rows(full.x_train)
+
+
+def test_train_fraction_is_deterministic_by_split_seed() -> None:
+    spec = DataSpec(train_fraction=0.2, standardize=False)
+    a, b = (make_bundle(imbalanced(), spec).x_train for _ in range(2))
+    c = make_bundle(imbalanced(), dataclasses.replace(spec, split_seed=1)).x_train
+    assert torch.equal(a, b)
+    assert _rows(a) != _rows(c)
+
+
+def test_train_fraction_standardizes_on_the_kept_samples() -> None:
+    b = make_bundle(imbalanced(), DataSpec(train_fraction=0.1))
+    # Train statistics are those of the samples the model sees.
+    np.testing.assert_allclose(b.x_train.mean(0).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(b.x_train.std(0, unbiased=False).numpy(), 1.0, atol=1e-4)
+    assert len(b.x_train) == int(0.1 * 384)
+
+
+def test_train_fraction_for_regression_is_a_plain_random_subset() -> None:
+    rng = np.random.default_rng(0)
+    raw = RawData(rng.normal(size=(100, 2)).astype(np.float32), rng.normal(size=100), "regression")
+    b = make_bundle(raw, DataSpec(train_fraction=0.5))
+    assert b.summary()["sizes"] == {"train": 32, "val": 16, "test": 20}
+
+
+def test_train_fraction_that_loses_a_class_names_it_and_the_fraction_needed() -> None:
+    # Class "c" has 39 of the 384 train samples: 1% keeps 3 samples, not one of each class.
+    with pytest.raises(DataError, match=r"train_fraction=0\.01 keeps 3 of 384") as info:
+        make_bundle(imbalanced(), DataSpec(train_fraction=0.01))
+    assert "'c'" in str(info.value) and "raise data.train_fraction to about 0.0256" in str(info.value)
+    # Enough samples in all but one class under a stratified draw: still an error, never a silent drop.
+    y = np.repeat([0, 1, 2], [200, 200, 3]).astype(np.int64)
+    with pytest.raises(DataError, match="none of class '2'"):
+        subsample_train(y, 0.01, seed=0, stratify=True, class_names=["0", "1", "2"])
+
+
+def test_train_fraction_that_keeps_nothing_and_out_of_range() -> None:
+    with pytest.raises(DataError, match="keeps none"):
+        subsample_train(np.zeros(10), 0.05, seed=0, stratify=False)
+    with pytest.raises(RecipeError, match=r"data\.train_fraction"):
+        make_bundle(imbalanced(), DataSpec(train_fraction=0.0))
+    assert list(subsample_train(np.arange(5) % 2, 1.0, seed=0, stratify=True)) == [0, 1, 2, 3, 4]
+
+
+def test_train_fraction_in_a_recipe_on_digits() -> None:
+    b = load_data(DataSpec(name="digits", train_fraction=0.1, params={"classes": [5, 6, 7, 8, 9]}))
+    counts = b.summary()["class_counts"]["train"]
+    assert sum(counts.values()) == len(b.x_train) and min(counts.values()) >= 10

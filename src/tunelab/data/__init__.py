@@ -19,7 +19,7 @@ from tunelab.registry import Registry
 # Defined before the loader modules are imported: they register themselves into it.
 DATASETS = Registry("dataset")
 
-from tunelab.data import builtin, files  # noqa: E402  (registers the built-in and file datasets)
+from tunelab.data import builtin, files, image_folder  # noqa: E402  (registers the datasets)
 from tunelab.data.bundle import DataBundle, RawData  # noqa: E402
 from tunelab.data.splits import bundle_from_arrays, load_data, make_bundle  # noqa: E402
 
@@ -30,6 +30,7 @@ __all__ = [
     "builtin",
     "bundle_from_arrays",
     "files",
+    "image_folder",
     "load_data",
     "make_bundle",
 ]

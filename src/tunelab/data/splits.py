@@ -105,6 +105,71 @@ def _split(
     return kept, out
 
 
+def subsample_train(
+    y: np.ndarray,
+    fraction: float,
+    seed: int,
+    stratify: bool,
+    class_names: list[str] | None = None,
+    source: str = "data",
+) -> np.ndarray:
+    """Sorted indices of a ``fraction`` of the train samples, stratified for classification.
+
+    Keeps ``floor(fraction * n)`` samples (scikit-learn's ``train_size`` rounding), drawn with
+    ``seed``; every class must keep at least one sample, or a DataError says how large
+    ``data.train_fraction`` must be. ``fraction=1`` keeps everything.
+
+    >>> import numpy as np
+    >>> y = np.repeat([0, 1], [80, 20])
+    >>> keep = subsample_train(y, 0.1, seed=0, stratify=True)
+    >>> len(keep), np.bincount(y[keep]).tolist()
+    (10, [8, 2])
+    """
+    n = len(y)
+    if not 0 < fraction <= 1:
+        raise DataError(f"{source}: data.train_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return np.arange(n)
+    n_keep = math.floor(fraction * n)
+    if n_keep < 1:
+        raise DataError(
+            f"{source}: data.train_fraction={fraction} of {n} train samples keeps none; "
+            f"use at least {1 / n:.3g}"
+        )
+    names = class_names or []
+    if stratify:
+        present, counts = np.unique(y, return_counts=True)
+        rarest = int(np.argmin(counts))
+        rare_name = names[present[rarest]] if present[rarest] < len(names) else str(present[rarest])
+        # Enough for the rarest class to expect one sample; a stratified draw rounds to the nearest.
+        needed = f"{1 / counts[rarest]:.3g}"
+        if n_keep < len(present) or counts[rarest] < 2:
+            raise DataError(
+                f"{source}: data.train_fraction={fraction} keeps {n_keep} of {n} train samples, but the "
+                f"{len(present)} classes each need at least one (class {rare_name!r} has "
+                f"{int(counts[rarest])} in train); raise data.train_fraction to about {needed} or more"
+            )
+    if n_keep == n:  # a fraction just below 1 on few samples rounds back to all of them
+        return np.arange(n)
+    try:
+        keep, _ = train_test_split(
+            np.arange(n), train_size=n_keep, random_state=seed, stratify=y if stratify else None
+        )
+    except ValueError as e:  # a case the checks above missed: still a message, never a traceback
+        raise DataError(f"{source}: cannot keep data.train_fraction={fraction} of train: {e}") from None
+    if stratify:
+        kept_classes = np.unique(y[keep])
+        lost = [c for c in np.unique(y) if c not in kept_classes]
+        if lost:
+            lost_names = [names[c] if c < len(names) else str(c) for c in lost]
+            raise DataError(
+                f"{source}: data.train_fraction={fraction} keeps {n_keep} of {n} train samples and none of "
+                f"class {', '.join(repr(c) for c in lost_names)}; every class needs at least one sample: "
+                f"raise data.train_fraction to about {needed} or more"
+            )
+    return np.sort(keep)
+
+
 def _x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
     """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``."""
     if x_train.ndim == 2:
@@ -130,8 +195,10 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
 
     Without a published test split, ``spec.test_fraction`` is split off first; then
     ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
-    and are stratified for classification. Regression targets are standardized too (train
-    statistics, kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
+    and are stratified for classification. ``spec.train_fraction`` < 1 then keeps a stratified
+    subsample of train only (see ``subsample_train``): val and test are the samples of the
+    full-data run, and standardization is fit on the kept train samples. Regression targets are
+    standardized too (train statistics, kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
 
     >>> import numpy as np
     >>> raw = RawData(np.arange(40, dtype="float32")[:, None], np.arange(40, dtype="float32"), "regression")
@@ -207,6 +274,10 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
     )
     x, xv, y, yv = x[kept], x[out], y[kept], y[out]
     assert xt is not None and yt is not None  # set above, from the published split or the first cut
+    if spec.train_fraction < 1.0:
+        # After val and test are cut: they stay the same samples as in the full-data run.
+        keep = subsample_train(y, spec.train_fraction, spec.split_seed, classification, names, source)
+        x, y = x[keep], y[keep]
 
     x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
     preprocessing: dict[str, Any] = {}

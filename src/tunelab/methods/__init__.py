@@ -19,11 +19,15 @@ METHODS = Registry("method")
 # Each module registers its adapters into METHODS on import, so the registry must exist first;
 # the modules are listed explicitly (no discovery magic).
 from tunelab.methods import (  # noqa: E402
+    augment,
+    augment_mix,
+    augment_tta,
     clipping,
     early_stopping,
     ema,
     label_smoothing,
     regularization,
+    transfer,
 )
 
 __all__ = [
@@ -31,10 +35,14 @@ __all__ = [
     "METHODS",
     "Method",
     "TrainState",
+    "augment",
+    "augment_mix",
+    "augment_tta",
     "clipping",
     "early_stopping",
     "ema",
     "hooks_of",
     "label_smoothing",
     "regularization",
+    "transfer",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -29,6 +30,13 @@ def fmt(v: Any) -> str:
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     return str(v)
+
+
+def _fact(v: Any) -> str:
+    """A method's fact, short: lists of names (pretrained tensors) show as a count."""
+    if isinstance(v, (list, tuple)) and len(v) > 4:
+        return f"{len(v)} items"
+    return fmt(v)
 
 
 def fmt_bytes(n: float) -> str:
@@ -94,8 +102,10 @@ def print_run(result: RunResult, console: Console | None = None) -> None:
     if result.message:
         console.print(result.message)
     for name, facts in result.info.items():
-        text = ", ".join(f"{k} {fmt(v)}" for k, v in facts.items()) if isinstance(facts, dict) else fmt(facts)
-        console.print(f"[bold]{name}[/bold]: {text}")
+        text = (
+            ", ".join(f"{k} {_fact(v)}" for k, v in facts.items()) if isinstance(facts, dict) else fmt(facts)
+        )
+        console.print(f"[bold]{escape(name)}[/bold]: {escape(text)}")
     if result.run_dir:
         console.print(f"run directory: {result.run_dir}")
 
@@ -108,7 +118,8 @@ def print_registry(reg: Registry, console: Console | None = None) -> None:
     table.add_column("parameters")
     for e in reg:
         name = e.name + (f" ({', '.join(e.aliases)})" if e.aliases else "")
-        table.add_row(name, e.description, "\n".join(p.describe() for p in e.params) or "-")
+        params = "\n".join(p.describe() for p in e.params) or "-"
+        table.add_row(escape(name), escape(e.description), escape(params))
     console.print(table)
 
 

@@ -161,3 +161,19 @@ def test_proximal_l1_with_gd_reaches_the_lasso_solution():
     coef = layer.weight.detach().numpy().ravel()
     assert (coef == 0).sum() == (ref.coef_ == 0).sum() > 0  # exact zeros, as many as the lasso
     assert coef == pytest.approx(ref.coef_, abs=2e-3)
+
+
+def test_proximal_l1_thresholds_each_group_with_its_own_lr(state_factory):
+    model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.Linear(3, 1, bias=False))
+    state = state_factory(model)
+    state.optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.1}, {"params": model[1].parameters(), "lr": 1.0}]
+    )
+    m = L1(weight=0.5, proximal=True)
+    m.setup(state)
+    with torch.no_grad():
+        model[0].weight.fill_(0.1)
+        model[1].weight.fill_(0.1)
+    m.after_step(state)
+    assert torch.allclose(model[0].weight, torch.full((3, 3), 0.05))  # 0.1 - 0.1 * 0.5
+    assert torch.equal(model[1].weight, torch.zeros(1, 3))  # 0.1 - 1.0 * 0.5 < 0 -> 0

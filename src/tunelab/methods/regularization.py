@@ -162,11 +162,20 @@ class L1(_Penalty):
     def penalty(self, params: list[nn.Parameter]) -> Tensor:
         return l1_penalty(params, self.weight)
 
+    def setup(self, state: TrainState) -> None:
+        super().setup(state)
+        # Each parameter is thresholded with the lr of its own optimizer group (layer-wise lr
+        # decay gives blocks different lrs).
+        chosen = {id(p) for p in self.params}
+        groups = [(g, [p for p in g["params"] if id(p) in chosen]) for g in state.optimizer.param_groups]
+        self._groups = [(g, ps) for g, ps in groups if ps]
+
     def after_step(self, state: TrainState) -> None:
         # Only when proximal (else skipped): the L1 term leaves the loss and becomes this step.
-        # Exact ISTA under gd/sgd; under adaptive optimizers the threshold uses the base lr, a
+        # Exact ISTA under gd/sgd; under adaptive optimizers the threshold uses the group's lr, a
         # common approximation (the per-parameter step size is not the lr there).
-        soft_threshold_(self.params, state.optimizer.param_groups[0]["lr"] * self.weight)
+        for group, params in self._groups:
+            soft_threshold_(params, group["lr"] * self.weight)
 
 
 @METHODS.register("l2", "L2 (ridge) weight penalty weight/2·Σw² added to the loss (coupled weight decay).")

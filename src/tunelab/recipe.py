@@ -364,6 +364,10 @@ def _cross_checks(r: Recipe) -> None:
     from tunelab.optim import check_schedule
 
     check_schedule(r.schedule, r.optimizer, r.train.epochs)
+    if r.ablation != AblationSpec():
+        from tunelab.study.ablation import check_ablation
+
+        check_ablation(r)
     regs = _registries()
     for m in r.methods:
         entry = regs["methods"].get(m.name)

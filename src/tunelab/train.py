@@ -27,7 +27,6 @@ from tunelab.errors import RecipeError
 from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
-from tunelab.models.init import init_weights
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tunelab.recipe import Recipe, load_recipe, monitor_mode
 from tunelab.runs import RunDir, RunResult, default_run_dir, environment
@@ -157,11 +156,9 @@ def prepare(
 
     bundle = _data(recipe, data).to(device)
     criterion = _criterion(recipe, bundle.task)
-    if model is None:
-        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs)
-    else:
-        net = model
-        init_weights(net, recipe.model.init)
+    # A model passed in is used as it is (it may be trained already): recipe.model.init applies
+    # only to models tunelab builds. model.pretrained, an explicit request, applies to both.
+    net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs) if model is None else model
     if t.channels_last:
         if len(bundle.input_shape) != 3:
             raise RecipeError(
@@ -226,7 +223,8 @@ def fit(
     Args:
         recipe: a Recipe, a YAML path or a mapping (validated before anything runs).
         overrides: dotted ``a.b=c`` settings applied on top (as ``--set`` on the CLI).
-        model: your own ``nn.Module`` instead of ``recipe.model`` (trained in place).
+        model: your own ``nn.Module`` instead of ``recipe.model`` (trained in place, as it is:
+            ``model.init`` applies only to models tunelab builds).
         data: a DataBundle, or arrays ``(x, y)`` / ``(x, y, x_test, y_test)`` split as the
             recipe's ``data`` section says, instead of ``recipe.data``.
         out: run directory; default ``runs/<dataset>-<model>-<time>``.

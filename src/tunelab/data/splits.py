@@ -30,7 +30,7 @@ from tunelab.schema import check, field_hints
 
 # A standard deviation below this is a constant column up to float rounding (the threshold
 # scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.
-_CONSTANT_STD = 10 * np.finfo(np.float64).eps
+CONSTANT_STD = 10 * np.finfo(np.float64).eps
 
 
 def _check_spec(spec: DataSpec) -> None:
@@ -170,7 +170,7 @@ def subsample_train(
     return np.sort(keep)
 
 
-def _x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
+def x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
     """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``."""
     if x_train.ndim == 2:
         axes: tuple[int, ...] = (0,)
@@ -182,7 +182,7 @@ def _x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[in
     std = x_train.std(axis=axes, dtype=np.float64)
     # A constant feature or channel (e.g. the always-blank border pixels of digits) has std 0;
     # scaling it by 1 leaves it at 0 after centering instead of dividing by zero.
-    std = np.where(std < _CONSTANT_STD, 1.0, std)
+    std = np.where(std < CONSTANT_STD, 1.0, std)
     return mean, std, scope, shape
 
 
@@ -283,13 +283,13 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
     preprocessing: dict[str, Any] = {}
     y_mean = y_std = None
     if spec.standardize:
-        mean, std, scope, shape = _x_stats(x)
+        mean, std, scope, shape = x_stats(x)
         x, xv, xt = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (x, xv, xt))
         preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
         if not classification:
             ym = y.mean(axis=0, dtype=np.float64)
             ys = y.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < _CONSTANT_STD, 1.0, ys)  # a constant target: keep it centred, unscaled
+            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target: keep it centred, unscaled
             y, yv, yt = ((a - ym) / ys for a in (y, yv, yt))
             preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
             y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)

@@ -26,6 +26,7 @@ from tunelab.methods import (  # noqa: E402
     early_stopping,
     ema,
     label_smoothing,
+    pruning,
     regularization,
     transfer,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "ema",
     "hooks_of",
     "label_smoothing",
+    "pruning",
     "regularization",
     "transfer",
 ]

@@ -1,0 +1,480 @@
+"""Compress a finished run: prune or quantize, fine-tune, evaluate, measure, save (``tunelab compress``).
+
+``compress_run(run_dir, ...)`` rebuilds the run's model from ``recipe.yaml`` and ``final.pt`` and
+makes one row per variant:
+
+* ``dense``               the run's model as it is (the reference)
+* ``unstructured-<s>``    magnitude pruning to sparsity s, then ``finetune_epochs`` of the run's
+                          recipe with the ``prune`` method holding (and, with a gradual
+                          ``schedule``, growing) the masks: the recipe's optimizer, schedule,
+                          batch size and methods, seeds ``train.seed .. +seeds-1``
+* ``structured-<s>``      the fraction s of channels/neurons removed (Torch-Pruning), then the
+                          same fine-tuning of the narrower model
+* ``int8``                dynamic int8 quantization of the dense model's Linear layers (torchao)
+
+Each row reports the model's counts (parameters, nonzero parameters, bytes, FLOPs), its latency
+at batch 1 and throughput at a large batch (all rows timed in interleaved rounds, so a slow
+moment of a shared machine hits every row alike), and val and test metrics as mean and
+confidence interval over the seeds. Model choices read val only; test is evaluated once per
+fine-tuned model, at its end. The rows on the Pareto front of (val metric, latency) are marked.
+Each compressed model is saved under ``RUN_DIR/compress/<row>/seed-<seed>/`` (see
+``tunelab.compress.artifacts``), and the whole result in ``RUN_DIR/compress/result.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from tunelab.compress.artifacts import save_compressed
+from tunelab.compress.prune import count_nonzero_params, prune_magnitude_, weight_sparsity
+from tunelab.compress.quantize import linear_weight_bytes, quantize_dynamic_int8
+from tunelab.compress.structured import prune_channels
+from tunelab.errors import TunelabError
+from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
+from tunelab.recipe import Recipe
+from tunelab.runs import _finite, atomic_write_text
+
+__all__ = [
+    "CompressResult",
+    "CompressRow",
+    "compress_run",
+    "finetune_recipe",
+    "measure_interleaved",
+    "pareto_front",
+]
+
+Kind = Literal["dense", "unstructured", "structured", "int8"]
+
+
+@dataclass
+class CompressRow:
+    """One compressed variant: its counts, timings, and quality over seeds."""
+
+    name: str  # "dense", "unstructured-0.9", "structured-0.5", "int8"
+    method: Kind
+    sparsity: float  # requested: weights zeroed (unstructured) or channels removed (structured)
+    weight_sparsity: float  # measured: share of the dense model's Linear/Conv weights zero or gone
+    params: int
+    nonzero_params: int
+    size_bytes: int  # serialized state_dict (what a checkpoint takes on disk)
+    sparse_size_bytes: int | None  # the CSR file of an unstructured row
+    linear_weight_bytes: int
+    flops: int  # floating-point operations per sample (torch.utils.flop_counter; int8 ones excluded)
+    latency_ms: float  # batch 1, median
+    latency_p95_ms: float
+    throughput: float  # samples/s at the large batch
+    val: dict[str, float]  # metric -> mean over seeds
+    test: dict[str, float]
+    val_summary: dict[str, dict[str, Any]]  # metric -> tunelab.study.stats.Summary.to_dict()
+    test_summary: dict[str, dict[str, Any]]
+    seeds: list[int]
+    path: str  # directory of the saved model(s), relative to the run directory
+    pareto: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+@dataclass
+class CompressResult:
+    """Everything ``tunelab compress`` reports; renderers (``tunelab.report.compress``) only format it."""
+
+    run_dir: str
+    metric: str  # the quality metric the Pareto front uses, e.g. "accuracy"
+    mode: Literal["max", "min"]
+    finetune_epochs: int
+    scope: str
+    schedule: str
+    threads: int
+    device: str
+    throughput_batch: int
+    compiled: bool  # timings of torch.compile'd models (the recipe's train.compile)
+    rows: list[CompressRow]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "rows"}
+        d["rows"] = [r.to_dict() for r in self.rows]
+        return _finite(d)
+
+    def row(self, name: str) -> CompressRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row {name!r}; rows: {', '.join(r.name for r in self.rows)}")
+
+
+def pareto_front(points: Sequence[tuple[float, float]], mode: Literal["max", "min"] = "max") -> list[bool]:
+    """For each (quality, latency) point: is it on the front (no other point is at least as good
+    in both and strictly better in one)? Quality is maximized (``mode="max"``) or minimized.
+
+    >>> pareto_front([(0.95, 1.0), (0.94, 0.5), (0.93, 0.7), (0.95, 2.0)])
+    [True, True, False, False]
+    """
+    sign = 1.0 if mode == "max" else -1.0
+    q = [(sign * a, -b) for a, b in points]  # both "larger is better"
+    return [not any(o[0] >= p[0] and o[1] >= p[1] and (o[0] > p[0] or o[1] > p[1]) for o in q) for p in q]
+
+
+def measure_interleaved(
+    models: dict[str, nn.Module],
+    example_one: Tensor,
+    example_big: Tensor,
+    *,
+    rounds: int = 5,
+    budget_s: float = 2.0,
+) -> dict[str, dict[str, float]]:
+    """Latency (batch 1) and throughput (``example_big``'s batch) of several models, side by side.
+
+    The models take turns over ``rounds`` rounds, each round timing each model with a slice of its
+    ``budget_s`` (half latency, half throughput, after warm-up: ``tunelab.metrics.efficiency``);
+    a figure is the median over rounds, so a burst of load on a shared machine shifts one round
+    of every model rather than all of one model's calls.
+
+    >>> r = measure_interleaved({"a": nn.Linear(4, 2)}, torch.zeros(1, 4), torch.zeros(8, 4),
+    ...                         rounds=2, budget_s=0.02)
+    >>> sorted(r["a"]), r["a"]["throughput"] > 0
+    (['latency_ms', 'latency_p95_ms', 'throughput'], True)
+    """
+    per = budget_s / (2 * rounds)
+    seen: dict[str, dict[str, list[float]]] = {n: {"lat": [], "p95": [], "thr": []} for n in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            lat = latency(model, example_one, warmup=3, repeats=50, budget_s=per)
+            thr = throughput(model, example_big, warmup=1, repeats=10, budget_s=per)
+            seen[name]["lat"].append(lat["median_ms"])
+            seen[name]["p95"].append(lat["p95_ms"])
+            seen[name]["thr"].append(thr["samples_per_s"])
+    return {
+        n: {
+            "latency_ms": statistics.median(s["lat"]),
+            "latency_p95_ms": statistics.median(s["p95"]),
+            "throughput": statistics.median(s["thr"]),
+        }
+        for n, s in seen.items()
+    }
+
+
+# --- the study ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Variant:
+    name: str
+    kind: Kind
+    sparsity: float
+    models: list[nn.Module]  # one per seed
+    vals: list[dict[str, Any]]
+    tests: list[dict[str, Any]]
+    seeds: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
+    from tunelab.data import load_data
+    from tunelab.models import build_model
+    from tunelab.recipe import load_recipe
+
+    if not (run_dir / "recipe.yaml").is_file():
+        raise TunelabError(
+            f"{run_dir}: no recipe.yaml; pass the run directory that `tunelab train --out DIR` wrote"
+        )
+    if not (run_dir / "final.pt").is_file():
+        raise TunelabError(
+            f"{run_dir}: no final.pt; the run did not finish (see its result.json): train it to the end first"
+        )
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    data = load_data(recipe.data)
+    model = build_model(recipe.model, data.input_shape, data.num_outputs)
+    try:
+        model.load_state_dict(torch.load(run_dir / "final.pt", weights_only=True, map_location="cpu"))
+    except RuntimeError as e:
+        raise TunelabError(
+            f"{run_dir}/final.pt does not fit the model its recipe.yaml builds ({str(e).splitlines()[0]}); "
+            "was the recipe edited after training?"
+        ) from None
+    return recipe, data, model
+
+
+def finetune_recipe(
+    recipe: Recipe, epochs: int, seed: int, threads: int, prune: dict[str, Any] | None = None
+) -> Recipe:
+    """The run's ``recipe`` adapted to fine-tune an already trained (compressed) model.
+
+    Same data, optimizer, schedule, batch size and methods; ``epochs``, ``seed`` and ``threads``
+    replaced; ``model.init`` "default" and no ``pretrained`` (``fit(model=...)`` applies both to the
+    model it is given, which would overwrite the trained weights); no efficiency timing (done
+    once, side by side, afterwards); a ``prune`` method with the parameters ``prune`` first.
+
+    >>> from tunelab.recipe import load_recipe
+    >>> r = load_recipe({"model": {"name": "mlp", "init": "kaiming_normal"}, "train": {"epochs": 30}})
+    >>> ft = finetune_recipe(r, 3, seed=1, threads=1, prune={"sparsity": 0.9})
+    >>> ft.train.epochs, ft.model.init, [(m.name, m.params["sparsity"]) for m in ft.methods]
+    (3, 'default', [('prune', 0.9)])
+    """
+    from tunelab.recipe import load_recipe
+
+    raw = recipe.to_dict()
+    raw["train"].update(epochs=epochs, seed=seed, threads=threads, efficiency=False, tensorboard=False)
+    # fit(model=...) applies model.init and model.pretrained to the model it is given: both would
+    # overwrite the trained weights this fine-tuning starts from.
+    raw["model"].update(init="default", pretrained=None)
+    methods = [m for m in raw.get("methods", []) if m["name"] != "prune"]
+    # prune first: its fit_end then runs last and masks what early stopping / EMA hand back.
+    raw["methods"] = ([{"name": "prune", **prune}] if prune else []) + methods
+    raw.pop("search", None)
+    raw.pop("ablation", None)
+    return load_recipe(raw)
+
+
+def _evaluate(model: nn.Module, data: Any, recipe: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    from tunelab.train import LOSSES, _criterion, evaluate
+
+    loss = LOSSES["cross_entropy"] if data.task == "classification" else _criterion(recipe, data.task)
+    bs = recipe.train.eval_batch_size
+    val = evaluate(model, data, "val", loss, bs)
+    test = evaluate(model, data, "test", loss, bs)  # read once for this model, after every choice
+    return val, test
+
+
+def compress_run(
+    run_dir: str | Path,
+    *,
+    sparsities: Sequence[float] = (0.5, 0.8, 0.9, 0.95),
+    structured: bool = False,
+    quantize: bool = False,
+    finetune_epochs: int | None = None,
+    seeds: int = 1,
+    scope: Literal["global", "layerwise"] | None = None,
+    schedule: Literal["oneshot", "linear", "cubic"] = "cubic",
+    threads: int | None = None,
+    throughput_batch: int = 1024,
+    budget_s: float = 2.0,
+    save: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> CompressResult:
+    """Compress the model of a finished run; see the module docstring.
+
+    Args:
+        run_dir: a run directory written by ``tunelab train`` (``recipe.yaml`` and ``final.pt``).
+        sparsities: fractions of weights (unstructured) or channels (``structured=True``) removed.
+        structured: remove channels (Torch-Pruning) instead of zeroing single weights.
+        quantize: add an ``int8`` row (dynamic int8 Linear layers, torchao).
+        finetune_epochs: epochs of the run's recipe after pruning; default a quarter of the run's
+            epochs (at least 1); 0 evaluates the pruned model as it is.
+        seeds: fine-tunings per row, seeds ``train.seed .. train.seed + seeds - 1``.
+        scope: unstructured "global" (default) or "layerwise"; structured "layerwise" (default)
+            or "global".
+        schedule: how unstructured sparsity is reached during fine-tuning: "oneshot" (all at
+            once, then fine-tune), or "cubic"/"linear" (gradually over the first half of the
+            fine-tuning, then fine-tune with fixed masks).
+        threads: torch threads for everything here (default: the recipe's, else torch's now).
+        throughput_batch: batch size of the throughput measurement.
+        budget_s: timing budget per model (latency and throughput together).
+        save: write the models and ``compress/result.json`` under ``run_dir``.
+        progress: called with a short line as each step starts.
+
+    >>> res = compress_run("runs/demo", sparsities=[0.9], seeds=3)  # doctest: +SKIP
+    >>> [(r.name, r.nonzero_params, r.val["accuracy"], r.pareto) for r in res.rows]  # doctest: +SKIP
+    """
+    from tunelab.recipe import monitor_mode
+    from tunelab.train import fit, resolve_device
+
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    say = progress or (lambda _msg: None)
+    for s in sparsities:
+        if not (isinstance(s, (int, float)) and 0 < s < 1):
+            raise TunelabError(f"--sparsity: got {s!r}; each value must be a fraction in (0, 1), e.g. 0.9")
+    if seeds < 1:
+        raise TunelabError(f"--seeds: got {seeds}; must be >= 1")
+    if finetune_epochs is not None and finetune_epochs < 0:
+        raise TunelabError(f"--finetune-epochs: got {finetune_epochs}; must be >= 0")
+    if schedule not in ("oneshot", "linear", "cubic"):
+        raise TunelabError(f"--schedule: got {schedule!r}; must be oneshot, linear or cubic")
+    scope = scope or ("layerwise" if structured else "global")
+    if scope not in ("global", "layerwise"):
+        raise TunelabError(f"--scope: got {scope!r}; must be global or layerwise")
+
+    say(f"loading {run_dir}")
+    recipe, data, dense = _load_run(run_dir)
+    threads = threads or recipe.train.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    device = resolve_device(recipe.train.device)
+    epochs = finetune_epochs if finetune_epochs is not None else max(1, round(recipe.train.epochs / 4))
+    monitor = recipe.train.monitor
+    if monitor == "auto":
+        monitor = "val.accuracy" if data.task == "classification" else "val.loss"
+    metric = monitor.split(".", 1)[1]
+    mode = monitor_mode(monitor)
+    dense = dense.to(device)
+    bundle = data.to(device)
+    gen = torch.Generator().manual_seed(0)  # inputs for tracing and timing: never the global RNG
+    one = torch.randn((1, *data.input_shape), generator=gen).to(device)
+    big = torch.randn((throughput_batch, *data.input_shape), generator=gen).to(device)
+    seed_list = [recipe.train.seed + i for i in range(seeds if epochs > 0 else 1)]
+
+    variants: list[_Variant] = []
+    val, test = _evaluate(dense, bundle, recipe)
+    variants.append(_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed]))
+
+    for s in sparsities:
+        kind: Kind = "structured" if structured else "unstructured"
+        v = _Variant(f"{kind}-{s:g}", kind, float(s), [], [], [], seed_list)
+        for seed in seed_list:
+            say(f"{v.name}: seed {seed}, {epochs} fine-tuning epoch(s)")
+            model = copy.deepcopy(dense)
+            prune_spec = None
+            if structured:
+                pr = prune_channels(model, torch.cat([one, one]), s, scope=scope)  # batch 2: BN-safe
+                if pr.params_after == pr.params_before:
+                    v.notes.append("no channel could be removed")
+            elif epochs == 0 or schedule == "oneshot":
+                prune_magnitude_(model, s, scope)
+                prune_spec = {"sparsity": s, "scope": scope, "schedule": "oneshot", "begin": 0.0, "end": 1.0}
+            else:
+                # Gradual: the masks grow over the first half of the fine-tuning from the trained
+                # weights' magnitudes; the second half fine-tunes with the masks fixed.
+                prune_spec = {"sparsity": s, "scope": scope, "schedule": schedule, "begin": 0.0, "end": 0.5}
+            if epochs > 0:
+                ft = finetune_recipe(recipe, epochs, seed, threads, prune_spec)
+                r = fit(ft, model=model, data=bundle, save=False)
+                if not r.ok:
+                    raise TunelabError(f"{v.name}: fine-tuning {r.status}: {r.message}")
+                model, val, test = r.model, r.val, r.test
+            else:
+                val, test = _evaluate(model, bundle, recipe)
+            v.models.append(model)
+            v.vals.append(val)
+            v.tests.append(test)
+        variants.append(v)
+
+    if quantize:
+        say("int8: dynamic quantization of the Linear layers")
+        q = quantize_dynamic_int8(copy.deepcopy(dense).cpu())
+        if device.type != "cpu":
+            q.to(device)
+        val, test = _evaluate(q, bundle, recipe)
+        variants.append(_Variant("int8", "int8", 0.0, [q], [val], [test], [recipe.train.seed]))
+
+    say("measuring")
+    rows = _rows(variants, recipe, dense, one, big, metric, budget_s, run_dir if save else None)
+    front = pareto_front([(r.val.get(metric, math.nan), r.latency_ms) for r in rows], mode)
+    for r, on in zip(rows, front, strict=True):
+        r.pareto = on
+    result = CompressResult(
+        run_dir=str(run_dir),
+        metric=metric,
+        mode=mode,
+        finetune_epochs=epochs,
+        scope=scope,
+        schedule="channels" if structured else schedule,
+        threads=threads,
+        device=str(device),
+        throughput_batch=throughput_batch,
+        compiled=bool(recipe.train.compile),
+        rows=rows,
+        seconds=time.perf_counter() - started,
+    )
+    if save:
+        atomic_write_text(run_dir / "compress" / "result.json", json.dumps(result.to_dict(), indent=2))
+    return result
+
+
+def _summaries(records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    from tunelab.study.stats import summarize
+
+    means: dict[str, float] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for k, v in records[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            values = [float(r[k]) for r in records]
+            means[k] = statistics.fmean(values)
+            if all(math.isfinite(x) for x in values):
+                summaries[k] = summarize(values).to_dict()
+    return means, summaries
+
+
+def _rows(
+    variants: list[_Variant],
+    recipe: Any,
+    dense: nn.Module,
+    one: Tensor,
+    big: Tensor,
+    metric: str,
+    budget_s: float,
+    run_dir: Path | None,
+) -> list[CompressRow]:
+    dense_weights = weight_sparsity(dense)["weights"]
+    # Timed: each variant's first seed (the counts are the same for every seed).
+    timed = {v.name: v.models[0] for v in variants}
+    if recipe.train.compile:
+        timed = {n: torch.compile(m) for n, m in timed.items()}  # type: ignore[misc]
+    times = measure_interleaved(timed, one, big, budget_s=budget_s)
+    dense_flops = flops(dense, one)
+    if run_dir is not None and (run_dir / "compress").exists():
+        shutil.rmtree(run_dir / "compress")  # an earlier `tunelab compress` of this run: replaced
+    rows = []
+    for v in variants:
+        m = v.models[0]
+        counts = count_nonzero_params(m)
+        notes = list(v.notes)
+        remaining = weight_sparsity(m)
+        kept = remaining["weights"] - remaining["zeros"]
+        n_flops = flops(m, one)
+        if v.kind == "int8":
+            notes.append(
+                f"FLOPs: floating-point operations only ({n_flops:,}); the Linear layers' "
+                f"{(dense_flops - n_flops) // 2:,} multiply-adds run in int8"
+            )
+        if v.kind == "unstructured":
+            notes.append("FLOPs as counted: dense kernels multiply the zeros too")
+        val, val_s = _summaries(v.vals)
+        test, test_s = _summaries(v.tests)
+        path = "final.pt" if v.kind == "dense" else f"compress/{v.name}"
+        sparse_bytes: int | None = None
+        if run_dir is not None and v.kind != "dense":
+            for seed, model, seed_val in zip(v.seeds, v.models, v.vals, strict=True):
+                meta = {"row": v.name, "seed": seed, "sparsity": v.sparsity, "val": seed_val}
+                out = save_compressed(model, v.kind, run_dir / path / f"seed-{seed}", one, meta)
+                notes.extend(n for n in out["notes"] if n not in notes)
+                if v.kind == "unstructured" and seed == v.seeds[0]:
+                    sparse_bytes = out["files"]["model.sparse.pt"]
+        rows.append(
+            CompressRow(
+                name=v.name,
+                method=v.kind,
+                sparsity=v.sparsity,
+                weight_sparsity=1.0 - kept / dense_weights,
+                params=counts["params"],
+                nonzero_params=counts["nonzero"],
+                size_bytes=model_size_bytes(m),
+                sparse_size_bytes=sparse_bytes,
+                linear_weight_bytes=linear_weight_bytes(m),
+                flops=n_flops,
+                latency_ms=times[v.name]["latency_ms"],
+                latency_p95_ms=times[v.name]["latency_p95_ms"],
+                throughput=times[v.name]["throughput"],
+                val=val,
+                test=test,
+                val_summary=val_s,
+                test_summary=test_s,
+                seeds=list(v.seeds),
+                path=path,
+                notes=notes,
+            )
+        )
+    return rows

@@ -1,0 +1,225 @@
+"""Magnitude pruning in the training loop: gradual (Zhu & Gupta 2017) or one-shot, with rewinding.
+
+The pure functions live in ``tunelab.compress.prune`` (``magnitude_masks``, ``apply_masks_``,
+``sparsity_schedule``); the ``Prune`` adapter hooks them into the loop:
+
+* ``setup``       choose the Linear and Conv weights; snapshot them for rewinding to init; mask
+                  the gradients of pruned weights (a tensor hook), so gradient clipping and the
+                  optimizer's statistics see the sparse network's true gradient
+* ``after_step``  re-apply the masks after every optimizer step (momentum or weight decay would
+                  otherwise move a pruned weight off zero), then, at the scheduled steps, prune
+                  more: ``cycles`` mask updates spread from ``begin`` to ``end`` (fractions of
+                  the training steps), the last one reaching ``sparsity``; the remaining steps
+                  fine-tune the survivors with the masks fixed
+* ``fit_end``     re-apply the final masks to the evaluated weights (also an EMA copy or the
+                  restored best epoch) and remove the hooks
+
+The masks are kept here, not in the model (see ``tunelab.compress.prune`` for why not
+``torch.nn.utils.prune``): the model's ``state_dict`` has its usual keys at every checkpoint, so
+``best.pt`` and ``final.pt`` load into the plain architecture, with zeros where weights were
+pruned; "permanent" is simply the state of the weights.
+
+Lottery-ticket rewinding (Frankle & Carbin 2019; Frankle et al. 2020 for rewinding to an early
+epoch): with ``rewind_epoch`` set, every mask update resets the whole model (weights, biases,
+norm statistics) to its state at the start of that epoch (0: at initialization), keeps the
+surviving weights, and clears the optimizer's per-parameter state, so that the sparse network is
+retrained from there. The learning-rate schedule is not rewound.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Annotated, Any, Literal
+
+import torch
+from torch import Tensor
+
+from tunelab.compress.prune import apply_masks_, magnitude_masks, prunable_weights, sparsity_schedule
+from tunelab.errors import ModelError, RecipeError
+from tunelab.methods import METHODS
+from tunelab.methods._base import Method, TrainState
+from tunelab.schema import Doc, Range
+
+__all__ = ["Prune", "pruning_steps"]
+
+
+def pruning_steps(
+    total_steps: int, sparsity: float, schedule: str, begin: float, end: float, cycles: int
+) -> dict[int, float]:
+    """Optimizer step -> sparsity reached at that step, for a run of ``total_steps`` steps.
+
+    Update k of n (k = 1..n) happens after step ``round(T·(begin + (k−1)·(end − begin)/n))`` and
+    reaches ``sparsity_schedule(k/n)``: the first at ``begin``, the last (the full sparsity) one
+    interval before ``end``, so the ramp's last interval already fine-tunes. ``oneshot`` is one
+    update at ``begin``. Step 0 means before the first optimizer step (pruning at setup).
+
+    >>> {step: round(s, 4) for step, s in pruning_steps(100, 0.8, "cubic", 0.0, 0.5, 4).items()}
+    {0: 0.4625, 13: 0.7, 25: 0.7875, 38: 0.8}
+    >>> pruning_steps(100, 0.8, "oneshot", 0.3, 0.9, 4)
+    {30: 0.8}
+    """
+    n = 1 if schedule == "oneshot" else cycles
+    out: dict[int, float] = {}
+    for k in range(1, n + 1):
+        step = math.floor(total_steps * (begin + (k - 1) * (end - begin) / n) + 0.5)
+        # Several updates landing on one step (a short run) collapse into the last, sparsest one.
+        out[min(step, max(total_steps - 1, 0))] = sparsity_schedule(k / n, sparsity, schedule)  # type: ignore[arg-type]
+    return out
+
+
+@METHODS.register(
+    "prune", "Magnitude pruning of Linear/Conv weights on a sparsity schedule; exact zeros kept."
+)
+class Prune(Method):
+    """Unstructured magnitude pruning (see the module docstring and ``magnitude_masks``)."""
+
+    name = "prune"
+
+    def __init__(
+        self,
+        *,
+        # Half the weights of an over-parameterized network rarely carry its accuracy; a mild
+        # default that a search then pushes (0.8-0.95 is typical with a gradual schedule).
+        sparsity: Annotated[
+            float, Range(ge=0, lt=1), Doc("final fraction of Linear/Conv weights set to zero")
+        ] = 0.5,
+        # Global ranking lets redundant layers lose more than small, critical ones, which keeps
+        # more accuracy at a given sparsity than the same fraction from every layer.
+        scope: Annotated[
+            Literal["global", "layerwise"], Doc("rank weights across all layers or within each layer")
+        ] = "global",
+        schedule: Annotated[
+            Literal["cubic", "linear", "oneshot"],
+            Doc("how sparsity grows from begin to end: Zhu & Gupta's cubic, linear, or all at begin"),
+        ] = "cubic",
+        # Zhu & Gupta start after some dense training (weights whose magnitude means something)
+        # and stop with time left to recover: dense for the first quarter, prune over the middle
+        # half, fine-tune in the last quarter.
+        begin: Annotated[float, Range(ge=0, lt=1), Doc("start of pruning, as a fraction of training")] = 0.25,
+        end: Annotated[float, Range(gt=0, le=1), Doc("end of the ramp, as a fraction of training")] = 0.75,
+        # Ten prune -> train cycles: fine enough that no single update removes much (cubic's
+        # first is the largest, 27% of the target), few enough to leave steps between them.
+        cycles: Annotated[int, Range(ge=1), Doc("mask updates between begin and end (linear/cubic)")] = 10,
+        rewind_epoch: Annotated[
+            int | None,
+            Range(ge=0),
+            Doc("lottery ticket: at each update reset to the weights at this epoch (0 = init); null = off"),
+        ] = None,
+    ) -> None:
+        if end < begin:
+            raise RecipeError("methods.prune.end", end, f"must be >= begin ({begin})")
+        self.sparsity, self.scope, self.schedule = sparsity, scope, schedule
+        self.begin, self.end, self.cycles, self.rewind_epoch = begin, end, cycles, rewind_epoch
+        self.masks: list[Tensor] | None = None
+        self.skip_hooks = frozenset() if rewind_epoch else frozenset({"epoch_start"})
+
+    @classmethod
+    def validate_recipe(cls, recipe: Any, spec: Any) -> None:
+        p = spec.params
+        begin, end = p.get("begin", 0.25), p.get("end", 0.75)
+        if end < begin:
+            raise RecipeError("methods.prune.end", end, f"must be >= methods.prune.begin ({begin})")
+        rewind = p.get("rewind_epoch")
+        first = math.floor(begin * recipe.train.epochs)
+        if rewind is not None and rewind > first:
+            raise RecipeError(
+                "methods.prune.rewind_epoch",
+                rewind,
+                f"must be <= the epoch pruning begins ({first} = begin {begin} x {recipe.train.epochs} "
+                "epochs): the rewind point has to exist before the first mask",
+            )
+        names = [m.name for m in recipe.methods]
+        late = [n for n in ("early_stopping", "ema") if n in names and names.index(n) < names.index("prune")]
+        if late:
+            # fit_end hooks run in reverse order: listed first, prune masks what they restore/average.
+            raise RecipeError(
+                "methods",
+                names,
+                f"list prune before {' and '.join(late)}, so that its final masks apply to the weights "
+                f"{' and '.join(late)} restore or average",
+            )
+
+    # --- events -------------------------------------------------------------------------------
+
+    def setup(self, state: TrainState) -> None:
+        named = prunable_weights(state.model)
+        if not named:
+            raise ModelError(
+                f"methods.prune: {type(state.model).__name__} has no Linear or Conv weights to prune"
+            )
+        self.names = [n for n, _ in named]
+        self.weights = [w for _, w in named]
+        total = state.recipe.train.epochs * state.steps_per_epoch
+        self.updates = pruning_steps(total, self.sparsity, self.schedule, self.begin, self.end, self.cycles)
+        self.total_steps = total
+        self.snapshot: dict[str, Tensor] | None = None
+        if self.rewind_epoch == 0:
+            self.snapshot = copy.deepcopy(state.model.state_dict())
+        # Gradients of pruned weights are zeroed as autograd produces them, before any hook of
+        # the loop (clipping) reads them; until the first update there is no mask to apply.
+        self._handles = [
+            w.register_hook(lambda g, i=i: g if self.masks is None else g * self.masks[i])
+            for i, w in enumerate(self.weights)
+            if w.requires_grad  # a frozen weight gets no gradient, and its mask holds by itself
+        ]
+        self.history: list[tuple[int, float]] = []
+        state.info["prune"] = {"target": self.sparsity, "scope": self.scope, "schedule": self.schedule}
+        if 0 in self.updates:
+            self._update(state, self.updates[0])
+
+    def epoch_start(self, state: TrainState) -> None:
+        # Only with rewind_epoch > 0 (else skipped): the weights at the start of that epoch.
+        if state.epoch == self.rewind_epoch and self.snapshot is None:
+            self.snapshot = copy.deepcopy(state.model.state_dict())
+
+    def after_step(self, state: TrainState) -> None:
+        if self.masks is not None:
+            apply_masks_(self.weights, self.masks)
+        sparsity = self.updates.get(state.step)
+        if sparsity is not None and state.step > 0:
+            self._update(state, sparsity)
+
+    def fit_end(self, state: TrainState) -> None:
+        if not self.history or self.history[-1][1] < self.sparsity:
+            # Training ended before the schedule did (early stopping, Ctrl-C): the user asked for
+            # this sparsity, so it is reached now, one-shot, and reported as such.
+            self._update(state, self.sparsity, rewind=False)  # nothing would retrain a rewound net
+            state.info["prune"]["completed_at_fit_end"] = True
+        apply_masks_(self.weights, self.masks)  # type: ignore[arg-type]
+        eval_net = state.eval_net
+        if eval_net is not None and eval_net is not state.model:
+            # An EMA copy or a restored best epoch: the same parameter names, its own tensors.
+            own = dict(eval_net.named_parameters())
+            pairs = [(own[n], m) for n, m in zip(self.names, self.masks, strict=True) if n in own]  # type: ignore[arg-type]
+            apply_masks_([p.data for p, _ in pairs], [m for _, m in pairs])
+        for h in self._handles:
+            h.remove()
+        net = eval_net if eval_net is not None else state.model
+        names = set(self.names)
+        zeros = sum(
+            int(p.numel() - torch.count_nonzero(p.detach())) for n, p in net.named_parameters() if n in names
+        )
+        n_weights = sum(w.numel() for w in self.weights)
+        state.info["prune"].update(
+            {
+                "sparsity": zeros / n_weights,
+                "weights": n_weights,
+                "zeros": zeros,
+                "updates": len(self.history),
+            }
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _update(self, state: TrainState, sparsity: float, rewind: bool = True) -> None:
+        # The masks come from the trained weights' magnitudes, *then* the survivors are rewound.
+        masks = magnitude_masks(self.weights, sparsity, self.scope, previous=self.masks)
+        self.masks = [m.to(w.dtype) for m, w in zip(masks, self.weights, strict=True)]
+        if rewind and self.snapshot is not None:
+            state.model.load_state_dict(self.snapshot)  # copies into the same tensors
+            # Adam's moments / momentum belong to the trajectory that was just rewound.
+            state.optimizer.state.clear()
+        apply_masks_(self.weights, self.masks)
+        self.history.append((state.step, sparsity))

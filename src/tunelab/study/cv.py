@@ -1,0 +1,537 @@
+"""Cross-validation: K folds of train+val, per value of one parameter; then one retrain and one test.
+
+``run_cv(recipe, folds=K, param=("methods.l2.weight", [0.1, 0.01, 0.001]))``:
+
+1. The recipe's data is loaded and split as always (``data.split_seed``); the test split is set
+   aside untouched, and train + val are pooled.
+2. The pool is cut into K folds, stratified for classification (``StratifiedKFold``, ``KFold`` for
+   regression), shuffled by ``data.split_seed``: every value is scored on the same folds.
+3. Each fold trains on the other K-1 folds and is scored on itself. Standardization is fit on the
+   fold's training part only: the pool is loaded *unstandardized* (``data.standardize: false``,
+   the same split), and each fold refits the statistics, as ``make_bundle`` does for train, so no
+   statistic of a fold's held-out samples leaks into its training.
+4. Per value: the per-fold scores of the monitored metric, their mean and 95% t-interval. The
+   choice by best mean, and by the one-standard-error rule: among the values whose mean is within
+   one standard error (std / sqrt(K)) of the best mean, the **first in the order given**; list
+   values simplest first (largest penalty, smallest model), as glmnet's ``lambda.1se`` takes the
+   largest penalty within one SE. A value that failed (diverged) on any fold is not eligible.
+5. One retrain with the chosen value (``choose="best"`` or ``"1se"``) on the recipe's own
+   train/val split, and one test evaluation: the only time the test split is read.
+
+The fold scores share most of their training samples, so they are not independent; their
+t-interval is a useful guide but tends to be too narrow (Bengio & Grandvalet, 2004: no unbiased
+estimator of the variance of K-fold CV exists). Reports say so.
+
+Runs are stored like an ablation's (``tunelab.study.runstore``): interrupted, a CV resumes.
+
+    >>> res = run_cv({"data": {"name": "iris"}, "train": {"epochs": 3}}, folds=3,
+    ...              param=("optimizer.lr", [0.01, 0.001]), storage="sqlite:///:memory:")  # doctest: +SKIP
+    >>> [(v.label, round(v.summary.mean, 3)) for v in res.values], res.chosen.label  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from optuna.storages import BaseStorage
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from tunelab.data import DataBundle, bundle_from_arrays, load_data
+from tunelab.data.splits import CONSTANT_STD, x_stats
+from tunelab.errors import DataError, RecipeError, TunelabError
+from tunelab.recipe import Recipe, load_recipe
+from tunelab.study.ablation import (
+    Runner,
+    RunOutcome,
+    load_bundle,
+    override_text,
+    resolve_monitor,
+    study_free_raw,
+    study_identity,
+    train_run,
+    value_label,
+)
+from tunelab.study.runstore import RunStore, StoredRun
+from tunelab.study.stats import Summary, summarize
+
+Choice = Literal["best", "1se"]
+_FORBIDDEN = ("data", "ablation", "search")
+
+
+@dataclass(frozen=True)
+class FoldRun:
+    """One fold of one value: its score on the fold's held-out part (None if the run failed)."""
+
+    value: Any
+    label: str
+    fold: int
+    score: float | None
+    status: str
+    n_train: int
+    n_val: int
+    seconds: float
+    cached: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "label": self.label,
+            "fold": self.fold,
+            "score": self.score,
+            "status": self.status,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class CVValue:
+    """One value of the parameter: its per-fold scores and their summary."""
+
+    value: Any
+    label: str
+    overrides: tuple[str, ...]
+    scores: tuple[float, ...]  # one per finished fold, in fold order
+    failed: tuple[tuple[int, str], ...]  # (fold, status)
+    summary: Summary | None
+
+    @property
+    def eligible(self) -> bool:
+        """Finished on every fold: only such a value may be chosen."""
+        return not self.failed and self.summary is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.summary.to_dict() if self.summary else {}
+        se = self.summary.se if self.summary else math.nan
+        return {
+            "value": self.value,
+            "label": self.label,
+            "n": s.get("n", 0),
+            "mean": s.get("mean"),
+            "std": s.get("std"),
+            "se": se if math.isfinite(se) else None,
+            "ci": [s.get("ci_low"), s.get("ci_high")],
+            "ci_low": s.get("ci_low"),
+            "ci_high": s.get("ci_high"),
+            "scores": list(self.scores),
+            "failed": [{"fold": f, "status": st} for f, st in self.failed],
+            "eligible": self.eligible,
+        }
+
+
+@dataclass(frozen=True)
+class CVChoice:
+    """The two choices and the one retrained: ``best`` (best mean), ``one_se`` (one-SE rule)."""
+
+    rule: Choice
+    best: CVValue
+    one_se: CVValue
+    threshold: float  # the one-SE bar: best mean -/+ its standard error
+
+    @property
+    def chosen(self) -> CVValue:
+        return self.best if self.rule == "best" else self.one_se
+
+
+@dataclass(frozen=True)
+class FinalRun:
+    """The retrain with the chosen value on the recipe's train/val split, and its test evaluation."""
+
+    label: str
+    value: Any
+    status: str
+    val: dict[str, float]
+    test: dict[str, float]
+    run_dir: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "label": self.label,
+            "status": self.status,
+            "val": self.val,
+            "test": self.test,
+            "run_dir": self.run_dir,
+        }
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """Everything ``tunelab cv`` reports; ``to_dict()`` is its ``--json``."""
+
+    study_name: str
+    storage: str
+    param: str | None  # the dotted path varied, None for the recipe alone
+    k: int
+    monitor: str
+    metric: str  # the val metric scored on each fold
+    mode: Literal["max", "min"]
+    stratified: bool  # StratifiedKFold (classification) or KFold (regression)
+    values: tuple[CVValue, ...]
+    folds: tuple[FoldRun, ...]
+    choice: CVChoice
+    final: FinalRun
+    runs_computed: int
+    runs_reused: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def chosen(self) -> CVValue:
+        return self.choice.chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.choice
+        return {
+            "study": self.study_name,
+            "storage": self.storage,
+            "param": self.param,
+            "k": self.k,
+            "monitor": self.monitor,
+            "metric": self.metric,
+            "mode": self.mode,
+            "stratified": self.stratified,
+            "folds": [f.to_dict() for f in self.folds],
+            "values": [v.to_dict() for v in self.values],
+            "chosen": {
+                "rule": c.rule,
+                "value": c.chosen.value,
+                "label": c.chosen.label,
+                "best": c.best.value,
+                "one_se": c.one_se.value,
+                "one_se_threshold": c.threshold,
+            },
+            "final": self.final.to_dict(),
+            "runs_computed": self.runs_computed,
+            "runs_reused": self.runs_reused,
+            "notes": list(self.notes),
+        }
+
+
+# --- the parameter -----------------------------------------------------------------------------
+
+
+def parse_param(text: str) -> tuple[str, list[Any]]:
+    """``"methods.l2.weight=0.1,0.01"`` -> ``("methods.l2.weight", [0.1, 0.01])``.
+
+    Each value is read as YAML. Values that contain commas (lists) are given as one YAML list:
+    ``model.hidden=[[16],[64,64]]``.
+
+    >>> parse_param("optimizer.lr=0.1,0.01"), parse_param("model.hidden=[[16],[32,32]]")
+    (('optimizer.lr', [0.1, 0.01]), ('model.hidden', [[16], [32, 32]]))
+    """
+    path, sep, rhs = text.partition("=")
+    path, rhs = path.strip(), rhs.strip()
+    usage = "must look like path=v1,v2,..., e.g. methods.l2.weight=0.1,0.01,0.001"
+    if not sep or not path or not rhs or any(not p for p in path.split(".")):
+        raise RecipeError("--param", text, usage)
+    try:
+        if rhs.startswith("["):
+            values = yaml.safe_load(rhs)
+            if not isinstance(values, list):
+                raise RecipeError("--param", text, usage)
+        else:
+            values = [yaml.safe_load(v) if v.strip() else None for v in rhs.split(",")]
+    except yaml.YAMLError:
+        raise RecipeError("--param", text, usage) from None
+    return path, values
+
+
+def _values(base: Recipe, param: tuple[str, Sequence[Any]] | None) -> list[tuple[Any, str, tuple[str, ...]]]:
+    """(value, label, overrides) per value, each checked to make a valid recipe."""
+    if param is None:
+        return [(None, "recipe", ())]
+    path, values = param
+    if not values:
+        raise RecipeError(f"--param {path}", values, "give at least one value, e.g. 0.1,0.01")
+    if any(path == p or path.startswith(p + ".") for p in _FORBIDDEN):
+        raise RecipeError(
+            f"--param {path}", values, "the folds are cut from the data: cross-validate a model or training "
+            "setting, not a data setting",
+        )  # fmt: skip
+    out, seen = [], set()
+    raw = study_free_raw(base)
+    for v in values:
+        label = value_label(v)
+        if label in seen:
+            raise RecipeError(f"--param {path}", v, "is listed twice")
+        seen.add(label)
+        ov = (override_text(path, v),)
+        try:
+            load_recipe(raw, ov)
+        except RecipeError as e:
+            raise RecipeError(f"--param {path}", v, f"does not make a valid recipe: {e}") from None
+        out.append((v, label, ov))
+    return out
+
+
+# --- the folds ---------------------------------------------------------------------------------
+
+
+def fold_indices(y: np.ndarray, k: int, seed: int, stratify: bool, class_names: Sequence[str] = ()) -> list:
+    """``[(train_idx, val_idx), ...]`` for K folds; stratified folds need K samples of each class.
+
+    >>> y = np.array([0, 1] * 6)
+    >>> [len(v) for _, v in fold_indices(y, 3, seed=0, stratify=True)]
+    [4, 4, 4]
+    """
+    if k < 2:
+        raise TunelabError(f"--folds {k}: cross-validation needs at least 2 folds (5 or 10 are usual)")
+    if k > len(y):
+        raise DataError(f"--folds {k}: train+val holds only {len(y)} samples; use at most {len(y)} folds")
+    if stratify:
+        classes, counts = np.unique(y, return_counts=True)
+        rare = [(int(c), int(n)) for c, n in zip(classes, counts, strict=True) if n < k]
+        if rare:
+            c, n = min(rare, key=lambda t: t[1])
+            name = class_names[c] if c < len(class_names) else str(c)
+            fewest = int(counts.min())
+            hint = f"use --folds {fewest} or fewer" if fewest >= 2 else "merge or drop that class"
+            raise DataError(
+                f"--folds {k}: class {name!r} has only {n} samples in train+val, fewer than the {k} folds; "
+                f"stratified K-fold puts at least one of each class in every fold: {hint}"
+            )
+        splitter: Any = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y)), y))
+    return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+
+
+def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+
+
+def fold_bundle(
+    pool: DataBundle, x: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray, standardize: bool
+) -> DataBundle:
+    """A bundle whose train is ``x[train]`` and whose val (and test slot) is ``x[held]``.
+
+    ``x`` and ``y`` are the pooled train+val *before* standardization; with ``standardize``, the
+    statistics are fit on ``x[train]`` only (per feature, or per channel), as ``make_bundle`` does.
+    The test slot holds the held-out fold, so the real test split is never in a fold's bundle.
+    """
+    xt, xv, yt, yv = x[train], x[held], y[train], y[held]
+    preprocessing: dict[str, Any] = {}
+    y_mean = y_std = None
+    if standardize:
+        mean, std, scope, shape = x_stats(xt)
+        xt, xv = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (xt, xv))
+        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
+        if pool.task == "regression":
+            ym, ys = yt.mean(axis=0, dtype=np.float64), yt.std(axis=0, dtype=np.float64)
+            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target stays centred, unscaled
+            yt, yv = ((a - ym) / ys for a in (yt, yv))
+            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
+            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
+    y_dtype = torch.int64 if pool.task == "classification" else torch.float32
+    xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
+    return dataclasses.replace(
+        pool,
+        x_train=_tensor(xt, torch.float32),
+        y_train=_tensor(yt, y_dtype),
+        x_val=xv_t,
+        y_val=yv_t,
+        x_test=xv_t,
+        y_test=yv_t,
+        preprocessing=preprocessing,
+        y_mean=y_mean,
+        y_std=y_std,
+    )
+
+
+def _raw_pool(base: Recipe, data: tuple[Any, ...] | None) -> DataBundle:
+    # The same split as the recipe's (split_seed), without standardization: each fold fits its own.
+    spec = dataclasses.replace(base.data, standardize=False)
+    if data is None:
+        return load_data(spec)
+    if isinstance(data, (tuple, list)) and len(data) in (2, 4):
+        x, y, *test = data
+        return bundle_from_arrays(x, y, spec, *test)
+    raise RecipeError(
+        "data", type(data).__name__,
+        "cross-validation re-splits raw data: pass arrays (x, y) or (x, y, x_test, y_test), not a DataBundle",
+    )  # fmt: skip
+
+
+# --- the choice --------------------------------------------------------------------------------
+
+
+def select_value(values: Sequence[CVValue], mode: Literal["max", "min"], rule: Choice = "best") -> CVChoice:
+    """The best mean, and the one-SE choice: the first value (in the order given) whose mean is
+    within one standard error of the best mean. Only values that finished every fold compete.
+
+    >>> from tunelab.study.stats import summarize
+    >>> vals = [CVValue(w, str(w), (), tuple(s), (), summarize(s))
+    ...         for w, s in [(0.1, [0.90, 0.92, 0.94]), (0.01, [0.93, 0.95, 0.94])]]
+    >>> c = select_value(vals, "max")  # best mean 0.94, SE 0.0058: values >= 0.9342 qualify
+    >>> c.best.value, c.one_se.value, round(c.threshold, 4)
+    (0.01, 0.01, 0.9342)
+    """
+    eligible = [v for v in values if v.eligible]
+    if not eligible:
+        raise TunelabError(
+            "no value finished every fold (see the failed runs); lower optimizer.lr or check the values"
+        )
+    sign = 1.0 if mode == "max" else -1.0
+    # max() keeps the first of equal means: ties go to the value listed first (the simpler one).
+    best = max(eligible, key=lambda v: sign * v.summary.mean)  # type: ignore[union-attr]
+    se = best.summary.se  # type: ignore[union-attr]
+    se = se if math.isfinite(se) else 0.0
+    threshold = best.summary.mean - sign * se  # type: ignore[union-attr]
+    one_se = next(v for v in eligible if sign * v.summary.mean >= sign * threshold)  # type: ignore[union-attr]
+    return CVChoice(rule, best, one_se, threshold)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def run_cv(
+    recipe: Recipe | str | Path | Mapping[str, Any],
+    *,
+    folds: int = 5,
+    param: tuple[str, Sequence[Any]] | None = None,
+    choose: Choice = "best",
+    overrides: Sequence[str] = (),
+    storage: str | BaseStorage | None = None,
+    study_name: str | None = None,
+    out: str | Path | None = None,
+    confidence: float = 0.95,
+    data: tuple[Any, ...] | None = None,
+    runner: Runner | None = None,
+    on_run: Callable[[FoldRun], None] | None = None,
+) -> CVResult:
+    """Cross-validate the recipe (over the values of ``param``), retrain the choice, test it once.
+
+    Args:
+        recipe: a Recipe, a YAML path or a mapping; ``overrides`` apply on top.
+        folds: K, the number of folds of train+val.
+        param: ``(dotted path, [values])``, values listed simplest first (see the one-SE rule);
+            None cross-validates the recipe as it is.
+        choose: which choice is retrained and tested: "best" (best mean) or "1se".
+        storage: Optuna storage URL or object (default ``sqlite:///runs/studies.db``); finished
+            runs are read back from it, never recomputed.
+        study_name: default ``cv-<dataset>-<model>``.
+        out: run directory of the final retrain (not saved if None).
+        data: arrays ``(x, y)`` / ``(x, y, x_test, y_test)`` instead of the recipe's data (the
+            study is keyed on the recipe: give such a study a ``study_name`` of its own).
+        runner: ``runner(recipe, bundle, out) -> RunOutcome`` instead of ``tunelab.fit``.
+        on_run: called with a FoldRun after each fold run computed now.
+
+    >>> res = run_cv("examples/cv_l2.yaml", folds=5,
+    ...              param=("methods.l2.weight", [0.1, 0.01, 0.001]))  # doctest: +SKIP
+    >>> res.choice.best.value, res.choice.one_se.value, res.final.test["accuracy"]  # doctest: +SKIP
+    """
+    base = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
+    if choose not in ("best", "1se"):
+        raise TunelabError(f"--choose {choose}: must be best or 1se")
+    candidates = _values(base, param)
+    runner = runner or train_run
+    pool = _raw_pool(base, data)
+    monitor, metric, mode = resolve_monitor(base, pool.task)
+    notes = []
+    if pool.task == "regression" and metric == "loss":
+        # The loss of a regression is computed on targets standardized with each fold's own
+        # statistics; the MSE in the data's units is comparable across folds.
+        metric, mode = "mse", "min"
+        notes.append("regression: folds are scored on val.mse in the data's units (the loss is on "
+                     "targets standardized per fold)")  # fmt: skip
+    x = torch.cat([pool.x_train, pool.x_val]).numpy()
+    y = torch.cat([pool.y_train, pool.y_val]).numpy()
+    splits = fold_indices(
+        y, folds, base.data.split_seed, pool.task == "classification", pool.class_names or ()
+    )
+    name = study_name or f"cv-{base.data.name}-{base.model.name}"
+    identity = {**study_identity(study_free_raw(base)), "study": {"monitor": monitor, "metric": metric}}
+    store = RunStore(
+        storage, name, kind="cv", recipe=identity, direction="maximize" if mode == "max" else "minimize"
+    )
+    quiet = ("train.efficiency=false", "train.tensorboard=false")
+    counts = {"computed": 0, "reused": 0}
+
+    def run_one(key: dict[str, Any], overrides_: Sequence[str], bundle: DataBundle, out_: Any) -> StoredRun:
+        def compute() -> tuple[str, float | None, dict[str, Any]]:
+            r = load_recipe(study_free_raw(base), [*overrides_, *quiet])
+            o: RunOutcome = runner(r, bundle, out_)
+            attrs = {"val": o.val, "seconds": o.seconds, "epochs": o.epochs, "message": o.message}
+            if key["phase"] == "final":  # fold runs hold the held-out fold in their test slot
+                attrs.update(test=o.test, run_dir=o.run_dir)
+            return o.status, o.val.get(metric), attrs
+
+        run = store.run(key, compute)
+        counts["reused" if run.cached else "computed"] += 1
+        return run
+
+    # Fold by fold, every value: an interrupted CV already holds comparable scores.
+    fold_runs: list[FoldRun] = []
+    by_value: dict[str, dict[int, StoredRun]] = {label: {} for _, label, _ in candidates}
+    for i, (tr, va) in enumerate(splits):
+        bundle = fold_bundle(pool, x, y, tr, va, base.data.standardize)
+        for value, label, ov in candidates:
+            key = {"phase": "fold", "overrides": list(ov), "k": folds, "fold": i}
+            run = run_one(key, ov, bundle, None)
+            by_value[label][i] = run
+            seconds = float(run.attrs.get("seconds", 0.0))
+            fr = FoldRun(value, label, i, run.value, run.status, len(tr), len(va), seconds, run.cached)
+            fold_runs.append(fr)
+            if on_run is not None and not run.cached:
+                on_run(fr)
+
+    results = []
+    for value, label, ov in candidates:
+        runs = by_value[label]
+        scores = tuple(float(r.value) for r in runs.values() if r.ok)  # type: ignore[arg-type]
+        failed = tuple((i, r.status) for i, r in runs.items() if not r.ok)
+        results.append(
+            CVValue(value, label, ov, scores, failed, summarize(scores, confidence) if scores else None)
+        )
+    choice = select_value(results, mode, choose)
+
+    # The one retrain with the chosen value on the recipe's own split, and the one test read.
+    chosen = choice.chosen
+    full = load_bundle(base, data)
+    final = run_one({"phase": "final", "overrides": list(chosen.overrides)}, chosen.overrides, full, out)
+    return CVResult(
+        study_name=name,
+        storage=store.where,
+        param=param[0] if param else None,
+        k=folds,
+        monitor=monitor,
+        metric=metric,
+        mode=mode,
+        stratified=pool.task == "classification",
+        values=tuple(results),
+        folds=tuple(fold_runs),
+        choice=choice,
+        final=FinalRun(
+            chosen.label,
+            chosen.value,
+            final.status,
+            dict(final.attrs.get("val") or {}),
+            dict(final.attrs.get("test") or {}),
+            final.attrs.get("run_dir"),
+        ),
+        runs_computed=counts["computed"],
+        runs_reused=counts["reused"],
+        notes=tuple(notes),
+    )
+
+
+__all__ = [
+    "CVChoice",
+    "CVResult",
+    "CVValue",
+    "FinalRun",
+    "FoldRun",
+    "fold_bundle",
+    "fold_indices",
+    "parse_param",
+    "run_cv",
+    "select_value",
+]

@@ -1,0 +1,427 @@
+"""The statistics every study report rests on, in one module.
+
+* ``summarize(values)``: mean, sample standard deviation and a confidence interval of the mean.
+* ``paired_difference(variant, base)``: the mean difference over paired runs (same seeds, same
+  split), its confidence interval and a p-value, from a paired t-test or a Wilcoxon signed-rank
+  test (with the Hodges-Lehmann interval that belongs to it).
+* ``holm(p_values)``: Holm's step-down adjustment for comparing several variants to one base.
+* ``verdict(difference)``: "better", "worse" or "no detectable difference", in words a report
+  can print next to the interval it rests on.
+
+The numbers come from ``scipy.stats`` wherever scipy has them; the few parts written by hand
+(Holm, the signed-rank null distribution behind the Hodges-Lehmann interval) say why.
+
+    >>> s = summarize([0.91, 0.93, 0.92])
+    >>> round(s.mean, 3), round(s.ci_low, 3), round(s.ci_high, 3), s.method
+    (0.92, 0.895, 0.945, 't')
+    >>> d = paired_difference([0.93, 0.95, 0.94, 0.96], [0.91, 0.93, 0.92, 0.93])
+    >>> round(d.mean, 4), d.ci_low > 0, round(d.p_value, 4)
+    (0.0225, True, 0.0029)
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+
+Edge cases are explicit, never a silent NaN: one value has no spread and no interval (the
+interval is infinite, ``note`` says "needs ≥ 2 values"); values that are all equal have zero
+spread and a zero-width interval (``note`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+from tunelab.errors import TunelabError
+
+Method = Literal["auto", "t", "bootstrap"]
+PairedTest = Literal["t", "wilcoxon"]
+Verdict = Literal["better", "worse", "no detectable difference", "needs ≥ 2 seeds"]
+
+# The "auto" rule for an interval of the mean. The t-interval is exact for normal data and, by the
+# central limit theorem, close for moderately skewed data. A bootstrap interval is built from the
+# sample alone: it can never reach past the values observed, so with a handful of values it is too
+# narrow (with n = 3 there are only 10 distinct resamples). It only earns its place when the
+# sample is large enough to show its own shape AND that shape is strongly skewed, where the
+# symmetric t-interval is off. |skewness| > 1 is the usual "highly skewed" line (Bulmer 1979).
+BOOTSTRAP_MIN_N = 10
+SKEW_THRESHOLD = 1.0
+# Resamples for the bootstrap: scipy's default; the interval's Monte Carlo error is then far
+# below the sampling error of any study small enough to run on one machine.
+N_RESAMPLES = 9999
+# A fixed generator: the same values always give the same report.
+BOOTSTRAP_SEED = 0
+# Up to this many pairs, the Hodges-Lehmann interval uses the exact signed-rank distribution
+# (as scipy.stats.wilcoxon does for its exact p-value); above, the normal approximation.
+EXACT_WILCOXON_MAX_N = 50
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, standard deviation (ddof=1) and a ``confidence`` interval of the mean of ``n`` values.
+
+    ``method`` is "t" or "bootstrap". With ``n == 1`` there is no spread: ``std`` is NaN and the
+    interval is ``(-inf, inf)``; ``has_interval`` is False and ``note`` says why.
+
+    >>> Summary(3, 1.0, 0.1, 0.75, 1.25, 0.95, "t").has_interval
+    True
+    """
+
+    n: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    method: str  # "t" or "bootstrap"
+    note: str = ""
+
+    @property
+    def has_interval(self) -> bool:
+        """True when the interval is finite (at least two values)."""
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+
+    @property
+    def se(self) -> float:
+        """Standard error of the mean, ``std / sqrt(n)`` (NaN for one value)."""
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able; an undefined std or an infinite bound becomes None."""
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "std": _finite(self.std),
+            "ci_low": _finite(self.ci_low),
+            "ci_high": _finite(self.ci_high),
+            "confidence": self.confidence,
+            "method": self.method,
+            "note": self.note,
+        }
+
+
+def _values(values: Sequence[float], what: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        raise TunelabError(f"{what}: no values to summarize; at least one run must have finished")
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise TunelabError(
+            f"{what}: value {x[bad[0]]} at position {bad[0]} is not finite; leave diverged or failed "
+            "runs out before summarizing"
+        )
+    return x
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise TunelabError(f"confidence: got {confidence}; must be between 0 and 1, e.g. 0.95")
+
+
+def choose_method(values: Sequence[float]) -> Literal["t", "bootstrap"]:
+    """The interval the "auto" rule picks: bootstrap only for n >= 10 values with |skewness| > 1.
+
+    >>> choose_method([1, 2, 3]), choose_method([0] * 9 + [10, 0, 0])
+    ('t', 'bootstrap')
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < BOOTSTRAP_MIN_N or np.ptp(x) == 0:
+        return "t"
+    skew = float(stats.skew(x, bias=False))
+    return "bootstrap" if abs(skew) > SKEW_THRESHOLD else "t"
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95, method: str = "auto") -> Summary:
+    """Mean, std (ddof=1) and a confidence interval of the mean.
+
+    ``method``: "t" (Student's t, ``scipy.stats.t``), "bootstrap" (BCa, ``scipy.stats.bootstrap``,
+    percentile when BCa is undefined), or "auto": t unless there are at least
+    ``BOOTSTRAP_MIN_N`` = 10 values with |skewness| > 1 (see ``choose_method``). With fewer values a
+    bootstrap cannot see the shape it would correct for, and its interval cannot extend past the
+    observed values, so it is narrower than the truth; the t-interval is the honest choice there.
+
+    >>> s = summarize([0.8, 0.82, 0.84])
+    >>> round(s.std, 3), round(s.ci_high - s.ci_low, 3)
+    (0.02, 0.099)
+    >>> summarize([0.8]).note
+    'needs ≥ 2 values for a spread and an interval'
+    """
+    _check_confidence(confidence)
+    if method not in ("auto", "t", "bootstrap"):
+        raise TunelabError(f"method: got {method!r}; must be auto, t or bootstrap")
+    x = _values(values, "summarize")
+    n, mean = len(x), float(np.mean(x))
+    chosen = choose_method(x) if method == "auto" else method
+    if n == 1:
+        return Summary(
+            1, mean, math.nan, -math.inf, math.inf, confidence, chosen,
+            "needs ≥ 2 values for a spread and an interval",
+        )  # fmt: skip
+    std = float(np.std(x, ddof=1))
+    if std == 0:
+        # Every value equal: scipy would divide by a zero scale and return NaN. The spread seen is
+        # zero, so is the interval's width; more seeds (or a finer metric) may show variation.
+        return Summary(n, mean, 0.0, mean, mean, confidence, chosen, f"all {n} values are equal: zero spread")
+    if chosen == "t":
+        low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=stats.sem(x))
+        return Summary(n, mean, std, float(low), float(high), confidence, "t")
+    low, high, note = _bootstrap_mean(x, confidence)
+    if n < BOOTSTRAP_MIN_N:
+        note = (note + "; " if note else "") + (
+            f"a bootstrap of {n} values cannot reach past them: the interval is likely too narrow"
+        )
+    return Summary(n, mean, std, low, high, confidence, "bootstrap", note)
+
+
+def _bootstrap_mean(x: np.ndarray, confidence: float) -> tuple[float, float, str]:
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    with np.errstate(all="ignore"):
+        res = stats.bootstrap(
+            (x,), np.mean, confidence_level=confidence, method="BCa", n_resamples=N_RESAMPLES, rng=rng
+        )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if math.isfinite(low) and math.isfinite(high):
+        return low, high, ""
+    # BCa needs a jackknife with spread and resamples on both sides of the estimate; with very few
+    # or very repetitive values it is undefined, and the percentile interval is what is left.
+    res = stats.bootstrap(
+        (x,), np.mean, confidence_level=confidence, method="percentile", n_resamples=N_RESAMPLES,
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )  # fmt: skip
+    ci = res.confidence_interval
+    return float(ci.low), float(ci.high), "BCa undefined for these values; percentile bootstrap"
+
+
+# --- paired comparison -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``variant - base`` over ``n`` pairs: its mean, a ``confidence`` interval and a p-value.
+
+    ``estimate`` is the centre the interval belongs to: the mean difference for the t-test, the
+    Hodges-Lehmann estimate (median of the Walsh averages) for Wilcoxon. ``test`` is "t",
+    "wilcoxon", "sign" (every difference equal: no spread for a t-test; the exact sign test
+    gives the p-value and the interval) or "none" (fewer than two pairs: the interval is
+    infinite and the p-value 1.0, no evidence either way).
+
+    >>> d = paired_difference([2.0, 3.0, 5.0], [1.0, 1.5, 3.0])
+    >>> d.n, d.mean, d.test
+    (3, 1.5, 't')
+    """
+
+    n: int
+    mean: float
+    std: float
+    estimate: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    confidence: float
+    test: str
+    note: str = ""
+
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "std": _finite(self.std),
+            "estimate": self.estimate,
+            "ci_low": _finite(self.ci_low),
+            "ci_high": _finite(self.ci_high),
+            "p_value": self.p_value,
+            "confidence": self.confidence,
+            "test": self.test,
+            "note": self.note,
+        }
+
+
+def paired_difference(
+    variant: Sequence[float],
+    base: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    test: str = "t",
+) -> PairedDifference:
+    """Compare paired values (the same seeds and split): ``variant - base``.
+
+    ``test="t"``: ``scipy.stats.ttest_rel`` and its interval of the mean difference.
+    ``test="wilcoxon"``: ``scipy.stats.wilcoxon`` and the Hodges-Lehmann interval (see
+    ``hodges_lehmann``), which needs at least 6 pairs to reach 95% (with 5, even the most
+    lopsided outcome has a two-sided p of 1/16). Without ties or zero differences the two agree
+    exactly (the interval is the inverted test); with them scipy switches to its normal
+    approximation while the interval stays exact, and the two may disagree at the margin.
+
+    >>> d = paired_difference([0.90, 0.92, 0.91], [0.90, 0.92, 0.91])
+    >>> d.p_value, d.ci_low, d.ci_high, d.note
+    (1.0, 0.0, 0.0, 'identical on every pair')
+    >>> paired_difference([0.9], [0.8]).note
+    'needs ≥ 2 seeds for an interval and a test'
+    """
+    _check_confidence(confidence)
+    if test not in ("t", "wilcoxon"):
+        raise TunelabError(f"test: got {test!r}; must be t (paired t-test) or wilcoxon (signed-rank)")
+    a, b = _values(variant, "variant"), _values(base, "base")
+    if len(a) != len(b):
+        raise TunelabError(
+            f"paired values: the variant has {len(a)} and the base {len(b)}; a paired comparison needs "
+            "one value of each per seed"
+        )
+    d = a - b
+    n, mean = len(d), float(np.mean(d))
+    if n == 1:
+        return PairedDifference(
+            1, mean, math.nan, mean, -math.inf, math.inf, 1.0, confidence, "none",
+            "needs ≥ 2 seeds for an interval and a test",
+        )  # fmt: skip
+    std = float(np.std(d, ddof=1))
+    if std == 0:
+        return _constant_difference(d, confidence)
+    if test == "t":
+        res = stats.ttest_rel(a, b)
+        ci = res.confidence_interval(confidence)
+        return PairedDifference(
+            n, mean, std, mean, float(ci.low), float(ci.high), float(res.pvalue), confidence, "t"
+        )
+    p = float(stats.wilcoxon(a, b).pvalue)
+    hl, low, high, note = hodges_lehmann(d, confidence)
+    return PairedDifference(n, mean, std, hl, low, high, p, confidence, "wilcoxon", note)
+
+
+def _constant_difference(d: np.ndarray, confidence: float) -> PairedDifference:
+    n, c = len(d), float(d[0])
+    if c == 0:
+        return PairedDifference(n, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, confidence, "t", "identical on every pair")
+    # All n differences equal and non-zero: a t statistic is c / 0 (scipy says p = 0), which claims
+    # certainty the data do not have. The exact sign test asks only how likely n differences of
+    # one sign are by chance: p = 2 * 0.5**n. Its interval for the median is [c, c] when that
+    # p reaches the confidence level, and unbounded when n is too small to reach it.
+    p = min(1.0, 2 * 0.5**n)
+    reached = p <= 1 - confidence
+    low, high = (c, c) if reached else (-math.inf, math.inf)
+    note = f"all {n} differences equal {c:+.4g}: exact sign test" + (
+        "" if reached else f"; {n} pairs are too few for a {confidence:.0%} interval"
+    )
+    return PairedDifference(n, c, 0.0, c, low, high, p, confidence, "sign", note)
+
+
+def signed_rank_cdf(n: int) -> np.ndarray:
+    """P(T+ <= t) for t = 0..n(n+1)/2 under the null of the Wilcoxon signed-rank test (no ties).
+
+    Written by hand because scipy keeps this distribution private; it is the classic count of
+    subsets of {1..n} by their sum (each rank is positive or negative with probability 1/2).
+
+    >>> signed_rank_cdf(3).tolist()  # 8 sign patterns; sums 0,1,2,3,3,4,5,6
+    [0.125, 0.25, 0.375, 0.625, 0.75, 0.875, 1.0]
+    """
+    m = n * (n + 1) // 2
+    counts = np.zeros(m + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()  # subsets with rank r added
+    return np.cumsum(counts) / 2.0**n
+
+
+def hodges_lehmann(d: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, str]:
+    """Hodges-Lehmann estimate and interval of the centre of paired differences ``d``.
+
+    The estimate is the median of the Walsh averages ``(d_i + d_j) / 2, i <= j``; the interval is
+    the set of shifts the two-sided signed-rank test does not reject, i.e. the Walsh averages of
+    rank C and M + 1 - C with C from the exact null distribution (normal approximation above 50
+    pairs). Returns ``(estimate, low, high, note)``; when n is too small to reach ``confidence``
+    the interval is ``(-inf, inf)`` and the note says so. scipy has no such interval.
+
+    >>> est, low, high, _ = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    >>> est, low, high
+    (3.5, 1.0, 6.0)
+    """
+    x = np.asarray(d, dtype=np.float64)
+    n = len(x)
+    i, j = np.triu_indices(n)
+    walsh = np.sort((x[i] + x[j]) / 2.0)
+    m = len(walsh)
+    estimate = float(np.median(walsh))
+    alpha = 1.0 - confidence
+    if n <= EXACT_WILCOXON_MAX_N:
+        cdf = signed_rank_cdf(n)
+        # C = the number of Walsh averages cut from each end: the largest C with P(T+ <= C-1) <= alpha/2.
+        c = int(np.searchsorted(cdf, alpha / 2, side="right"))
+    else:
+        # Normal approximation of T+ (mean M/2, variance n(n+1)(2n+1)/24), continuity-corrected.
+        z = stats.norm.ppf(1 - alpha / 2)
+        c = math.floor(m / 2 + 0.5 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24))
+    if c < 1:
+        need = next(k for k in range(2, 60) if 2 * 0.5**k <= alpha)
+        return (
+            estimate,
+            -math.inf,
+            math.inf,
+            (f"{n} pairs are too few for a {confidence:.0%} signed-rank interval; needs ≥ {need}"),
+        )
+    return estimate, float(walsh[c - 1]), float(walsh[m - c]), ""
+
+
+# --- several comparisons -----------------------------------------------------------------------
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (the family-wise error rate stays below alpha).
+
+    Sorted ascending, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``; a variant is
+    significant when its adjusted p is <= alpha. Written by hand (eight lines) because scipy has
+    only Benjamini-Hochberg (``false_discovery_control``); it matches statsmodels'
+    ``multipletests(method="holm")``.
+
+    >>> holm([0.01, 0.04, 0.03, 0.005])
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    if p.size == 0:
+        return []
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise TunelabError(f"holm: p-values must lie in [0, 1]; got {p.tolist()}")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, stepped)
+    # Rounded to 15 digits: (m - j) * p carries float noise (3 * 0.01 = 0.030000000000000002).
+    return [round(float(v), 15) for v in adjusted]
+
+
+def verdict(
+    difference: PairedDifference,
+    p_value: float | None = None,
+    *,
+    mode: Literal["max", "min"] = "max",
+    alpha: float = 0.05,
+) -> Verdict:
+    """Is the variant better or worse than the base, or can the data not tell?
+
+    ``p_value`` defaults to the difference's own; pass the Holm-adjusted one when several
+    variants are compared. ``mode`` is the metric's direction ("max" for accuracy, "min" for a
+    loss). "no detectable difference" means the data cannot separate the two at this many
+    seeds, not that the effect is zero.
+
+    >>> d = paired_difference([0.93, 0.95, 0.94, 0.96], [0.91, 0.93, 0.92, 0.93])
+    >>> verdict(d), verdict(d, mode="min"), verdict(d, p_value=0.2)
+    ('better', 'worse', 'no detectable difference')
+    """
+    if difference.n < 2:
+        return "needs ≥ 2 seeds"
+    p = difference.p_value if p_value is None else p_value
+    if p > alpha or difference.estimate == 0:
+        return "no detectable difference"
+    up = difference.estimate > 0
+    return "better" if up == (mode == "max") else "worse"

@@ -1,0 +1,271 @@
+"""tunelab.study.stats against scipy reference values, closed forms and brute-force definitions."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tunelab.errors import TunelabError
+from tunelab.study.stats import (
+    BOOTSTRAP_MIN_N,
+    BOOTSTRAP_SEED,
+    N_RESAMPLES,
+    choose_method,
+    hodges_lehmann,
+    holm,
+    paired_difference,
+    signed_rank_cdf,
+    summarize,
+    verdict,
+)
+
+# --- summarize ---------------------------------------------------------------------------------
+
+
+def test_t_interval_matches_the_textbook_formula_and_scipy():
+    x = [0.91, 0.93, 0.96]
+    s = summarize(x)
+    mean, sd = np.mean(x), np.std(x, ddof=1)
+    # With 2 degrees of freedom the t quantile has a closed form: q * sqrt(2 / (1 - q^2)), q = 0.95.
+    t_975 = 0.95 * math.sqrt(2 / (1 - 0.95**2))  # 4.3027, the table value
+    half = t_975 * sd / math.sqrt(3)
+    assert (s.n, s.method, s.confidence) == (3, "t", 0.95)
+    assert s.mean == pytest.approx(mean) and s.std == pytest.approx(sd)
+    assert (s.ci_low, s.ci_high) == pytest.approx((mean - half, mean + half), rel=1e-12)
+    ref = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)  # another scipy code path
+    assert (s.ci_low, s.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert s.se == pytest.approx(sd / math.sqrt(3))
+
+
+def test_confidence_level_is_honoured():
+    x = [1.0, 2.0, 4.0, 3.5]
+    narrow, wide = summarize(x, confidence=0.8), summarize(x, confidence=0.99)
+    assert wide.ci_high - wide.ci_low > narrow.ci_high - narrow.ci_low
+    ref = stats.t.interval(0.8, 3, loc=np.mean(x), scale=stats.sem(x))
+    assert (narrow.ci_low, narrow.ci_high) == pytest.approx(ref)
+
+
+def test_one_value_has_no_interval_and_says_so():
+    s = summarize([0.9])
+    assert s.n == 1 and s.mean == 0.9
+    assert not s.has_interval and s.ci_low == -math.inf and s.ci_high == math.inf
+    assert "needs ≥ 2" in s.note
+    d = s.to_dict()
+    assert d["std"] is None and d["ci_low"] is None and d["ci_high"] is None  # valid JSON, no NaN
+
+
+def test_equal_values_give_zero_width_not_nan():
+    s = summarize([0.5, 0.5, 0.5])
+    assert (s.std, s.ci_low, s.ci_high) == (0.0, 0.5, 0.5)
+    assert "zero spread" in s.note
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [math.inf, 1.0]])
+def test_empty_or_non_finite_values_are_refused(bad):
+    with pytest.raises(TunelabError):
+        summarize(bad)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(TunelabError, match="confidence"):
+        summarize([1, 2], confidence=95)
+    with pytest.raises(TunelabError, match="auto, t or bootstrap"):
+        summarize([1, 2], method="jackknife")
+
+
+def test_bootstrap_is_scipys_bca_with_a_fixed_generator():
+    x = np.random.default_rng(3).exponential(size=25)
+    s = summarize(x, method="bootstrap")
+    ref = stats.bootstrap(
+        (x,), np.mean, method="BCa", n_resamples=N_RESAMPLES, rng=np.random.default_rng(BOOTSTRAP_SEED)
+    ).confidence_interval
+    assert s.method == "bootstrap" and s.note == ""
+    assert (s.ci_low, s.ci_high) == pytest.approx((ref.low, ref.high))
+    assert summarize(x, method="bootstrap") == s  # the same values always give the same report
+
+
+def test_auto_picks_bootstrap_only_for_enough_skewed_values():
+    symmetric = np.linspace(0, 1, 30)
+    skewed = np.r_[np.zeros(BOOTSTRAP_MIN_N + 2), 10.0]
+    assert stats.skew(skewed, bias=False) > 1
+    assert choose_method(symmetric) == "t"
+    assert choose_method(skewed) == "bootstrap"
+    assert summarize(skewed).method == "bootstrap"
+    # Just as skewed but fewer values than BOOTSTRAP_MIN_N: a bootstrap could not see past them.
+    few = np.r_[np.zeros(BOOTSTRAP_MIN_N - 3), 10.0]
+    assert summarize(few).method == "t"
+
+
+def test_a_bootstrap_of_few_values_warns_that_it_is_too_narrow():
+    s = summarize([0.8, 0.85, 0.9], method="bootstrap")
+    assert s.method == "bootstrap" and "too narrow" in s.note
+    t = summarize([0.8, 0.85, 0.9], method="t")
+    assert s.ci_high - s.ci_low < t.ci_high - t.ci_low  # what the note warns about
+
+
+def test_t_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    reps, n = 2000, 4
+    hits = 0
+    for _ in range(reps):
+        s = summarize(rng.normal(0.7, 0.05, size=n))
+        hits += s.ci_low <= 0.7 <= s.ci_high
+    # Binomial(2000, 0.95) has sd 0.0049: 0.935..0.965 is a 3-sigma band.
+    assert 0.935 < hits / reps < 0.965
+
+
+# --- paired difference ---------------------------------------------------------------------------
+
+
+def test_paired_t_matches_scipy_ttest_rel():
+    a = [0.93, 0.95, 0.94, 0.96, 0.92]
+    b = [0.91, 0.93, 0.92, 0.93, 0.915]
+    d = paired_difference(a, b)
+    ref = stats.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    assert d.test == "t" and d.n == 5
+    assert d.mean == pytest.approx(np.mean(np.subtract(a, b))) and d.estimate == d.mean
+    assert d.p_value == pytest.approx(ref.pvalue)
+    assert (d.ci_low, d.ci_high) == pytest.approx((ci.low, ci.high))
+    # The same as a one-sample t-test of the differences: the pairing is what matters.
+    one = stats.ttest_1samp(np.subtract(a, b), 0.0)
+    assert d.p_value == pytest.approx(one.pvalue)
+
+
+def test_pairing_removes_the_seed_effect_an_unpaired_test_would_drown_in():
+    seed_effect = np.array([0.0, 0.05, -0.04, 0.08, -0.06, 0.02])
+    base = 0.80 + seed_effect
+    variant = base + 0.01 + np.array([0.001, -0.001, 0.002, 0.0, -0.002, 0.001])
+    paired = paired_difference(variant, base)
+    unpaired = stats.ttest_ind(variant, base)
+    assert paired.p_value < 1e-4 < 0.5 < unpaired.pvalue
+    assert paired.ci_low < 0.01 < paired.ci_high
+
+
+def test_wilcoxon_matches_scipy_and_its_interval_inverts_the_test():
+    d = np.array([0.012, -0.004, 0.021, 0.008, 0.015, 0.003, 0.019, -0.001, 0.011])
+    res = paired_difference(d, np.zeros_like(d), test="wilcoxon")
+    assert res.test == "wilcoxon"
+    assert res.p_value == pytest.approx(stats.wilcoxon(d).pvalue)
+    i, j = np.triu_indices(len(d))
+    walsh = np.sort((d[i] + d[j]) / 2)
+    assert res.estimate == pytest.approx(np.median(walsh))
+    # The Hodges-Lehmann interval is the set of shifts the exact two-sided test does not reject:
+    # check with scipy itself at the midpoints between consecutive Walsh averages.
+    mids = (walsh[:-1] + walsh[1:]) / 2
+    kept = [m for m in mids if stats.wilcoxon(d - m, method="exact").pvalue > 0.05]
+    assert res.ci_low == pytest.approx(walsh[walsh < min(kept)].max())
+    assert res.ci_high == pytest.approx(walsh[walsh > max(kept)].min())
+
+
+def test_signed_rank_distribution_matches_brute_force():
+    n = 7
+    sums = [sum(r for r, s in zip(range(1, n + 1), signs, strict=True) if s)
+            for signs in itertools.product([0, 1], repeat=n)]  # fmt: skip
+    brute = np.cumsum(np.bincount(sums)) / 2**n
+    assert signed_rank_cdf(n) == pytest.approx(brute)
+
+
+def test_hodges_lehmann_needs_six_pairs_for_95_percent():
+    _, low, high, note = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (low, high) == (-math.inf, math.inf) and "needs ≥ 6" in note
+    _, low, high, note = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert (low, high) == (1.0, 6.0) and note == ""  # exact: P(T+ = 0) = 1/64 <= 0.025
+
+
+def test_two_pairs_one_pair_and_identical_pairs():
+    one = paired_difference([0.9], [0.8])
+    assert one.test == "none" and not one.has_interval and one.p_value == 1.0
+    assert verdict(one) == "needs ≥ 2 seeds"
+    same = paired_difference([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
+    assert (same.mean, same.ci_low, same.ci_high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert verdict(same) == "no detectable difference"
+
+
+def test_a_constant_nonzero_difference_uses_the_exact_sign_test_not_p_zero():
+    # t = c / 0: scipy's paired t-test says p = 0, certainty that three seeds cannot give.
+    three = paired_difference([0.91, 0.81, 0.71], [0.90, 0.80, 0.70])
+    assert three.test == "sign" and three.p_value == pytest.approx(0.25)  # 2 * 0.5**3
+    assert not three.has_interval and "too few" in three.note
+    assert verdict(three) == "no detectable difference"
+    six = paired_difference(np.arange(6) + 0.5, np.arange(6.0))
+    assert six.p_value == pytest.approx(2 * 0.5**6) and (six.ci_low, six.ci_high) == (0.5, 0.5)
+    assert verdict(six) == "better"
+
+
+def test_mismatched_lengths_and_bad_test_are_refused():
+    with pytest.raises(TunelabError, match="one value of each per seed"):
+        paired_difference([1, 2, 3], [1, 2])
+    with pytest.raises(TunelabError, match="wilcoxon"):
+        paired_difference([1, 2], [1, 3], test="welch")
+
+
+# --- Holm ----------------------------------------------------------------------------------------
+
+
+def test_holm_matches_hand_computed_statsmodels_values():
+    # statsmodels multipletests(method="holm"): sort, multiply by m, m-1, ..., running max, cap 1.
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == [0.02] and holm([]) == []
+
+
+def _holm_by_closed_testing(p):
+    # Holm is the closed testing procedure over Bonferroni tests: the adjusted p of hypothesis i is
+    # the largest Bonferroni p over every intersection that contains it.
+    m = len(p)
+    out = []
+    for i in range(m):
+        worst = 0.0
+        for k in range(1, m + 1):
+            for subset in itertools.combinations(range(m), k):
+                if i in subset:
+                    worst = max(worst, min(1.0, k * min(p[j] for j in subset)))
+        out.append(worst)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_equals_closed_testing_with_bonferroni(seed):
+    p = np.random.default_rng(seed).uniform(0, 0.2, size=5).tolist()
+    assert holm(p) == pytest.approx(_holm_by_closed_testing(p))
+
+
+def test_holm_refuses_values_outside_0_1():
+    with pytest.raises(TunelabError):
+        holm([0.1, 1.5])
+
+
+def test_holm_keeps_the_familywise_error_rate_and_cis_cover_the_truth():
+    # Six variants, one truly better by 0.02, five truly equal; eight paired seeds.
+    rng = np.random.default_rng(1)
+    reps, false_alarms, covered, found = 400, 0, 0, 0
+    effects = np.array([0.02, 0, 0, 0, 0, 0])
+    for _ in range(reps):
+        seed_effect = rng.normal(0, 0.03, size=8)
+        base = 0.8 + seed_effect + rng.normal(0, 0.005, size=8)
+        diffs = [
+            paired_difference(0.8 + seed_effect + e + rng.normal(0, 0.005, size=8), base) for e in effects
+        ]
+        adjusted = holm([d.p_value for d in diffs])
+        false_alarms += any(p <= 0.05 for p in adjusted[1:])
+        covered += diffs[0].ci_low <= 0.02 <= diffs[0].ci_high
+        found += adjusted[0] <= 0.05
+    assert false_alarms / reps <= 0.05 + 0.03  # FWER <= alpha (plus Monte Carlo slack)
+    assert 0.92 < covered / reps < 0.98
+    assert found / reps > 0.9  # and the real effect is found
+
+
+# --- verdict -------------------------------------------------------------------------------------
+
+
+def test_verdict_follows_the_metric_direction_and_the_given_p():
+    d = paired_difference([0.93, 0.95, 0.94, 0.96], [0.91, 0.93, 0.92, 0.93])
+    assert d.p_value < 0.01
+    assert verdict(d, mode="max") == "better"
+    assert verdict(d, mode="min") == "worse"  # a higher loss is worse
+    assert verdict(d, p_value=0.2) == "no detectable difference"  # e.g. after Holm
+    assert verdict(d, alpha=0.001) == "no detectable difference"

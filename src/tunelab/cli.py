@@ -18,7 +18,7 @@ from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from tunelab.errors import TunelabError
 
 # The command modules, in the order `tunelab --help` lists them.
-COMMANDS = ("train", "ablate", "cv", "lr_find", "compress", "listing")
+COMMANDS = ("train", "search", "ablate", "cv", "lr_find", "compress", "listing")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -364,6 +364,10 @@ def _cross_checks(r: Recipe) -> None:
     from tunelab.optim import check_schedule
 
     check_schedule(r.schedule, r.optimizer, r.train.epochs)
+    if r.search:
+        from tunelab.study.space import check_space
+
+        check_space(r)
     if r.ablation != AblationSpec():
         from tunelab.study.ablation import check_ablation
 

@@ -7,20 +7,31 @@ same command again resumes, and any number of machines can join through one data
   the local ``--workers K`` processes write without "database is locked" failures (trials take
   seconds; their writes take milliseconds, so waiting for the lock is cheap).
 * ``postgresql://user@host/db``: many machines; `tunelab worker` joins a study from anywhere.
+  tunelab picks the installed driver (psycopg 3, else psycopg2); other tools given the same
+  database, optuna-dashboard included, need the driver in the URL when only psycopg2 is there:
+  ``postgresql+psycopg2://user@host/db``.
 
-Heartbeats are on: a worker that dies mid-trial stops beating, and after ``GRACE_SECONDS`` the
-next worker to touch the storage marks that trial FAIL; ``RetryFailedTrialCallback`` enqueues a
-copy with the same parameters, so the work is redone exactly once and nothing completed is lost.
-The storage stays readable by ``optuna-dashboard URL``.
+Heartbeats are on: a worker that dies mid-trial stops beating, and after the grace period the
+next worker to start a trial marks that trial FAIL (``optuna.storages.fail_stale_trials``, which
+``study.optimize`` calls before each trial); ``RetryHeartbeatStaleTrialCallback`` enqueues a copy
+with the same parameters, so the work is redone exactly once and nothing completed is lost.
+The beat and the grace period default to ``HEARTBEAT_SECONDS`` / ``GRACE_SECONDS`` and can be set
+with the environment variables ``TUNELAB_HEARTBEAT_SECONDS`` / ``TUNELAB_GRACE_SECONDS`` (tests
+use a 1 s beat so a killed worker's trial is retried within seconds).
+The storage stays readable by ``optuna-dashboard URL``: it is Optuna's own RDB schema, and
+tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tunelab.errors import TunelabError
 
@@ -30,6 +41,38 @@ DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 20
 MAX_RETRY = 3  # a trial that kills its worker three times is a bug in the recipe, not bad luck
+HEARTBEAT_ENV = "TUNELAB_HEARTBEAT_SECONDS"
+GRACE_ENV = "TUNELAB_GRACE_SECONDS"
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds, from the environment or the defaults.
+
+    >>> heartbeat_settings()  # doctest: +SKIP
+    (5, 20)
+    """
+    beat = _env_seconds(HEARTBEAT_ENV, HEARTBEAT_SECONDS)
+    grace = _env_seconds(GRACE_ENV, GRACE_SECONDS)
+    if grace <= beat:
+        # A trial must be allowed to miss at least one beat, or a slow write marks a live trial dead.
+        raise TunelabError(
+            f"{GRACE_ENV}={grace}: must be greater than {HEARTBEAT_ENV}={beat} (about 4x is safe)"
+        )
+    return beat, grace
+
+
+def _env_seconds(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        # Optuna's RDBStorage takes whole seconds.
+        raise TunelabError(f"{name}={text!r}: must be a whole number of seconds >= 1")
+    return value
 
 
 def storage_url(url: str | None) -> str:
@@ -48,24 +91,49 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    elif not url.startswith(("postgresql", "mysql")):
+    elif url.startswith("postgresql"):
+        url = _postgres_driver(url)
+    elif not url.startswith("mysql"):
         raise TunelabError(
             f"--storage {url}: not a supported URL; use sqlite:///path.db or postgresql://user@host/db"
         )
     kwargs: dict[str, Any] = {}
     if heartbeat:
-        kwargs = {
-            "heartbeat_interval": HEARTBEAT_SECONDS,
-            "grace_period": GRACE_SECONDS,
-            "failed_trial_callback": RetryFailedTrialCallback(max_retry=MAX_RETRY),
-        }
+        beat, grace = heartbeat_settings()
+        kwargs = {"heartbeat_interval": beat, "grace_period": grace}
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna since 2.9; the warning would repeat per worker.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            if heartbeat:
+                # Optuna 4.9 renamed failed_trial_callback / RetryFailedTrialCallback to these.
+                kwargs["heartbeat_stale_trial_callback"] = RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as e:  # connection refused, bad credentials, missing driver
         raise TunelabError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
     if url.startswith("sqlite:///"):
         _wal(storage)
     return storage
+
+
+def _postgres_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; with only psycopg2 installed
+    (``psycopg2-binary``, the dev extra) the URL names it explicitly instead.
+    """
+    if not url.startswith("postgresql://"):
+        return url  # the user named a driver: postgresql+psycopg2://, postgresql+psycopg://
+    for module, scheme in (("psycopg", "postgresql+psycopg://"), ("psycopg2", "postgresql+psycopg2://")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return scheme + url[len("postgresql://") :]
+    raise TunelabError(
+        f"--storage {url}: no PostgreSQL driver is installed; pip install 'psycopg[binary]' "
+        "(or psycopg2-binary)"
+    )
 
 
 def _wal(storage: RDBStorage) -> None:

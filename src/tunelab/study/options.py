@@ -1,0 +1,31 @@
+"""Names and defaults of the search options, importable without torch or scipy.
+
+`tunelab --help` builds every command's parser; reading the choices from here keeps that fast
+(``tunelab.study.search`` imports torch and the training loop).
+
+    >>> from tunelab.study.options import SAMPLERS
+    >>> SAMPLERS[0]
+    'tpe'
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Direction = Literal["minimize", "maximize"]
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
+PRUNERS = ("none", "median", "asha", "hyperband")
+# Costs a search can minimize (or maximize) beside val metrics; keys of RunResult.efficiency.
+COSTS: dict[str, Direction] = {
+    "latency_ms": "minimize",
+    "params": "minimize",
+    "size_bytes": "minimize",
+    "flops": "minimize",
+    "train_seconds": "minimize",
+    "throughput": "maximize",
+}
+DEFAULT_TRIALS = 20
+# Three seeds: the fewest that give a t-interval with a finite, if wide, half-width.
+DEFAULT_FINAL_SEEDS = 3
+DEFAULT_OUT = "runs/studies"

@@ -297,9 +297,15 @@ def test_two_local_workers_share_one_sqlite_study_exactly(where, capfd):
     # must keep every write ("database is locked" would fail a trial or a worker).
     space = {**IRIS, "train": {**IRIS["train"], "epochs": 1}}
     r = run_search(space, trials=16, workers=2, final_seeds=0, study_name="w", **where)
-    assert r.counts() == {"COMPLETE": 16}
-    workers = {t.user_attrs["worker"] for t in study_of(where, "w").get_trials()}
+    trials = study_of(where, "w").get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 16 and r.counts()["COMPLETE"] == 16
+    # Two workers that ask for the last slot at the same moment: one trial is dropped before it
+    # samples or trains anything; nothing else may fail (a locked database would).
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            assert t.state == TrialState.FAIL and t.user_attrs.get("surplus") and not t.params
+    workers = {t.user_attrs["worker"] for t in complete}
     assert workers and all(not w.endswith(f":{os.getpid()}") for w in workers)  # ran in the workers
-    params = [tuple(t.params.items()) for t in r.trials]
-    assert len(set(params)) == 16  # no trial ran twice
+    assert len({t.params["optimizer.lr"] for t in complete}) == 16  # no trial ran twice
     assert "warning" not in capfd.readouterr().err

@@ -64,7 +64,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (what `tunelab train --json` prints)."""
-        return _finite(
+        return finite(
             {
                 "status": self.status,
                 "message": self.message,
@@ -84,14 +84,14 @@ class RunResult:
         )
 
 
-def _finite(obj: Any) -> Any:
+def finite(obj: Any) -> Any:
     """NaN/inf -> None so the JSON is valid (a diverged run has NaN losses)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 
@@ -168,7 +168,7 @@ class RunDir:
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
 
     def epoch(self, record: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(_finite(record)) + "\n")
+        self._metrics.write(json.dumps(finite(record)) + "\n")
         self._metrics.flush()
         if self._tb is not None:
             step = record["epoch"]

@@ -44,7 +44,7 @@ from tunelab.compress.structured import prune_channels
 from tunelab.errors import TunelabError
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
 from tunelab.recipe import Recipe
-from tunelab.runs import _finite, atomic_write_text
+from tunelab.runs import atomic_write_text, finite
 
 __all__ = [
     "CompressResult",
@@ -85,7 +85,7 @@ class CompressRow:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return finite(asdict(self))
 
 
 @dataclass
@@ -108,7 +108,7 @@ class CompressResult:
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "rows"}
         d["rows"] = [r.to_dict() for r in self.rows]
-        return _finite(d)
+        return finite(d)
 
     def row(self, name: str) -> CompressRow:
         for r in self.rows:

@@ -75,7 +75,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.methods import Method, TrainState
 from tunelab.recipe import MONITOR_METRICS, Recipe, load_recipe, monitor_mode
-from tunelab.runs import RunResult, atomic_write_text
+from tunelab.runs import RunResult, atomic_write_text, finite
 from tunelab.study.options import (
     COSTS,
     DEFAULT_FINAL_SEEDS,
@@ -785,7 +785,7 @@ class SearchResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(
+        return finite(
             {
                 "study": self.study,
                 "storage": self.storage,
@@ -800,16 +800,6 @@ class SearchResult:
                 "out_dir": self.out_dir,
             }
         )
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _shown_url(url: str) -> str:
@@ -1106,7 +1096,7 @@ def _final_runs(
     merged = {**done, **{r.seed: r for r in runs}}
     study.set_user_attr(
         FINAL_ATTR,
-        _finite(
+        finite(
             {
                 "trial": trial,
                 "recipe": recipe_yaml,
@@ -1115,7 +1105,7 @@ def _final_runs(
             }
         ),
     )
-    atomic_write_text(study_dir / "final.json", yaml.safe_dump(_finite(report.to_dict()), sort_keys=False))
+    atomic_write_text(study_dir / "final.json", yaml.safe_dump(finite(report.to_dict()), sort_keys=False))
     return report
 
 
@@ -1181,7 +1171,7 @@ class StudyReport:
     final: dict[str, Any] | None  # FinalReport.to_dict() of the last search
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(
+        return finite(
             {
                 "name": self.name,
                 "storage": self.storage,

@@ -45,8 +45,10 @@ def recipe(epochs: int) -> dict:
 
 def one_run(
     workers: int, trials: int, epochs: int, folder: Path, tag: str, threads: int | None = None
-) -> tuple[float, float]:
-    """(trials/hour over the trials' span, trials/hour over the wall time) of one fresh study."""
+) -> tuple[float, float, float]:
+    """(trials/hour over the trials' span, trials/hour over the wall time, median seconds of
+    training per trial) of one fresh study. The last shows interference: the same trial takes
+    longer when other processes take the cores."""
     url = f"sqlite:///{folder / f'{tag}.db'}"
     s = prepare_search(recipe(epochs), trials=trials, sampler="random", storage=url, study_name=tag)
     t0 = time.perf_counter()
@@ -58,7 +60,8 @@ def one_run(
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     assert len(done) == trials, f"{tag}: {len(done)} complete trials, expected {trials}"
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
-    return trials / span * 3600, trials / wall * 3600
+    train = statistics.median(t.user_attrs["train_seconds"] for t in done)
+    return trials / span * 3600, trials / wall * 3600, train
 
 
 def main() -> None:
@@ -89,11 +92,14 @@ def main() -> None:
             line = (
                 f"pair {i}: trials/hour (span) 1 worker {one[-1][0]:,.0f}, {k} workers {many[-1][0]:,.0f} "
                 f"-> x{many[-1][0] / one[-1][0]:.2f}; (wall) {one[-1][1]:,.0f} vs {many[-1][1]:,.0f} "
-                f"-> x{many[-1][1] / one[-1][1]:.2f}"
+                f"-> x{many[-1][1] / one[-1][1]:.2f}; s/trial training {one[-1][2]:.2f} vs {many[-1][2]:.2f}"
             )
             if args.reference:
                 ref.append(one_run(1, args.trials, args.epochs, Path(tmp), f"ref-{i}", max(1, cores // k)))
-                line += f"; 1 worker x {max(1, cores // k)} thread(s): {ref[-1][0]:,.0f} (span)"
+                line += (
+                    f"; 1 worker x {max(1, cores // k)} thread(s): {ref[-1][0]:,.0f} (span), "
+                    f"{ref[-1][2]:.2f} s/trial"
+                )
             print(line + f"; load {os.getloadavg()[0]:.2f}", flush=True)
     span = [m[0] / o[0] for o, m in zip(one, many, strict=True)]
     wall = [m[1] / o[1] for o, m in zip(one, many, strict=True)]

@@ -68,7 +68,8 @@ def _criterion(recipe: Recipe, task: str) -> Criterion:
     return LOSSES[name]
 
 
-def _data(recipe: Recipe, data: Any) -> DataBundle:
+def load_bundle(recipe: Recipe, data: Any = None) -> DataBundle:
+    """The recipe's data, or the data given: a DataBundle, (x, y) or (x, y, x_test, y_test)."""
     if data is None:
         return load_data(recipe.data)
     if isinstance(data, DataBundle):
@@ -154,7 +155,7 @@ def prepare(
     device = resolve_device(t.device)
     seed_everything(t.seed)
 
-    bundle = _data(recipe, data).to(device)
+    bundle = load_bundle(recipe, data).to(device)
     criterion = _criterion(recipe, bundle.task)
     # A model passed in is used as it is (it may be trained already): recipe.model.init applies
     # only to models tunelab builds. model.pretrained, an explicit request, applies to both.

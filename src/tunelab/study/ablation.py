@@ -49,11 +49,12 @@ from typing import Any, Literal
 
 from optuna.storages import BaseStorage
 
-from tunelab.data import DataBundle, bundle_from_arrays, load_data
+from tunelab.data import DataBundle
 from tunelab.errors import RecipeError, TunelabError, did_you_mean
 from tunelab.recipe import Recipe, load_recipe, monitor_mode
 from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import PairedDifference, Summary, holm, paired_difference, summarize, verdict
+from tunelab.train import load_bundle
 
 VariantKind = Literal["base", "remove", "regularizer", "add", "value"]
 Outcome = Literal["helped", "hurt", "no detectable difference", "needs ≥ 2 seeds", "reference", "failed"]
@@ -448,18 +449,6 @@ def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None)
         message=result.message,
         run_dir=result.run_dir,
     )
-
-
-def load_bundle(recipe: Recipe, data: DataBundle | tuple[Any, ...] | None) -> DataBundle:
-    """The one bundle every run of a study shares: the recipe's data, or the data given."""
-    if data is None:
-        return load_data(recipe.data)
-    if isinstance(data, DataBundle):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) in (2, 4):
-        x, y, *test = data
-        return bundle_from_arrays(x, y, recipe.data, *test)
-    raise RecipeError("data", type(data).__name__, "pass a DataBundle, (x, y) or (x, y, x_test, y_test)")
 
 
 def resolve_monitor(recipe: Recipe, task: str) -> tuple[str, str, Literal["max", "min"]]:

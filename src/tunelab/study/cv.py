@@ -51,7 +51,6 @@ from tunelab.recipe import Recipe, load_recipe
 from tunelab.study.ablation import (
     Runner,
     RunOutcome,
-    load_bundle,
     override_text,
     resolve_monitor,
     study_free_raw,
@@ -61,6 +60,7 @@ from tunelab.study.ablation import (
 )
 from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import Summary, summarize
+from tunelab.train import load_bundle
 
 Choice = Literal["best", "1se"]
 _FORBIDDEN = ("data", "ablation", "search")

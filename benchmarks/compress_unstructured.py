@@ -35,12 +35,15 @@ def main() -> None:
     ap.add_argument("--end", type=float, default=0.8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument(
+        "--set", action="append", default=[], help="recipe override for every model, e.g. train.epochs=60"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cnn = tunelab.load_recipe(CNN)
     recipes = {"mlp": tunelab.load_recipe(MLP), "cnn": cnn}
     data = load_data(cnn.data)
-    common = ["train.efficiency=false", "train.tensorboard=false", f"train.threads={args.threads}"]
+    common = ["train.efficiency=false", "train.tensorboard=false", f"train.threads={args.threads}", *args.set]
     prune = (
         f"methods.prune={{sparsity: {args.sparsity}, begin: {args.begin}, end: {args.end}, "
         "scope: global, schedule: cubic}"

@@ -274,6 +274,10 @@ def fit(
             amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
             fmt = torch.channels_last if t.channels_last else torch.contiguous_format
             # Inference is timed in the run's precision and memory layout: what it would deploy.
+            # A model a method handed on (a quantized or narrowed copy, an EMA average) is not
+            # the one compiled in prepare(): compiled here, so train.compile times it compiled.
+            if t.compile and eval_net is not state.model:
+                eval_net.compile()
             with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                 efficiency = efficiency_report(eval_net, bundle.input_shape, device, memory_format=fmt)
             efficiency["precision"] = t.precision
@@ -406,6 +410,8 @@ def _loop(
                 best_value,
             )
         value = state.last()
+        if best_epoch is not None and best_epoch <= state.comparable_since:
+            best_value = best_epoch = None  # the model changed form since (see TrainState)
         if best_value is None or better(value, best_value):
             best_value, best_epoch = value, epoch + 1
             if run is not None:

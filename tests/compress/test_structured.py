@@ -12,7 +12,14 @@ import torch
 from torch import nn
 
 from tunelab.compress.artifacts import save_compressed
-from tunelab.compress.structured import mask_removed_inputs_, output_layer, prune_channels
+from tunelab.compress.structured import (
+    apply_channel_plan,
+    input_masks,
+    mask_removed_inputs_,
+    output_layer,
+    prune_channels,
+    resize_to_state_dict,
+)
 from tunelab.errors import ModelError, TunelabError
 from tunelab.metrics.efficiency import flops
 from tunelab.models.cnn import CNN1d
@@ -130,3 +137,55 @@ def test_saved_pruned_model_reloads_without_tunelab_pruning_code(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def _resnet() -> nn.Module:
+    from tunelab.models.resnet import ResNet
+
+    return ResNet((1, 40), 10, channels=[8, 16], blocks_per_stage=1)
+
+
+@pytest.mark.parametrize("make", [MODELS["cnn1d"], MODELS["mlp"], _resnet], ids=["cnn1d", "mlp", "resnet"])
+def test_a_plan_replays_on_a_twin_trained_further(make):
+    # The channels are chosen on one model; the plan removes the same ones from a copy whose
+    # weights moved on since (as channel_prune does each epoch): same widths, and the same
+    # function as that copy with the removed inputs masked.
+    torch.manual_seed(0)
+    net = make()
+    _randomize_bn(net)
+    x = torch.randn(4, 1, 40)
+    plan = prune_channels(copy.deepcopy(net), x, 0.5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # "trained further": the magnitude ranking changes
+    narrow = apply_channel_plan(copy.deepcopy(net), x, plan).eval()
+    masked = copy.deepcopy(net)
+    for name, mask in input_masks(masked, plan).items():
+        dict(masked.named_modules())[name].weight.data.mul_(mask)
+    masked.eval()
+    assert {n: w for n, w in plan.widths.items()} == {
+        n: (m.weight.shape[1] * getattr(m, "groups", 1), m.weight.shape[0])
+        for n, m in narrow.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d))
+    }
+    torch.testing.assert_close(narrow(x), masked(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_narrowed_checkpoint_loads_into_the_recipe_architecture():
+    torch.manual_seed(0)
+    net = MODELS["cnn1d"]()
+    _randomize_bn(net)
+    x = torch.randn(4, 1, 40)
+    prune_channels(net, x, 0.5)
+    fresh = resize_to_state_dict(MODELS["cnn1d"](), net.state_dict())
+    fresh.load_state_dict(net.state_dict())
+    net.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(x), net(x))
+    convs = [m for m in fresh.modules() if isinstance(m, nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 4), (4, 8)]
+    # Another rank (or another layer type) is another architecture: a clear error, no guess.
+    bad = {k: v for k, v in net.state_dict().items()}
+    key = next(k for k in bad if k.endswith("weight") and bad[k].dim() == 3)
+    bad[key] = bad[key][:, :, 0]
+    with pytest.raises(ModelError, match=r"only the widths of Linear, Conv and BatchNorm"):
+        resize_to_state_dict(MODELS["cnn1d"](), bad)

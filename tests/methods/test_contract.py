@@ -21,6 +21,8 @@ EXPECTED_HOOKS = {
     "label_smoothing": {"setup"},
     "ema": {"setup", "after_step", "eval_model"},
     "prune": {"setup", "after_step", "fit_end"},
+    "channel_prune": {"setup", "epoch_start", "after_step", "eval_model", "fit_end"},
+    "quantize": {"setup", "eval_model"},
     "freeze": {"setup"},
     "reinit": {"setup"},
     "gradual_unfreeze": {"setup", "epoch_start", "epoch_end"},
@@ -78,7 +80,8 @@ def _model() -> nn.Module:
 # The data-augmentation methods read the data's kind (state.data.input_shape, task), which this
 # hand-made state does not have; the loop's contract test in tests/test_train.py runs them on
 # real data of their kind.
-AUGMENTATION = {"image_augment", "signal_augment", "feature_noise", "mixup", "cutmix", "tta"}
+# channel_prune reads the input shape too (to trace the model); tests/methods/test_channel_prune.py.
+AUGMENTATION = {"image_augment", "signal_augment", "feature_noise", "mixup", "cutmix", "tta", "channel_prune"}
 TABULAR = sorted(set(EXPECTED_HOOKS) - AUGMENTATION)
 
 

@@ -220,6 +220,44 @@ def test_several_objectives_give_a_pareto_front(where):
     assert r.final.metrics[1].value.mean == r.final.runs[0].costs["params"]  # same model each seed
 
 
+def test_nsga2_searches_width_structured_pruning_and_quantization(where):
+    # The multi-objective search: every trial's latency is that of the model it would
+    # deploy (narrowed by channel_prune, int8 with quantize), so the three kinds of setting move it.
+    space = {
+        "data": {"name": "digits"},
+        "model": {"name": "mlp", "hidden": [64]},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 2, "batch_size": 64, "threads": 1, "tensorboard": False},
+        "methods": [{"name": "channel_prune", "ratio": 0.5}, {"name": "quantize"}],
+        "search": {
+            "model.hidden": {"type": "categorical", "choices": [[32], [256, 256]]},
+            "methods.channel_prune": {"type": "categorical", "choices": [True, False]},
+            "methods.channel_prune.ratio": {"type": "uniform", "low": 0.3, "high": 0.7},
+            "methods.quantize": {"type": "categorical", "choices": [True, False]},
+        },
+    }
+    r = run_search(
+        space,
+        trials=6,
+        objectives="val.accuracy,latency_ms",
+        sampler="nsga2",
+        final_seeds=1,
+        study_name="p",
+        **where,
+    )
+    assert r.directions == ["maximize", "minimize"] and r.pareto_front
+    study = study_of(where, "p")
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        costs = t.user_attrs["costs"]
+        assert t.values[1] == costs["latency_ms"] > 0
+        hidden = yaml.safe_load(t.params["model.hidden"])  # stored as YAML text
+        dense = sum(a * b + b for a, b in zip([64, *hidden], [*hidden, 10], strict=True))  # digits: 64 in
+        if t.params["methods.channel_prune"]:
+            assert costs["params"] < dense  # the narrowed model is what was timed and counted
+        else:
+            assert costs["params"] == dense
+
+
 def test_pruning_needs_one_val_objective(where):
     with pytest.raises(TunelabError, match="needs a single objective"):
         prepare_search(IRIS, pruner="asha", objectives="val.accuracy,latency_ms", storage=where["storage"])

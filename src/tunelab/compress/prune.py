@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.errors import ModelError, TunelabError
+from tunelab.metrics.efficiency import count_parameters, dense_values
 
 __all__ = [
     "PRUNABLE",
@@ -171,37 +172,14 @@ def sparsity_schedule(progress: float, final: float, kind: Schedule = "cubic", i
     raise TunelabError(f"schedule must be oneshot, linear or cubic; got {kind!r}")
 
 
-def dense_values(t: Tensor) -> Tensor:
-    """The plain float values of ``t``; a quantized tensor subclass (torchao) is dequantized.
-
-    Quantized tensors implement few operators (not ``count_nonzero``); their dequantized values
-    are zero exactly where the int8 values are.
-
-    >>> dense_values(torch.tensor([0.0, 1.5]))
-    tensor([0.0000, 1.5000])
-    """
-    t = t.detach()
-    if type(t) not in (Tensor, nn.Parameter) and hasattr(t, "dequantize"):
-        return t.dequantize()
-    return t
-
-
 def count_nonzero_params(model: nn.Module) -> dict[str, int]:
     """``params`` and ``nonzero`` entries of ``model``'s parameters (shared ones once), quantized too.
-
-    ``tunelab.metrics.count_parameters`` for models whose weights may be torchao tensors.
 
     >>> count_nonzero_params(nn.Linear(3, 2, bias=False))["params"]
     6
     """
-    total = nonzero = 0
-    seen: set[int] = set()
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-            nonzero += int(torch.count_nonzero(dense_values(p)))
-    return {"params": total, "nonzero": nonzero}
+    counts = count_parameters(model)
+    return {"params": counts["params"], "nonzero": counts["nonzero"]}
 
 
 def weight_sparsity(model: nn.Module) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from tunelab.errors import ModelError, TunelabError
 
-__all__ = ["QUANT_CONFIG", "linear_weight_bytes", "quantize_dynamic_int8", "tensor_bytes"]
+__all__ = ["QUANT_CONFIG", "dequantized", "linear_weight_bytes", "quantize_dynamic_int8", "tensor_bytes"]
 
 QUANT_CONFIG = "Int8DynamicActivationInt8WeightConfig"  # recorded beside each saved model
 
@@ -98,3 +98,18 @@ def linear_weight_bytes(model: nn.Module) -> int:
     240
     """
     return sum(tensor_bytes(m.weight) for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def dequantized(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` with every quantized tensor (a torchao subclass) replaced by its float values.
+
+    How a checkpoint of a quantized run loads into the float architecture (to fine-tune it or
+    compress it further); plain tensors pass through unchanged.
+
+    >>> import torch
+    >>> dequantized({"w": torch.ones(2)})
+    {'w': tensor([1., 1.])}
+    """
+    from tunelab.metrics.efficiency import dense_values
+
+    return {k: dense_values(v) for k, v in state.items()}

@@ -26,7 +26,15 @@ from torch import Tensor, nn
 from tunelab.compress.prune import PRUNABLE
 from tunelab.errors import ModelError, TunelabError
 
-__all__ = ["ChannelPruning", "mask_removed_inputs_", "output_layer", "prune_channels"]
+__all__ = [
+    "ChannelPruning",
+    "apply_channel_plan",
+    "input_masks",
+    "mask_removed_inputs_",
+    "output_layer",
+    "prune_channels",
+    "resize_to_state_dict",
+]
 
 
 @dataclass
@@ -46,6 +54,9 @@ class ChannelPruning:
     removed_out: dict[str, list[int]] = field(default_factory=dict)
     removed_in: dict[str, list[int]] = field(default_factory=dict)
     widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (in, out) after
+    # The pruning itself, replayable on a copy of the dense model (``apply_channel_plan``): the
+    # root layer of each coupled group, in the order pruned, and its output channels removed.
+    groups: list[tuple[str, list[int]]] = field(default_factory=list)
 
 
 def output_layer(model: nn.Module) -> nn.Module:
@@ -125,6 +136,10 @@ def prune_channels(
             round_to=round_to,
         )
         for group in pruner.step(interactive=True):
+            root = group[0].dep.target.module
+            if "out" not in group[0].dep.handler.__name__ or id(root) not in names:
+                raise ModelError(f"structured pruning: unexpected group root {group[0].dep} (not outputs)")
+            result.groups.append((names[id(root)], [int(i) for i in group[0].idxs]))
             for dep, idxs in group:
                 module = dep.target.module
                 name = names.get(id(module))
@@ -155,3 +170,105 @@ def mask_removed_inputs_(model: nn.Module, pruning: ChannelPruning) -> None:
     for name, idxs in pruning.removed_in.items():
         w = modules[name].weight  # Linear [out, in]; Conv [out, in, *k]
         w[:, sorted(set(idxs))] = 0
+
+
+def apply_channel_plan(model: nn.Module, example_inputs: Tensor, pruning: ChannelPruning) -> nn.Module:
+    """Remove from ``model`` (in place) exactly the channels ``pruning`` removed from its twin.
+
+    ``model`` has the architecture ``prune_channels`` saw (e.g. a copy of the dense model taken
+    later in training): the groups are replayed in order, by index, whatever the weights are now,
+    so the result has the same widths and computes what the masked dense model computes.
+
+    >>> import copy
+    >>> net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+    >>> plan = prune_channels(copy.deepcopy(net), torch.zeros(2, 8), 0.25)
+    >>> apply_channel_plan(net, torch.zeros(2, 8), plan)[0].weight.shape
+    torch.Size([24, 8])
+    """
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
+    with _eval(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+        for name, idxs in pruning.groups:
+            module = modules.get(name)
+            if module is None:
+                raise ModelError(f"channel plan: the model has no layer {name!r}; it is another architecture")
+            fn = graph.get_pruner_of_module(module).prune_out_channels
+            graph.get_pruning_group(module, fn, idxs).prune()
+    return model
+
+
+def input_masks(model: nn.Module, pruning: ChannelPruning) -> dict[str, Tensor]:
+    """Per layer name, a 0/1 mask shaped like its weight that zeroes the input columns pruned away.
+
+    Multiplying the dense model's weights by these masks makes it compute what the structurally
+    pruned model computes (``mask_removed_inputs_`` does it once): nothing reads a removed channel.
+    """
+    modules = dict(model.named_modules())
+    masks: dict[str, Tensor] = {}
+    for name, idxs in pruning.removed_in.items():
+        w = modules[name].weight
+        mask = torch.ones_like(w)
+        mask[:, sorted(set(idxs))] = 0
+        masks[name] = mask
+    return masks
+
+
+# Torch-Pruning's own loader (tp.load_state_dict) needs the checkpoint in its format (attributes
+# saved beside the weights); tunelab's checkpoints are plain state_dicts, so the few width
+# attributes of the standard layers are set here from the tensor shapes instead.
+_WIDTH_ATTRS: dict[type[nn.Module], tuple[tuple[str, int, int], ...]] = {
+    # (attribute, weight dim it follows, multiplier of groups) per layer type
+    nn.Linear: (("out_features", 0, 0), ("in_features", 1, 0)),
+    nn.Conv1d: (("out_channels", 0, 0), ("in_channels", 1, 1)),
+    nn.Conv2d: (("out_channels", 0, 0), ("in_channels", 1, 1)),
+}
+
+
+@torch.no_grad()
+def resize_to_state_dict(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """Narrow ``model``'s Linear, Conv and BatchNorm layers (in place) to the shapes in ``state``.
+
+    How a structurally pruned checkpoint loads into the architecture its recipe builds: every
+    tensor whose shape differs is replaced by an empty one of the checkpoint's shape (filled by
+    the ``load_state_dict`` that follows) and the layer's width attributes follow. Other layer
+    types, or a tensor of another rank, are an error (the checkpoint is another architecture).
+
+    >>> net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+    >>> small = nn.Sequential(nn.Linear(8, 20), nn.ReLU(), nn.Linear(20, 3))
+    >>> resize_to_state_dict(net, small.state_dict())[2]
+    Linear(in_features=20, out_features=3, bias=True)
+    """
+    for mname, module in model.named_modules():
+        own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+        changed = False
+        for pname, tensor in own:
+            key = f"{mname}.{pname}" if mname else pname
+            new = state.get(key)
+            if new is None or tuple(new.shape) == tuple(tensor.shape):
+                continue
+            resizable = isinstance(module, (*_WIDTH_ATTRS, nn.modules.batchnorm._BatchNorm))
+            if new.dim() != tensor.dim() or not resizable:
+                raise ModelError(
+                    f"{key}: the checkpoint has shape {tuple(new.shape)}, the model {tuple(tensor.shape)}; "
+                    "only the widths of Linear, Conv and BatchNorm layers can be narrowed to fit"
+                )
+            empty = torch.empty(new.shape, dtype=tensor.dtype, device=tensor.device)
+            if isinstance(tensor, nn.Parameter):
+                setattr(module, pname, nn.Parameter(empty, requires_grad=tensor.requires_grad))
+            else:
+                setattr(module, pname, empty)
+            changed = True
+        if not changed:
+            continue
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            ref = module.weight if module.weight is not None else module.running_mean
+            module.num_features = ref.shape[0]  # type: ignore[union-attr]
+        else:
+            attrs = next(v for k, v in _WIDTH_ATTRS.items() if isinstance(module, k))
+            for attr, dim, by_groups in attrs:
+                groups = getattr(module, "groups", 1) if by_groups else 1
+                setattr(module, attr, module.weight.shape[dim] * groups)
+    return model

@@ -41,7 +41,7 @@ from tunelab.compress.artifacts import save_compressed
 from tunelab.compress.prune import count_nonzero_params, prune_magnitude_, weight_sparsity
 from tunelab.compress.quantize import linear_weight_bytes, quantize_dynamic_int8
 from tunelab.compress.structured import prune_channels
-from tunelab.errors import TunelabError
+from tunelab.errors import ModelError, TunelabError
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
 from tunelab.recipe import Recipe
 from tunelab.runs import atomic_write_text, finite
@@ -199,9 +199,18 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
     recipe = load_recipe(run_dir / "recipe.yaml")
     data = load_data(recipe.data)
     model = build_model(recipe.model, data.input_shape, data.num_outputs)
+    from tunelab.compress.quantize import dequantized
+    from tunelab.compress.structured import resize_to_state_dict
+    from tunelab.models.pretrained import load_state_dict_file
+
     try:
-        model.load_state_dict(torch.load(run_dir / "final.pt", weights_only=True, map_location="cpu"))
-    except RuntimeError as e:
+        # A run with channel_prune saved the narrowed model, one with quantize an int8 one: the
+        # recipe's architecture is narrowed to fit, and int8 weights are compressed as floats.
+        state = dequantized(load_state_dict_file(run_dir / "final.pt"))
+        if any(m.name == "channel_prune" for m in recipe.methods):
+            resize_to_state_dict(model, state)
+        model.load_state_dict(state)
+    except (RuntimeError, ModelError) as e:
         raise TunelabError(
             f"{run_dir}/final.pt does not fit the model its recipe.yaml builds ({str(e).splitlines()[0]}); "
             "was the recipe edited after training?"
@@ -232,7 +241,9 @@ def finetune_recipe(
     # fit(model=...) applies model.init and model.pretrained to the model it is given: both would
     # overwrite the trained weights this fine-tuning starts from.
     raw["model"].update(init="default", pretrained=None)
-    methods = [m for m in raw.get("methods", []) if m["name"] != "prune"]
+    # The run's own compression methods are dropped: the model is compressed already, and this
+    # fine-tuning compresses it as the compress command says (quantization is applied after).
+    methods = [m for m in raw.get("methods", []) if m["name"] not in ("prune", "channel_prune", "quantize")]
     # prune first: its fit_end then runs last and masks what early stopping / EMA hand back.
     raw["methods"] = ([{"name": "prune", **prune}] if prune else []) + methods
     raw.pop("search", None)

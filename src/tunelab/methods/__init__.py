@@ -27,6 +27,7 @@ from tunelab.methods import (  # noqa: E402
     ema,
     label_smoothing,
     pruning,
+    quantization,
     regularization,
     transfer,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "hooks_of",
     "label_smoothing",
     "pruning",
+    "quantization",
     "regularization",
     "transfer",
 ]

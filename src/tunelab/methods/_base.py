@@ -82,6 +82,11 @@ class TrainState:
     stop: bool = False  # (rw in epoch_end) end training after this epoch
     stop_reason: str = ""  # (rw) why training stopped, for the report
     info: dict[str, Any] = field(default_factory=dict)  # (rw) facts a method reports in the result
+    # (rw) The first epoch (0-based) whose evaluated model has the run's final form. A method that
+    # changes what is evaluated mid-run (channel pruning narrows it) sets it; the best epoch (the
+    # loop's best.pt, early stopping's restored weights) is then chosen among epochs from it on,
+    # never a dense epoch the final model cannot be.
+    comparable_since: int = 0
 
     def last(self, metric: str | None = None) -> float:
         """Value of ``metric`` (default: the monitor, e.g. "val.accuracy") at the last epoch."""

@@ -149,6 +149,12 @@ class EarlyStopping(Method):
                 "is not recorded by this run; recorded: " + ", ".join(known),
             ) from None
         epoch = state.history[-1].get("epoch", len(state.history))
+        best_epoch = self.stopper.best_epoch
+        if best_epoch is not None and best_epoch <= state.comparable_since:
+            # The evaluated model changed form (channel pruning): its earlier epochs cannot be
+            # restored into it, and patience counts from the change.
+            self.stopper = EarlyStopper(self.patience, self.min_delta, self.stopper.mode)  # type: ignore[arg-type]
+            self.best_state = None
         stop = self.stopper.update(value, epoch)
         if self.stopper.bad_epochs == 0 and self.restore_best:
             # A CPU copy: device memory stays free, and later steps cannot modify it in place.

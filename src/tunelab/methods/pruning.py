@@ -33,15 +33,16 @@ import math
 from typing import Annotated, Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from tunelab.compress.prune import apply_masks_, magnitude_masks, prunable_weights, sparsity_schedule
 from tunelab.errors import ModelError, RecipeError
 from tunelab.methods import METHODS
 from tunelab.methods._base import Method, TrainState
+from tunelab.metrics.efficiency import dense_values
 from tunelab.schema import Doc, Range
 
-__all__ = ["Prune", "pruning_steps"]
+__all__ = ["ChannelPrune", "Prune", "pruning_steps"]
 
 
 def pruning_steps(
@@ -190,16 +191,16 @@ class Prune(Method):
         eval_net = state.eval_net
         if eval_net is not None and eval_net is not state.model:
             # An EMA copy or a restored best epoch: the same parameter names, its own tensors.
-            own = dict(eval_net.named_parameters())
+            # (A quantized copy's int8 weights are skipped: zeros quantize to exact zeros.)
+            own = {n: p for n, p in eval_net.named_parameters() if type(p) in (Tensor, nn.Parameter)}
             pairs = [(own[n], m) for n, m in zip(self.names, self.masks, strict=True) if n in own]  # type: ignore[arg-type]
             apply_masks_([p.data for p, _ in pairs], [m for _, m in pairs])
         for h in self._handles:
             h.remove()
         net = eval_net if eval_net is not None else state.model
         names = set(self.names)
-        zeros = sum(
-            int(p.numel() - torch.count_nonzero(p.detach())) for n, p in net.named_parameters() if n in names
-        )
+        kept = [dense_values(p) for n, p in net.named_parameters() if n in names]
+        zeros = sum(int(p.numel() - torch.count_nonzero(p)) for p in kept)
         n_weights = sum(w.numel() for w in self.weights)
         state.info["prune"].update(
             {
@@ -223,3 +224,144 @@ class Prune(Method):
             state.optimizer.state.clear()
         apply_masks_(self.weights, self.masks)
         self.history.append((state.step, sparsity))
+
+
+@METHODS.register(
+    "channel_prune",
+    "Structured pruning: remove channels or neurons (Torch-Pruning), then fine-tune the narrow model.",
+)
+class ChannelPrune(Method):
+    """Structured pruning in the loop: choose channels once, fine-tune without them, end narrow.
+
+    * ``epoch_start`` of epoch ``round(at · epochs)``: rank the channel groups of a copy of the
+      model with Torch-Pruning's dependency graph (``tunelab.compress.structured.prune_channels``,
+      group L2 magnitude) and remember which channels go; from then on the layers that read them
+      get 0/1 masks on those input columns (re-applied after every step, gradients masked too),
+      which makes the dense model compute exactly what the narrow one will
+    * ``eval_model``: from that epoch on, evaluate a physically narrowed copy (the same channels
+      removed, ``apply_channel_plan``): what is validated, checkpointed, tested and timed is the
+      smaller model, with its smaller weight tensors and latency
+    * ``fit_end``: a run that ended before ``at`` (early stopping) is pruned then, without
+      fine-tuning, so the run always ends with the requested ratio
+
+    The dense model is never reshaped while it trains: the optimizer, the schedule and every other
+    method keep valid references to its parameters. Epochs before the pruning do not compete for
+    the best epoch (``TrainState.comparable_since``). ``final.pt``/``best.pt`` hold the narrow
+    model; ``tunelab compress`` and ``tunelab.compress.structured.resize_to_state_dict`` load them
+    into the recipe's architecture.
+    """
+
+    name = "channel_prune"
+
+    def __init__(
+        self,
+        *,
+        # Half the channels: a model this size then runs ~2x faster or more; searches push it.
+        ratio: Annotated[
+            float, Range(ge=0, lt=1), Doc("fraction of channels (conv) and neurons (Linear) removed")
+        ] = 0.5,
+        scope: Annotated[
+            Literal["layerwise", "global"],
+            Doc("the same fraction from every layer, or ranked across layers (some lose more)"),
+        ] = "layerwise",
+        # Prune once the weights mean something, with the rest of training to recover.
+        at: Annotated[
+            float, Range(ge=0, lt=1), Doc("when to prune, as a fraction of training (0 = at init)")
+        ] = 0.5,
+        round_to: Annotated[
+            int | None, Range(ge=1), Doc("keep channel counts multiples of this (e.g. 8 for tensor cores)")
+        ] = None,
+    ) -> None:
+        self.ratio, self.scope, self.at, self.round_to = ratio, scope, at, round_to
+        self.plan: Any = None
+
+    @classmethod
+    def validate_recipe(cls, recipe: Any, spec: Any) -> None:
+        names = [m.name for m in recipe.methods]
+        if "prune" in names:
+            raise RecipeError(
+                "methods",
+                names,
+                "use prune (unstructured) or channel_prune (structured), not both in one run; to "
+                "sparsify a narrowed model, run tunelab compress on this run",
+            )
+        if "ema" in names and names.index("ema") > names.index("channel_prune"):
+            raise RecipeError(
+                "methods", names, "list ema before channel_prune, so that the EMA average is what is narrowed"
+            )
+
+    # --- events -------------------------------------------------------------------------------
+
+    def setup(self, state: TrainState) -> None:
+        from tunelab.compress.structured import output_layer
+
+        output_layer(state.model)  # a clear error for a model with no Linear/Conv layer
+        self.example = torch.zeros(2, *state.data.input_shape, device=state.device)
+        epochs = state.recipe.train.epochs
+        self.prune_epoch = min(math.floor(self.at * epochs + 0.5), epochs - 1)
+        self._handles: list[Any] = []
+        state.info["channel_prune"] = {"ratio": self.ratio, "scope": self.scope, "epoch": None}
+
+    def epoch_start(self, state: TrainState) -> None:
+        if state.epoch == self.prune_epoch and self.plan is None:
+            self._choose(state, state.model)
+            state.comparable_since = state.epoch
+
+    def after_step(self, state: TrainState) -> None:
+        if self.plan is not None:
+            apply_masks_(self.weights, self.masks)
+
+    def eval_model(self, state: TrainState, model: nn.Module) -> nn.Module:
+        if self.plan is None:
+            return model
+        return self._narrow(model)
+
+    def fit_end(self, state: TrainState) -> None:
+        net = state.eval_net if state.eval_net is not None else state.model
+        if self.plan is None:
+            # Ended before the pruning epoch (early stopping, Ctrl-C): the ratio asked for is
+            # reached now, without fine-tuning, and reported as such.
+            self._choose(state, net)
+            state.eval_net = self._narrow(net)
+            state.info["channel_prune"]["completed_at_fit_end"] = True
+        for h in self._handles:
+            h.remove()
+        info = state.info["channel_prune"]
+        final = state.eval_net if state.eval_net is not None else state.model
+        info["params_after"] = _count_params(final)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _choose(self, state: TrainState, net: nn.Module) -> None:
+        from tunelab.compress.structured import input_masks, prune_channels
+        from tunelab.models._base import eager_copy
+
+        self.plan = prune_channels(
+            eager_copy(net), self.example, self.ratio, scope=self.scope, round_to=self.round_to
+        )
+        modules = dict(state.model.named_modules())
+        masks = input_masks(state.model, self.plan)
+        self.weights = [modules[n].weight for n in masks]
+        self.masks = list(masks.values())
+        apply_masks_(self.weights, self.masks)
+        pairs = zip(self.weights, self.masks, strict=True)
+        self._handles = [w.register_hook(lambda g, m=m: g * m) for w, m in pairs if w.requires_grad]
+        state.info["channel_prune"].update(
+            {
+                "epoch": state.epoch + 1,
+                "params_before": self.plan.params_before,
+                "widths": {n: list(w) for n, w in self.plan.widths.items()},
+            }
+        )
+
+    def _narrow(self, model: nn.Module) -> nn.Module:
+        from tunelab.compress.structured import apply_channel_plan
+        from tunelab.models._base import eager_copy
+
+        twin = eager_copy(model)
+        apply_channel_plan(twin, self.example, self.plan)
+        return twin
+
+
+def _count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -29,8 +29,25 @@ from tunelab.errors import ModelError
 MIN_REPEATS = 5
 
 
+def dense_values(t: Tensor) -> Tensor:
+    """The plain float values of ``t``; a quantized tensor subclass (torchao) is dequantized.
+
+    Quantized tensors implement few operators (not ``count_nonzero``); their dequantized values
+    are zero exactly where the int8 values are.
+
+    >>> dense_values(torch.tensor([0.0, 1.5]))
+    tensor([0.0000, 1.5000])
+    """
+    t = t.detach()
+    if type(t) not in (Tensor, nn.Parameter) and hasattr(t, "dequantize"):
+        return t.dequantize()
+    return t
+
+
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Parameter counts: ``params`` (all), ``trainable`` (requires_grad) and ``nonzero`` entries.
+
+    Quantized weights (torchao int8) count by their dequantized values.
 
     A parameter shared by two modules is counted once. For a weight pruned with
     ``torch.nn.utils.prune`` (stored as ``weight_orig`` and a ``weight_mask`` buffer), ``nonzero``
@@ -49,7 +66,7 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             total += p.numel()
             trainable += p.numel() if p.requires_grad else 0
             mask = getattr(module, name[: -len("_orig")] + "_mask", None) if name.endswith("_orig") else None
-            effective = p.detach() if mask is None else p.detach() * mask
+            effective = dense_values(p) if mask is None else p.detach() * mask
             nonzero += int(torch.count_nonzero(effective))
     return {"params": total, "trainable": trainable, "nonzero": nonzero}
 

@@ -14,6 +14,7 @@ parameters of the factory are the recipe schema of the ``model:`` section (see
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -128,3 +129,21 @@ def require_blocks(params: Mapping[str, Any], path: str) -> None:
 def flat_size(shape: Sequence[int]) -> int:
     """Number of features of one sample: ``flat_size((1, 8, 8)) == 64``."""
     return math.prod(shape)
+
+
+def eager_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that runs eagerly, even when ``model`` was compiled in place.
+
+    ``nn.Module.compile()`` stores the compiled call on the module; a plain ``deepcopy`` would
+    copy that reference, and the copy would then run the *original* module's forward.
+
+    >>> import torch
+    >>> net = nn.Linear(2, 1); net.compile(); twin = eager_copy(net)
+    >>> twin.weight is net.weight, twin._compiled_call_impl is None
+    (False, True)
+    """
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if getattr(m, "_compiled_call_impl", None) is not None:
+            m._compiled_call_impl = None
+    return twin

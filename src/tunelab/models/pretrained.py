@@ -189,7 +189,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
             raise ModelError(f"{_PATH}: cannot read {path} as safetensors: {e}") from None
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _torch_load(path)
         except Exception as e:  # UnpicklingError for pickled objects, RuntimeError for a non-torch file
             raise ModelError(
                 f"{_PATH}: cannot read {path} with torch.load(weights_only=True): {str(e).splitlines()[0]}. "
@@ -209,11 +209,27 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
             f"{_PATH}: {path} holds {kind}, not a state dict (tensor names -> tensors); save one with "
             "torch.save(model.state_dict(), path)"
         )
-    state = dict(obj)
+    from tunelab.compress.quantize import dequantized
+
+    state = dequantized(dict(obj))  # int8 weights of a quantized run, as floats
     for prefix in _WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "torchao" not in str(e):
+            raise
+    # A checkpoint of a quantized run (methods.quantize) holds torchao tensors, which
+    # weights_only=True accepts once torchao has registered them as safe: import it and retry.
+    from tunelab.compress.quantize import _torchao
+
+    _torchao()
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _is_state_dict(obj: Any) -> bool:

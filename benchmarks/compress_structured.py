@@ -14,6 +14,12 @@ layers are.
 
     .venv/bin/python benchmarks/compress_structured.py [--model cnn] [--ratio 0.5] [--seeds 3]
 
+``--in-loop`` compares instead the recipe as it is against the same recipe with the
+``channel_prune`` method (channels chosen at ``--at`` of training, the rest of training
+fine-tunes the narrow model): the same epochs for both, so neither gets extra training.
+
+    .venv/bin/python benchmarks/compress_structured.py --in-loop --ratio 0.5 --at 0.5 --seeds 5
+
 Goal: >= 2x throughput at batch 1024, <= 0.5 points of val-accuracy loss.
 """
 
@@ -60,21 +66,40 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--in-loop", action="store_true", help="recipe vs recipe + channel_prune, same epochs")
+    ap.add_argument("--at", type=float, default=0.5, help="--in-loop: when channel_prune prunes")
+    ap.add_argument("--set", action="append", default=[], help="recipe override, e.g. train.epochs=40")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     recipe = tunelab.load_recipe(CNN) if args.model == "cnn" else tunelab.load_recipe(MLP)
     data = load_data(recipe.data)
-    common = ["train.efficiency=false", "train.tensorboard=false", f"train.threads={args.threads}"]
+    common = ["train.efficiency=false", "train.tensorboard=false", f"train.threads={args.threads}", *args.set]
     gen = torch.Generator().manual_seed(0)
     one = torch.randn((1, *data.input_shape), generator=gen)
     big = torch.randn((args.batch, *data.input_shape), generator=gen)
+    how = f"channel_prune at {args.at} of training" if args.in_loop else f"fine-tuning {args.finetune} epochs"
     print(
-        f"MNIST-1D {args.model}, channel ratio {args.ratio}, {args.seeds} seeds, fine-tuning {args.finetune} "
-        f"epochs, threads {args.threads}",
+        f"MNIST-1D {args.model}, channel ratio {args.ratio}, {args.seeds} seeds, {how}, "
+        f"threads {args.threads}",
         flush=True,
     )
     trained_acc, dense_acc, pruned_acc, models = [], [], [], {}
     for seed in range(args.seeds):
+        if args.in_loop:
+            method = f"methods.channel_prune={{ratio: {args.ratio}, at: {args.at}}}"
+            dense = tunelab.fit(recipe, data=data, save=False, overrides=[*common, f"train.seed={seed}"])
+            pruned = tunelab.fit(
+                recipe, data=data, save=False, overrides=[*common, f"train.seed={seed}", method]
+            )
+            trained_acc.append(dense.val["accuracy"])
+            dense_acc.append(dense.val["accuracy"])
+            pruned_acc.append(pruned.val["accuracy"])
+            print(
+                f"  seed {seed}: val dense {dense.val['accuracy']:.4f} · pruned {pruned.val['accuracy']:.4f}"
+            )
+            if seed == 0:
+                models = {"dense": dense.model.eval(), "pruned": pruned.model.eval()}
+            continue
         base = tunelab.fit(recipe, data=data, save=False, overrides=[*common, f"train.seed={seed}"])
         ft = finetune_recipe(base.recipe, args.finetune, seed, args.threads, None)
         dense = tunelab.fit(ft, model=copy.deepcopy(base.model), data=data, save=False)
@@ -113,7 +138,8 @@ def main() -> None:
         f"{share_d[1]:.4f} ms "
         f"({100 * share_d[0] / share_d[1]:.0f}%), pruned {share_p[0]:.4f} of {share_p[1]:.4f} ms "
         f"({100 * share_p[0] / share_p[1]:.0f}%)\n"
-        f"Δ val accuracy (pruned − dense, both fine-tuned, paired over {diff.n} seeds): "
+        f"Δ val accuracy (pruned − dense, {'same epochs' if args.in_loop else 'both fine-tuned'}, "
+        f"paired over {diff.n} seeds): "
         f"{100 * diff.estimate:+.2f} points, 95% CI [{100 * diff.ci_low:+.2f}, {100 * diff.ci_high:+.2f}]"
         f"; versus the dense model as trained (no extra epochs): {100 * vs_trained.estimate:+.2f} points, "
         f"95% CI [{100 * vs_trained.ci_low:+.2f}, {100 * vs_trained.ci_high:+.2f}]"

@@ -218,6 +218,7 @@ def fit(
     out: str | Path | None = None,
     save: bool = True,
     methods: Sequence[Method] = (),
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Train and evaluate as the recipe says; return the result and write the run directory.
 
@@ -231,6 +232,8 @@ def fit(
         out: run directory; default ``runs/<dataset>-<model>-<time>``.
         save: False writes no run directory (used inside studies and benchmarks).
         methods: extra Method instances (your own hooks) run after the recipe's methods.
+        evaluate_test: False leaves the test split unread (``RunResult.test`` empty): for runs
+            whose purpose is a choice (search trials), which must not see it anyway.
 
     >>> r = fit({"data": {"name": "iris"}, "model": {"name": "linear"}, "train": {"epochs": 2}},
     ...         save=False)  # doctest: +SKIP
@@ -269,7 +272,8 @@ def fit(
         base_loss = LOSSES["cross_entropy"] if bundle.task == "classification" else criterion
         val = evaluate(eval_net, bundle, "val", base_loss, t.eval_batch_size, full=True)
         # The test split is read here, once, after every choice was made on val.
-        test = evaluate(eval_net, bundle, "test", base_loss, t.eval_batch_size, full=True)
+        if evaluate_test:
+            test = evaluate(eval_net, bundle, "test", base_loss, t.eval_batch_size, full=True)
         if t.efficiency:
             amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
             fmt = torch.channels_last if t.channels_last else torch.contiguous_format

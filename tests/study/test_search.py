@@ -79,8 +79,17 @@ def test_search_spends_the_exact_budget_and_its_best_recipe_reproduces(where):
     assert m.test.ci_low <= m.test.mean <= m.test.ci_high
 
 
-def test_trials_keep_val_and_never_test(where):
+def test_trials_keep_val_and_never_test(where, monkeypatch):
+    read = []
+    evaluate = tunelab.train.evaluate
+
+    def spy(net, data, split, *a, **k):
+        read.append(split)
+        return evaluate(net, data, split, *a, **k)
+
+    monkeypatch.setattr(tunelab.train, "evaluate", spy)
     run_search(IRIS, trials=2, final_seeds=0, study_name="s", **where)
+    assert "val" in read and "test" not in read  # not even computed and left unused
     for t in study_of(where, "s").get_trials():
         assert t.user_attrs["val"]["accuracy"] == t.value
         assert "test" not in t.user_attrs

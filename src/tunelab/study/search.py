@@ -366,7 +366,13 @@ class TrialRunner:
             else None
         )
         try:
-            result = fit(recipe, data=self._bundle(recipe), save=False, methods=[method] if method else [])
+            result = fit(
+                recipe,
+                data=self._bundle(recipe),
+                save=False,
+                methods=[method] if method else [],
+                evaluate_test=False,  # a trial is a choice: the test split stays unread
+            )
         except TunelabError as e:
             trial.set_user_attr("error", str(e))
             raise

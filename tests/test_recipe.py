@@ -42,6 +42,12 @@ def test_override_adds_and_removes_methods():
     assert "add it first with methods.l1={}" in err({}, ["methods.l1.weight=1"])
 
 
+def test_a_method_added_by_override_goes_before_tta():
+    # tta wraps the model the other methods choose: it stays last, or ema would be refused.
+    r = load_recipe({"data": {"name": "digits"}, "methods": ["l2", "tta"]}, overrides=["methods.ema={}"])
+    assert [m.name for m in r.methods] == ["l2", "ema", "tta"]
+
+
 def test_bad_override_syntax():
     assert "must look like path.to.key=value" in err({}, ["train.epochs"])
 

@@ -402,7 +402,8 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
     """Set ``raw[parts...] = value`` in place.
 
     ``methods.<name>.<param>`` addresses a method by name (``methods.l2.weight=1e-3``);
-    ``methods.<name>=null`` removes it and ``methods.<name>={}`` adds it with its defaults.
+    ``methods.<name>=null`` removes it and ``methods.<name>={}`` adds it with its defaults, at the
+    end of the list (before ``tta``, which wraps the final model and so stays last).
     """
     path = ".".join(parts)
     if parts[0] == "methods" and len(parts) >= 2:
@@ -423,7 +424,11 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
                 )
             item = {"name": name, **value}
             if idx is None:
-                methods.append(item)
+                # tta wraps whatever model the other methods chose, so it stays last: a method
+                # added here goes before it (else ema, channel_prune or quantize would be refused).
+                names = [m if isinstance(m, str) else m.get("name") for m in methods]
+                at = names.index("tta") if "tta" in names else len(methods)
+                methods.insert(at, item)
             else:
                 methods[idx] = item
             return

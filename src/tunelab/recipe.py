@@ -70,6 +70,17 @@ def check_monitor(monitor: str, path: str) -> None:
         )
 
 
+def resolve_auto_monitor(monitor: str, task: str) -> str:
+    """``train.monitor`` with ``auto`` resolved for the data's task: val.accuracy or val.loss.
+
+    >>> resolve_auto_monitor("auto", "regression"), resolve_auto_monitor("val.f1", "classification")
+    ('val.loss', 'val.f1')
+    """
+    if monitor != "auto":
+        return monitor
+    return "val.accuracy" if task == "classification" else "val.loss"
+
+
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
     """'min' for losses and errors, 'max' for scores: ``monitor_mode("val.loss") == "min"``."""
     return "min" if monitor.split(".")[-1] in MINIMIZED else "max"

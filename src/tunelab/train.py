@@ -28,7 +28,7 @@ from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
-from tunelab.recipe import Recipe, load_recipe, monitor_mode
+from tunelab.recipe import Recipe, load_recipe, monitor_mode, resolve_auto_monitor
 from tunelab.runs import RunDir, RunResult, default_run_dir, environment
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
@@ -176,9 +176,7 @@ def prepare(
 
     batch_size, steps_per_epoch = batch_size_and_steps(len(bundle.x_train), recipe)
     optimizer = build_optimizer(net, recipe.optimizer)
-    monitor = t.monitor
-    if monitor == "auto":
-        monitor = "val.accuracy" if bundle.task == "classification" else "val.loss"
+    monitor = resolve_auto_monitor(t.monitor, bundle.task)
     metric = monitor.split(".")[-1]
     if bundle.task == "regression" and metric in ("accuracy", "precision", "recall", "f1"):
         raise RecipeError("train.monitor", monitor, "is a classification metric; this data is regression")

@@ -51,7 +51,7 @@ from optuna.storages import BaseStorage
 
 from tunelab.data import DataBundle
 from tunelab.errors import RecipeError, TunelabError, did_you_mean
-from tunelab.recipe import Recipe, load_recipe, monitor_mode
+from tunelab.recipe import Recipe, load_recipe, monitor_mode, resolve_auto_monitor
 from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import PairedDifference, Summary, holm, paired_difference, summarize, verdict
 from tunelab.train import load_bundle
@@ -454,9 +454,7 @@ def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None)
 def resolve_monitor(recipe: Recipe, task: str) -> tuple[str, str, Literal["max", "min"]]:
     """(monitor, val metric compared, mode). A ``train.loss`` monitor is compared on ``val.loss``:
     a study's comparisons are always on held-out data."""
-    monitor = recipe.train.monitor
-    if monitor == "auto":
-        monitor = "val.accuracy" if task == "classification" else "val.loss"
+    monitor = resolve_auto_monitor(recipe.train.monitor, task)
     metric = monitor.split(".", 1)[1]
     return monitor, metric, monitor_mode(monitor)
 

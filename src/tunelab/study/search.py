@@ -74,7 +74,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.methods import Method, TrainState
-from tunelab.recipe import MONITOR_METRICS, Recipe, load_recipe, monitor_mode
+from tunelab.recipe import MONITOR_METRICS, Recipe, load_recipe, monitor_mode, resolve_auto_monitor
 from tunelab.runs import RunResult, atomic_write_text, finite
 from tunelab.study.options import (
     COSTS,
@@ -170,8 +170,7 @@ def resolve_monitor(recipe: Recipe) -> str:
         return recipe.train.monitor
     from tunelab.data import load_data
 
-    task = load_data(recipe.data).task
-    return "val.accuracy" if task == "classification" else "val.loss"
+    return resolve_auto_monitor("auto", load_data(recipe.data).task)
 
 
 # --- what a worker needs ------------------------------------------------------------------------------

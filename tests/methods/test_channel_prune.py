@@ -9,7 +9,7 @@ from torch import nn
 
 from tunelab import Method, fit, load_recipe
 from tunelab.compress.study import _load_run
-from tunelab.errors import RecipeError
+from tunelab.errors import ModelError, RecipeError
 from tunelab.methods import TrainState
 
 DIGITS_CNN = {
@@ -108,6 +108,14 @@ def test_composes_with_ema_quantize_and_tta():
     inner = r.model.model  # the TTA wrapper around the narrow, quantized EMA average
     assert _convs(inner) == [4, 8]
     assert type(next(m for m in inner.modules() if isinstance(m, nn.Linear)).weight).__name__ == "Int8Tensor"
+
+
+def test_a_model_with_nothing_to_narrow_is_refused_before_training():
+    # One Linear layer is the output layer, which keeps its outputs: nothing to remove. The dry
+    # run in setup says so before the first epoch (not at the pruning epoch, halfway through).
+    with pytest.raises(ModelError, match=r"methods\.channel_prune: .*removed nothing.*methods\.prune"):
+        fit({"data": {"name": "iris"}, "model": {"name": "linear"}, "methods": [{"name": "channel_prune"}]},
+            save=False)  # fmt: skip
 
 
 def test_recipe_checks_name_the_conflict_and_the_fix():

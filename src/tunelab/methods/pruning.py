@@ -293,10 +293,17 @@ class ChannelPrune(Method):
     # --- events -------------------------------------------------------------------------------
 
     def setup(self, state: TrainState) -> None:
-        from tunelab.compress.structured import output_layer
+        from tunelab.compress.structured import output_layer, prune_channels
+        from tunelab.models._base import eager_copy
 
         output_layer(state.model)  # a clear error for a model with no Linear/Conv layer
         self.example = torch.zeros(2, *state.data.input_shape, device=state.device)
+        # A dry run on a copy: a model with nothing to narrow (a GRU, one Linear layer) is refused
+        # now, not halfway through training.
+        try:
+            prune_channels(eager_copy(state.model), self.example, self.ratio, scope=self.scope)
+        except ModelError as e:
+            raise ModelError(f"methods.channel_prune: {e} (methods.prune)") from None
         epochs = state.recipe.train.epochs
         self.prune_epoch = min(math.floor(self.at * epochs + 0.5), epochs - 1)
         self._handles: list[Any] = []

@@ -43,7 +43,8 @@ def test_unstructured_rows_are_exactly_sparse_saved_and_reported(run_dir):
     res = compress_run(
         run_dir, sparsities=[0.5, 0.9], quantize=True, finetune_epochs=3, seeds=2, budget_s=0.1
     )
-    assert [r.name for r in res.rows] == ["dense", "unstructured-0.5", "unstructured-0.9", "int8"]
+    names = ["dense", "unstructured-0.5", "unstructured-0.9", "int8", "int8-weight-only"]
+    assert [r.name for r in res.rows] == names
     dense = res.row("dense")
     run_val = json.loads((run_dir / "result.json").read_text())["val"]["accuracy"]
     assert dense.val["accuracy"] == pytest.approx(run_val) and dense.seeds == [0]
@@ -67,10 +68,11 @@ def test_unstructured_rows_are_exactly_sparse_saved_and_reported(run_dir):
                 meta["kind"] == "unstructured" and meta["seed"] == seed and "load_state_dict" in meta["load"]
             )
     assert res.row("unstructured-0.9").sparse_size_bytes < res.row("unstructured-0.9").size_bytes
-    q = res.row("int8")
-    assert q.linear_weight_bytes * 3 < dense.linear_weight_bytes
-    assert abs(q.val["accuracy"] - dense.val["accuracy"]) <= 0.1
-    assert any("int8" in n for n in q.notes)
+    for name in ("int8", "int8-weight-only"):
+        q = res.row(name)
+        assert q.linear_weight_bytes * 3 < dense.linear_weight_bytes
+        assert abs(q.val["accuracy"] - dense.val["accuracy"]) <= 0.1
+        assert any("int8" in n for n in q.notes)
     # Timings were measured for every row; the Pareto marks agree with the function.
     assert all(r.latency_ms > 0 and r.throughput > 0 for r in res.rows)
     points = [(r.val["accuracy"], r.latency_ms) for r in res.rows]
@@ -151,7 +153,7 @@ def test_measure_interleaved_times_every_model():
     assert all(0 < v["latency_ms"] <= v["latency_p95_ms"] and v["throughput"] > 0 for v in r.values())
 
 
-def testfinetune_recipe_keeps_the_trained_weights_and_puts_prune_first(run_dir):
+def test_finetune_recipe_keeps_the_trained_weights_and_puts_prune_first(run_dir):
     from tunelab.compress.study import finetune_recipe
 
     recipe = load_recipe(run_dir / "recipe.yaml")
@@ -162,3 +164,18 @@ def testfinetune_recipe_keeps_the_trained_weights_and_puts_prune_first(run_dir):
     assert [m.name for m in ft.methods] == ["prune", "early_stopping"]
     assert (ft.train.epochs, ft.train.seed, ft.train.threads, ft.train.efficiency) == (2, 5, 1, False)
     assert ft.optimizer == recipe.optimizer and ft.data == recipe.data
+
+
+def test_finetune_recipe_leaves_out_the_runs_compression_and_tta():
+    from tunelab.compress.study import finetune_recipe
+
+    recipe = load_recipe(
+        {
+            "data": {"name": "digits"},
+            "methods": ["label_smoothing", "channel_prune", "quantize", "tta"],
+        }
+    )
+    # The model is compressed already; tta would evaluate (and time) 5 views of the pruned rows
+    # against a dense row evaluated bare.
+    ft = finetune_recipe(recipe, 2, 0, 1, {"sparsity": 0.5})
+    assert [m.name for m in ft.methods] == ["prune", "label_smoothing"]

@@ -44,6 +44,14 @@ def test_training_is_unchanged_and_the_evaluated_model_is_int8(tmp_path):
     assert again.info["pretrained"]["loaded"]
 
 
+def test_weight_only_scheme_keeps_float_activations_and_the_accuracy():
+    plain = fit(DIGITS_MLP, save=False)
+    q = fit({**DIGITS_MLP, "methods": [{"name": "quantize", "scheme": "int8_weight_only"}]}, save=False)
+    assert _is_int8(q.model) and q.info["quantize"] == {"scheme": "int8_weight_only"}
+    assert abs(q.val["accuracy"] - plain.val["accuracy"]) <= 0.02
+    assert q.efficiency["size_bytes"] < plain.efficiency["size_bytes"] / 2
+
+
 def test_composes_with_pruning_and_early_stopping():
     recipe = {
         **DIGITS_MLP,

@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default 0.5,0.8,0.9,0.95",
     )
     p.add_argument("--structured", action="store_true", help="remove whole channels/neurons (Torch-Pruning)")
-    p.add_argument("--quantize", action="store_true", help="add a dynamic int8 row (Linear layers, torchao)")
+    p.add_argument(
+        "--quantize",
+        action="store_true",
+        help="add int8 rows, dynamic and weight-only (Linear layers, torchao)",
+    )
     p.add_argument(
         "--finetune-epochs",
         type=int,

@@ -11,6 +11,7 @@ makes one row per variant:
 * ``structured-<s>``      the fraction s of channels/neurons removed (Torch-Pruning), then the
                           same fine-tuning of the narrower model
 * ``int8``                dynamic int8 quantization of the dense model's Linear layers (torchao)
+* ``int8-weight-only``    int8 weights, float activations and matmuls (torchao)
 
 Each row reports the model's counts (parameters, nonzero parameters, bytes, FLOPs), its latency
 at batch 1 and throughput at a large batch (all rows timed in interleaved rounds, so a slow
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from tunelab.compress.artifacts import save_compressed
 from tunelab.compress.prune import count_nonzero_params, prune_magnitude_, weight_sparsity
-from tunelab.compress.quantize import linear_weight_bytes, quantize_dynamic_int8
+from tunelab.compress.quantize import linear_weight_bytes, quantize_int8
 from tunelab.compress.structured import prune_channels
 from tunelab.errors import ModelError, TunelabError
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
@@ -218,6 +219,10 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
     return recipe, data, model
 
 
+# Methods of the run that compress's fine-tuning leaves out (see finetune_recipe).
+NOT_FINETUNED = ("prune", "channel_prune", "quantize", "tta")
+
+
 def finetune_recipe(
     recipe: Recipe, epochs: int, seed: int, threads: int, prune: dict[str, Any] | None = None
 ) -> Recipe:
@@ -243,7 +248,9 @@ def finetune_recipe(
     raw["model"].update(init="default", pretrained=None)
     # The run's own compression methods are dropped: the model is compressed already, and this
     # fine-tuning compresses it as the compress command says (quantization is applied after).
-    methods = [m for m in raw.get("methods", []) if m["name"] not in ("prune", "channel_prune", "quantize")]
+    # tta is dropped too: every row is the bare model (the dense row is evaluated bare), and
+    # TTA's extra views would multiply the pruned rows' FLOPs and latency alone.
+    methods = [m for m in raw.get("methods", []) if m["name"] not in NOT_FINETUNED]
     # prune first: its fit_end then runs last and masks what early stopping / EMA hand back.
     raw["methods"] = ([{"name": "prune", **prune}] if prune else []) + methods
     raw.pop("search", None)
@@ -283,7 +290,7 @@ def compress_run(
         run_dir: a run directory written by ``tunelab train`` (``recipe.yaml`` and ``final.pt``).
         sparsities: fractions of weights (unstructured) or channels (``structured=True``) removed.
         structured: remove channels (Torch-Pruning) instead of zeroing single weights.
-        quantize: add an ``int8`` row (dynamic int8 Linear layers, torchao).
+        quantize: add the ``int8`` (dynamic) and ``int8-weight-only`` rows (Linear layers, torchao).
         finetune_epochs: epochs of the run's recipe after pruning; default a quarter of the run's
             epochs (at least 1); 0 evaluates the pruned model as it is.
         seeds: fine-tunings per row, seeds ``train.seed .. train.seed + seeds - 1``.
@@ -340,7 +347,9 @@ def compress_run(
 
     variants: list[_Variant] = []
     val, test = _evaluate(dense, bundle, recipe)
-    variants.append(_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed]))
+    dropped = [m.name for m in recipe.methods if m.name in ("tta",)]
+    notes = [f"every row is the bare model: the run's {', '.join(dropped)} is not applied"] if dropped else []
+    variants.append(_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed], notes))
 
     for s in sparsities:
         kind: Kind = "structured" if structured else "unstructured"
@@ -374,12 +383,13 @@ def compress_run(
         variants.append(v)
 
     if quantize:
-        say("int8: dynamic quantization of the Linear layers")
-        q = quantize_dynamic_int8(copy.deepcopy(dense).cpu())
-        if device.type != "cpu":
-            q.to(device)
-        val, test = _evaluate(q, bundle, recipe)
-        variants.append(_Variant("int8", "int8", 0.0, [q], [val], [test], [recipe.train.seed]))
+        for scheme, name in (("int8_dynamic", "int8"), ("int8_weight_only", "int8-weight-only")):
+            say(f"{name}: {scheme} quantization of the Linear layers")
+            q = quantize_int8(copy.deepcopy(dense).cpu(), scheme)
+            if device.type != "cpu":
+                q.to(device)
+            val, test = _evaluate(q, bundle, recipe)
+            variants.append(_Variant(name, "int8", 0.0, [q], [val], [test], [recipe.train.seed]))
 
     say("measuring")
     rows = _rows(variants, recipe, dense, one, big, metric, budget_s, run_dir if save else None)
@@ -446,7 +456,9 @@ def _rows(
         remaining = weight_sparsity(m)
         kept = remaining["weights"] - remaining["zeros"]
         n_flops = flops(m, one)
-        if v.kind == "int8":
+        if v.kind == "int8" and v.name != "int8":
+            notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")
+        elif v.kind == "int8":
             notes.append(
                 f"FLOPs: floating-point operations only ({n_flops:,}); the Linear layers' "
                 f"{(dense_flops - n_flops) // 2:,} multiply-adds run in int8"

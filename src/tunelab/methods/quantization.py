@@ -1,7 +1,7 @@
 """Post-training int8 quantization as a recipe method, so that a study can search and ablate it.
 
-The pure function is ``tunelab.compress.quantize.quantize_dynamic_int8`` (torchao's dynamic int8
-of every Linear layer). The ``Quantize`` adapter uses the ``eval_model`` event: each epoch, the
+The pure function is ``tunelab.compress.quantize.quantize_int8`` (torchao's int8 of every Linear
+layer: dynamic, or weight-only). The ``Quantize`` adapter uses the ``eval_model`` event: each epoch, the
 weights being evaluated (the raw ones, or the EMA average, or the channel-pruned copy, whichever
 the methods listed before it chose) are copied and quantized, and that int8 copy is what is
 validated, checkpointed, early-stopped on, tested and timed. Training itself stays in float (the
@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from torch import nn
 
-from tunelab.compress.quantize import quantize_dynamic_int8
+from tunelab.compress.quantize import quantize_int8
 from tunelab.errors import RecipeError
 from tunelab.methods import METHODS
 from tunelab.methods._base import Method, TrainState
@@ -37,7 +37,8 @@ _BEFORE = ("ema", "channel_prune")
 
 
 @METHODS.register(
-    "quantize", "Post-training dynamic int8 quantization of Linear layers; the int8 model is evaluated."
+    "quantize",
+    "Post-training int8 of the Linear layers (dynamic or weight-only); the int8 model is evaluated.",
 )
 class Quantize(Method):
     """Evaluate (and save, and time) an int8 copy of the weights each epoch; see the module doc."""
@@ -47,10 +48,11 @@ class Quantize(Method):
     def __init__(
         self,
         *,
-        # One scheme for now: the one that needs no calibration data and runs on CPU and GPU.
+        # Both need no calibration data. Dynamic also runs the matmul in int8 (fast where int8
+        # kernels are, e.g. compiled); weight-only keeps float activations (lower eager latency).
         scheme: Annotated[
-            Literal["int8_dynamic"],
-            Doc("int8_dynamic: int8 Linear weights (per row) and activations quantized at run time"),
+            Literal["int8_dynamic", "int8_weight_only"],
+            Doc("int8 Linear weights (per row); int8_dynamic also quantizes activations at run time"),
         ] = "int8_dynamic",
     ) -> None:
         self.scheme = scheme
@@ -78,4 +80,4 @@ class Quantize(Method):
         state.info["quantize"] = {"scheme": self.scheme}
 
     def eval_model(self, state: TrainState, model: nn.Module) -> nn.Module:
-        return quantize_dynamic_int8(eager_copy(model))
+        return quantize_int8(eager_copy(model), self.scheme)

@@ -297,6 +297,22 @@ def test_final_runs_write_run_directories_when_asked(tmp_path):
     assert math.isfinite(result.test.base.mean)
 
 
+def test_compression_methods_show_their_price_in_size():
+    # What a method costs is reported beside what it is worth: the narrowed or int8 model is
+    # smaller, and removing the method gives the size back.
+    recipe = {
+        **IRIS,
+        # Wide enough that int8 data outweighs torchao's per-tensor metadata in the file.
+        "model": {"name": "mlp", "hidden": [256, 256]},
+        "methods": [{"name": "channel_prune", "ratio": 0.5}, {"name": "quantize"}],
+    }
+    result = run_ablation(load_recipe(recipe), seeds=2, storage=memory())
+    base, unpruned, float_ = (result.variant(n) for n in ("base", "-channel_prune", "-quantize"))
+    assert base.size["params"] < unpruned.size["params"] and base.size["params"] == float_.size["params"]
+    assert base.size["size_bytes"] < float_.size["size_bytes"]
+    assert result.to_dict()["variants"][0]["params"] == base.size["params"]
+
+
 def test_one_seed_is_allowed_but_decides_nothing():
     result = run_ablation(load_recipe(IRIS), seeds=1, storage=memory(), runner=Scripted())
     assert all(v.verdict in ("base", "needs ≥ 2 seeds") for v in result.variants)

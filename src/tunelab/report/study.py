@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tunelab.report.terminal import fmt
+from tunelab.report.terminal import fmt, fmt_bytes
 from tunelab.study.ablation import AblationResult, RunRecord, VariantResult
 from tunelab.study.cv import CVResult, FoldRun
 from tunelab.study.stats import PairedDifference, Summary
@@ -112,6 +112,15 @@ def ablation_table(result: AblationResult) -> Table:
     table.add_column("p (Holm)", justify="right", no_wrap=True)
     table.add_column("verdict")
     table.add_column("s/run", justify="right", no_wrap=True)
+    # Size columns when the runs recorded them (a custom runner may not), each only if it varies.
+    shown = [
+        k
+        for k in ("nonzero", "size_bytes")
+        if all(k in v.size for v in result.variants) and len({v.size[k] for v in result.variants}) > 1
+    ]
+    titles = {"nonzero": "nonzero params", "size_bytes": "size"}
+    for k in shown:
+        table.add_column(titles[k], justify="right", no_wrap=True)
     for v in result.variants:
         if v.variant.is_base:
             delta, p = "reference", ""
@@ -127,6 +136,7 @@ def ablation_table(result: AblationResult) -> Table:
             p,
             _verdict_cell(v),
             f"{v.seconds:.2f}",
+            *[f"{v.size[k]:,.0f}" if k == "nonzero" else fmt_bytes(v.size[k]) for k in shown],
         )
     return table
 

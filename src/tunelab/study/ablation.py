@@ -104,6 +104,9 @@ class RunOutcome:
     epochs: int = 0
     message: str = ""
     run_dir: str | None = None
+    # What the evaluated model costs in size: a method's price beside its effect (pruning,
+    # quantization, width). No timing: latency would cost seconds per run and add noise.
+    size: dict[str, int] = field(default_factory=dict)  # params, nonzero, size_bytes
 
 
 # runner(recipe, bundle, out) -> RunOutcome; the default trains with tunelab.fit.
@@ -144,6 +147,7 @@ class VariantResult:
     verdict: str
     outcome: Outcome
     seconds: float  # mean training seconds per run
+    size: dict[str, float] = field(default_factory=dict)  # mean params, nonzero, size_bytes per run
 
     @property
     def name(self) -> str:
@@ -194,6 +198,7 @@ class VariantResult:
             "values": list(self.values),
             "failed": [{"seed": seed, "status": st} for seed, st in self.failed],
             "seconds": self.seconds,
+            **{k: self.size.get(k) for k in SIZE_KEYS},
         }
 
 
@@ -429,6 +434,9 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+SIZE_KEYS = ("params", "nonzero", "size_bytes")
+
+
 def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None) -> RunOutcome:
     """The default runner: ``tunelab.fit`` on ``bundle`` (a run directory only when ``out`` is given).
 
@@ -437,9 +445,15 @@ def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None)
     >>> train_run(r, load_data(r.data)).status  # doctest: +SKIP
     'completed'
     """
+    from tunelab.metrics.efficiency import count_parameters, model_size_bytes
     from tunelab.train import fit
 
     result = fit(recipe, data=bundle, save=out is not None, out=out)
+    size = {}
+    if result.model is not None:
+        counts = count_parameters(result.model)
+        size = {"params": counts["params"], "nonzero": counts["nonzero"]}
+        size["size_bytes"] = model_size_bytes(result.model)
     return RunOutcome(
         status=result.status,
         val=_scalars(result.val),
@@ -448,6 +462,7 @@ def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None)
         epochs=result.epochs,
         message=result.message,
         run_dir=result.run_dir,
+        size=size,
     )
 
 
@@ -560,6 +575,7 @@ def run_ablation(
                 "seconds": o.seconds,
                 "epochs": o.epochs,
                 "message": o.message,
+                **o.size,
             }
             if phase == "test":  # selection runs hold val in their test slot: nothing to keep
                 attrs["test"] = o.test
@@ -676,10 +692,15 @@ def analyze(
             verdict_ = verdict(diff, adjusted.get(v.name, 1.0), mode=mode, alpha=alpha)
             outcome = _outcome(v.kind, verdict_)
         secs = [float(mine[s].attrs.get("seconds", 0.0)) for s in ok_seeds]
+        size = {}
+        for key in SIZE_KEYS:
+            got = [float(mine[s].attrs[key]) for s in ok_seeds if key in mine[s].attrs]
+            if got and len(got) == len(ok_seeds):
+                size[key] = sum(got) / len(got)
         out.append(
             VariantResult(
                 v, ok_seeds, vals, failed, summary, diff, adjusted.get(v.name), verdict_, outcome,
-                sum(secs) / max(1, len(secs)),
+                sum(secs) / max(1, len(secs)), size,
             )
         )  # fmt: skip
     return out

@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.dev-installed postgres
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests src/tunelab --doctest-modules
 
 # The study tests start their own PostgreSQL server on 127.0.0.1 in a temporary directory; they
 # need Debian's server binaries, installed here when missing (CI starts from a bare machine).

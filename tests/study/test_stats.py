@@ -71,8 +71,24 @@ def test_empty_or_non_finite_values_are_refused(bad):
 def test_bad_arguments_are_refused():
     with pytest.raises(TunelabError, match="confidence"):
         summarize([1, 2], confidence=95)
-    with pytest.raises(TunelabError, match="auto, t or bootstrap"):
+    with pytest.raises(TunelabError, match="auto, t, bootstrap or log-t"):
         summarize([1, 2], method="jackknife")
+
+
+def test_log_t_is_a_positive_interval_around_the_geometric_mean():
+    # Latencies with one slow outlier: the t-interval of the raw values reaches below zero.
+    x = [0.10, 0.11, 0.12, 0.45]
+    assert summarize(x, method="t").ci_low < 0
+    s = summarize(x, method="log-t")
+    logs = np.log(x)
+    low, high = stats.t.interval(0.95, 3, loc=logs.mean(), scale=stats.sem(logs))
+    assert s.mean == pytest.approx(math.exp(logs.mean()))  # the geometric mean
+    assert (s.ci_low, s.ci_high) == pytest.approx((math.exp(low), math.exp(high)))
+    assert 0 < s.ci_low < s.mean < s.ci_high and s.method == "log-t" and "geometric" in s.note
+    assert summarize([2.0, 2.0], method="log-t").ci_low == pytest.approx(2.0)
+    assert not summarize([0.3], method="log-t").has_interval
+    with pytest.raises(TunelabError, match="not positive"):
+        summarize([0.0, 1.0], method="log-t")
 
 
 def test_bootstrap_is_scipys_bca_with_a_fixed_generator():

@@ -36,12 +36,16 @@ def fmt_summary(s: Mapping[str, Any] | None) -> str:
 
     >>> fmt_summary({"n": 3, "mean": 0.9, "ci_low": 0.85, "ci_high": 0.95})
     '0.9000 ± 0.0500 [0.8500, 0.9500]'
+    >>> fmt_summary({"n": 3, "mean": 0.2, "ci_low": 0.1, "ci_high": 0.5, "method": "log-t"})
+    '0.2000 (geometric) [0.1000, 0.5000]'
     """
     if not s:
         return "-"
     mean, lo, hi = s["mean"], s.get("ci_low"), s.get("ci_high")
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{num(mean)} (n={s['n']}, no interval)"
+    if s.get("method") == "log-t":  # an asymmetric interval around a geometric mean: no "±"
+        return f"{num(mean)} (geometric) [{num(lo)}, {num(hi)}]"
     return f"{num(mean)} ± {num((hi - lo) / 2)} [{num(lo)}, {num(hi)}]"
 
 

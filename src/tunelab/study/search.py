@@ -759,7 +759,10 @@ class FinalReport:
                         )
                     )
                 elif all(o.name in r.costs for r in ok):
-                    metrics.append(MetricSummary(o.name, value=summarize([r.costs[o.name] for r in ok])))
+                    # Costs are positive and spread multiplicatively: a log-scale interval.
+                    costs = [r.costs[o.name] for r in ok]
+                    method = "log-t" if all(c > 0 for c in costs) else "t"
+                    metrics.append(MetricSummary(o.name, value=summarize(costs, method=method)))
             if len(ok) < len(runs):
                 note = f"{len(runs) - len(ok)} of {len(runs)} final runs did not finish and are left out"
         return cls(trial, [r.seed for r in runs], list(runs), metrics, note)

@@ -80,7 +80,7 @@ class Summary:
     ci_low: float
     ci_high: float
     confidence: float
-    method: str  # "t" or "bootstrap"
+    method: str  # "t", "bootstrap" or "log-t" (geometric mean, for positive costs)
     note: str = ""
 
     @property
@@ -141,7 +141,8 @@ def choose_method(values: Sequence[float]) -> Literal["t", "bootstrap"]:
 def summarize(values: Sequence[float], confidence: float = 0.95, method: str = "auto") -> Summary:
     """Mean, std (ddof=1) and a confidence interval of the mean.
 
-    ``method``: "t" (Student's t, ``scipy.stats.t``), "bootstrap" (BCa, ``scipy.stats.bootstrap``,
+    ``method``: "t" (Student's t, ``scipy.stats.t``), "log-t" (for positive costs: the geometric
+    mean and the t-interval of the logs, exponentiated), "bootstrap" (BCa, ``scipy.stats.bootstrap``,
     percentile when BCa is undefined), or "auto": t unless there are at least
     ``BOOTSTRAP_MIN_N`` = 10 values with |skewness| > 1 (see ``choose_method``). With fewer values a
     bootstrap cannot see the shape it would correct for, and its interval cannot extend past the
@@ -154,9 +155,11 @@ def summarize(values: Sequence[float], confidence: float = 0.95, method: str = "
     'needs ≥ 2 values for a spread and an interval'
     """
     _check_confidence(confidence)
-    if method not in ("auto", "t", "bootstrap"):
-        raise TunelabError(f"method: got {method!r}; must be auto, t or bootstrap")
+    if method not in ("auto", "t", "bootstrap", "log-t"):
+        raise TunelabError(f"method: got {method!r}; must be auto, t, bootstrap or log-t")
     x = _values(values, "summarize")
+    if method == "log-t":
+        return _summarize_log(x, confidence)
     n, mean = len(x), float(np.mean(x))
     chosen = choose_method(x) if method == "auto" else method
     if n == 1:
@@ -178,6 +181,28 @@ def summarize(values: Sequence[float], confidence: float = 0.95, method: str = "
             f"a bootstrap of {n} values cannot reach past them: the interval is likely too narrow"
         )
     return Summary(n, mean, std, low, high, confidence, "bootstrap", note)
+
+
+def _summarize_log(x: np.ndarray, confidence: float) -> Summary:
+    """Geometric mean and exp(t-interval of the logs): for positive costs (latency, bytes).
+
+    Their spread is multiplicative and skewed (one slow run doubles a latency, none halves it), so
+    a t-interval on the raw values can reach below zero; on the log scale it cannot.
+    """
+    if (x <= 0).any():
+        raise TunelabError(f"log-t: value {float(x[x <= 0][0])} is not positive; use method t for it")
+    inner = summarize(np.log(x), confidence, "t")
+    std = float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
+    note = "geometric mean; interval exp(t-interval of the logs)"
+    note = f"{inner.note}; {note}" if inner.note else note
+    if np.ptp(x) == 0:  # exp(log(v)) may differ from v in the last bit: equal values stay exact
+        v = float(x[0])
+        return Summary(inner.n, v, std, v if len(x) > 1 else 0.0, v if len(x) > 1 else math.inf, confidence,
+                       "log-t", note)  # fmt: skip
+    return Summary(
+        inner.n, math.exp(inner.mean), std, math.exp(inner.ci_low), math.exp(inner.ci_high), confidence,
+        "log-t", note,
+    )  # fmt: skip
 
 
 def _bootstrap_mean(x: np.ndarray, confidence: float) -> tuple[float, float, str]:

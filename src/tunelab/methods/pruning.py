@@ -39,7 +39,7 @@ from tunelab.compress.prune import apply_masks_, magnitude_masks, prunable_weigh
 from tunelab.errors import ModelError, RecipeError
 from tunelab.methods import METHODS
 from tunelab.methods._base import Method, TrainState
-from tunelab.metrics.efficiency import dense_values
+from tunelab.metrics.efficiency import count_parameters, dense_values
 from tunelab.schema import Doc, Range
 
 __all__ = ["ChannelPrune", "Prune", "pruning_steps"]
@@ -335,7 +335,7 @@ class ChannelPrune(Method):
             h.remove()
         info = state.info["channel_prune"]
         final = state.eval_net if state.eval_net is not None else state.model
-        info["params_after"] = _count_params(final)
+        info["params_after"] = count_parameters(final)["params"]
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -369,6 +369,3 @@ class ChannelPrune(Method):
         apply_channel_plan(twin, self.example, self.plan)
         return twin
 
-
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

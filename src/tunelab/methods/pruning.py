@@ -368,4 +368,3 @@ class ChannelPrune(Method):
         twin = eager_copy(model)
         apply_channel_plan(twin, self.example, self.plan)
         return twin
-

@@ -125,3 +125,22 @@ def test_recipe_checks_name_the_conflict_and_the_fix():
         load_recipe({"methods": [{"name": "channel_prune"}, {"name": "ema"}]})
     with pytest.raises(RecipeError, match=r"methods\.channel_prune\.ratio"):
         load_recipe({"methods": [{"name": "channel_prune", "ratio": 1.0}]})
+
+
+def test_a_pruned_run_is_pretrained_narrow_and_a_new_head_keeps_its_outputs(tmp_path):
+    recipe = {**DIGITS_CNN, "methods": [{"name": "channel_prune", "ratio": 0.5}]}
+    source = fit(recipe, out=tmp_path / "pruned")
+    # Go on training the narrow model: every tensor loads, none is re-initialized.
+    again = {**DIGITS_CNN, "model": {**DIGITS_CNN["model"], "pretrained": str(tmp_path / "pruned")}}
+    again["train"] = {**DIGITS_CNN["train"], "epochs": 1}
+    again["optimizer"] = {"name": "sgd", "lr": 1e-9}
+    r = fit(again, save=False)
+    report = r.info["pretrained"]
+    assert not report["reinitialized"] and report["narrowed"]["features.0"] == [4, 1]
+    assert _convs(r.model) == [4, 8] and abs(r.val["accuracy"] - source.val["accuracy"]) < 0.02
+    # Transfer to 5 classes: the narrowed body loads, the head keeps 5 outputs and starts afresh.
+    new_task = {**again, "data": {"name": "digits", "classes": [5, 6, 7, 8, 9]}}
+    r = fit(new_task, save=False)
+    head = [m for m in r.model.modules() if isinstance(m, nn.Linear)][-1]
+    assert head.out_features == 5
+    assert r.info["pretrained"]["reinitialized"] == ["head.4.weight", "head.4.bias"]

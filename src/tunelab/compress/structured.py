@@ -15,7 +15,7 @@ Channels are ranked by the L2 norm of each coupled group's weights (Torch-Prunin
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -228,13 +228,17 @@ _WIDTH_ATTRS: dict[type[nn.Module], tuple[tuple[str, int, int], ...]] = {
 
 
 @torch.no_grad()
-def resize_to_state_dict(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+def resize_to_state_dict(
+    model: nn.Module, state: Mapping[str, Tensor], keep_outputs: nn.Module | None = None
+) -> nn.Module:
     """Narrow ``model``'s Linear, Conv and BatchNorm layers (in place) to the shapes in ``state``.
 
     How a structurally pruned checkpoint loads into the architecture its recipe builds: every
     tensor whose shape differs is replaced by an empty one of the checkpoint's shape (filled by
     the ``load_state_dict`` that follows) and the layer's width attributes follow. Other layer
     types, or a tensor of another rank, are an error (the checkpoint is another architecture).
+    ``keep_outputs`` (an output layer: a new head for another task) follows the checkpoint's
+    input width only, keeping its own number of outputs.
 
     >>> net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
     >>> small = nn.Sequential(nn.Linear(8, 20), nn.ReLU(), nn.Linear(20, 3))
@@ -247,6 +251,10 @@ def resize_to_state_dict(model: nn.Module, state: dict[str, Tensor]) -> nn.Modul
         for pname, tensor in own:
             key = f"{mname}.{pname}" if mname else pname
             new = state.get(key)
+            if new is not None and module is keep_outputs:
+                # Only the inputs follow the checkpoint: weight [out, in, ...] keeps its out.
+                shape = (tensor.shape[0], *new.shape[1:]) if pname == "weight" else tensor.shape
+                new = torch.empty(shape) if new.dim() == tensor.dim() else new
             if new is None or tuple(new.shape) == tuple(tensor.shape):
                 continue
             resizable = isinstance(module, (*_WIDTH_ATTRS, nn.modules.batchnorm._BatchNorm))

@@ -19,6 +19,8 @@ Tensors are matched by name: same name and shape -> copied ("loaded"); same name
 (a head for a new number of classes) -> left as freshly initialized ("reinitialized"); only in
 the model -> "missing" (left as initialized, with a warning); only in the checkpoint ->
 "unexpected" (ignored). A checkpoint that matches nothing is another architecture: ModelError.
+A run trained with ``channel_prune`` saved a narrower model: the model is narrowed to its widths
+first (all but the output layer's outputs), reported as ``narrowed``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def load_pretrained(model: nn.Module, source: str | Path) -> dict[str, Any]:
     """
     file = resolve_source(source)
     state = load_state_dict_file(file)
+    narrowed = _narrow_to_pruned_run(model, source, state)
     report = match_state_dict(model, state)
     params = {n for n, _ in model.named_parameters()}
     loaded = [n for n in report["loaded"] if n in params]
@@ -81,6 +84,8 @@ def load_pretrained(model: nn.Module, source: str | Path) -> dict[str, Any]:
     # load_state_dict copies in place (converting dtype), so parameters keep their identity.
     model.load_state_dict({k: state[k] for k in report["loaded"]}, strict=False)
     report = {"source": str(source), "file": str(file), **report}
+    if narrowed:
+        report["narrowed"] = narrowed
     reinit = [n for n in report["reinitialized"] if n in params]
     if len(reinit) > len(loaded):
         msg = (
@@ -97,6 +102,34 @@ def load_pretrained(model: nn.Module, source: str | Path) -> dict[str, Any]:
         report["warnings"].append(msg)
         warnings.warn(f"{_PATH}: {msg}", stacklevel=2)
     return report
+
+
+def _narrow_to_pruned_run(
+    model: nn.Module, source: str | Path, state: Mapping[str, Tensor]
+) -> dict[str, list[int]]:
+    """A run trained with ``channel_prune`` saved a narrower model: narrow ``model`` to it.
+
+    Only for a tunelab run directory whose recipe names ``channel_prune`` (anywhere else a shape
+    mismatch means a new head, re-initialized as usual). The output layer keeps its own outputs,
+    so transfer to a new task still gets a fresh head. Returns the new widths, by layer name.
+    """
+    from tunelab.compress.structured import PRUNABLE, output_layer, resize_to_state_dict
+
+    run = Path(str(source)).expanduser()
+    if not (run.is_dir() and (run / "recipe.yaml").is_file()):
+        return {}
+    import yaml
+
+    methods = (yaml.safe_load((run / "recipe.yaml").read_text()) or {}).get("methods") or []
+    if not any((m if isinstance(m, str) else m.get("name")) == "channel_prune" for m in methods):
+        return {}
+    before = {n: tuple(m.weight.shape[:2]) for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    resize_to_state_dict(model, state, keep_outputs=output_layer(model))
+    return {
+        n: list(m.weight.shape[:2])
+        for n, m in model.named_modules()
+        if isinstance(m, PRUNABLE) and tuple(m.weight.shape[:2]) != before[n]
+    }
 
 
 def match_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Any]:

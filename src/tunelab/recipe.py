@@ -414,7 +414,7 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
 
     ``methods.<name>.<param>`` addresses a method by name (``methods.l2.weight=1e-3``);
     ``methods.<name>=null`` removes it and ``methods.<name>={}`` adds it with its defaults, at the
-    end of the list (before ``tta``, which wraps the final model and so stays last).
+    end of the list (before a method that wraps the final model, ``tta``, which stays last).
     """
     path = ".".join(parts)
     if parts[0] == "methods" and len(parts) >= 2:
@@ -435,11 +435,13 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
                 )
             item = {"name": name, **value}
             if idx is None:
-                # tta wraps whatever model the other methods chose, so it stays last: a method
+                # A method that wraps the final model (Method.wraps_final: tta) stays last: one
                 # added here goes before it (else ema, channel_prune or quantize would be refused).
+                from tunelab.methods import METHODS
+
                 names = [m if isinstance(m, str) else m.get("name") for m in methods]
-                at = names.index("tta") if "tta" in names else len(methods)
-                methods.insert(at, item)
+                last = [i for i, n in enumerate(names) if n in METHODS and METHODS.get(n).obj.wraps_final]
+                methods.insert(last[0] if last else len(methods), item)
             else:
                 methods[idx] = item
             return

@@ -347,8 +347,8 @@ def compress_run(
 
     variants: list[_Variant] = []
     val, test = _evaluate(dense, bundle, recipe)
-    dropped = [m.name for m in recipe.methods if m.name in ("tta",)]
-    notes = [f"every row is the bare model: the run's {', '.join(dropped)} is not applied"] if dropped else []
+    bare = any(m.name == "tta" for m in recipe.methods)
+    notes = ["every row is the bare model: the run's tta is not applied"] if bare else []
     variants.append(_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed], notes))
 
     for s in sparsities:
@@ -389,7 +389,10 @@ def compress_run(
             if device.type != "cpu":
                 q.to(device)
             val, test = _evaluate(q, bundle, recipe)
-            variants.append(_Variant(name, "int8", 0.0, [q], [val], [test], [recipe.train.seed]))
+            v = _Variant(name, "int8", 0.0, [q], [val], [test], [recipe.train.seed])
+            if scheme == "int8_weight_only":
+                v.notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")
+            variants.append(v)
 
     say("measuring")
     rows = _rows(variants, recipe, dense, one, big, metric, budget_s, run_dir if save else None)
@@ -456,9 +459,7 @@ def _rows(
         remaining = weight_sparsity(m)
         kept = remaining["weights"] - remaining["zeros"]
         n_flops = flops(m, one)
-        if v.kind == "int8" and v.name != "int8":
-            notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")
-        elif v.kind == "int8":
+        if v.kind == "int8" and n_flops < dense_flops:  # the int8 matmuls leave the float count
             notes.append(
                 f"FLOPs: floating-point operations only ({n_flops:,}); the Linear layers' "
                 f"{(dense_flops - n_flops) // 2:,} multiply-adds run in int8"

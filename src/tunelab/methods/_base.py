@@ -105,6 +105,9 @@ class Method:
     # Hooks this instance overrides but does not need with its parameters (e.g. L1's proximal
     # step when proximal=False): the loop skips them, keeping per-batch cost at zero.
     skip_hooks: frozenset[str] = frozenset()
+    # True for a method that wraps the model every other method chose (tta): it stays last in
+    # ``methods``, and a method added by an override goes before it.
+    wraps_final: ClassVar[bool] = False
 
     @classmethod
     def validate_recipe(cls, recipe: Recipe, spec: Any) -> None:

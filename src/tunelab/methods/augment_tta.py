@@ -154,6 +154,7 @@ class TTA(Method):
     """Test-time augmentation as an evaluation option (see ``TTAModel``); signals or images."""
 
     name = "tta"
+    wraps_final = True
 
     def __init__(
         self,

@@ -195,14 +195,11 @@ def _summarize_log(x: np.ndarray, confidence: float) -> Summary:
     std = float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
     note = "geometric mean; interval exp(t-interval of the logs)"
     note = f"{inner.note}; {note}" if inner.note else note
+    mean, low, high = math.exp(inner.mean), math.exp(inner.ci_low), math.exp(inner.ci_high)
     if np.ptp(x) == 0:  # exp(log(v)) may differ from v in the last bit: equal values stay exact
-        v = float(x[0])
-        return Summary(inner.n, v, std, v if len(x) > 1 else 0.0, v if len(x) > 1 else math.inf, confidence,
-                       "log-t", note)  # fmt: skip
-    return Summary(
-        inner.n, math.exp(inner.mean), std, math.exp(inner.ci_low), math.exp(inner.ci_high), confidence,
-        "log-t", note,
-    )  # fmt: skip
+        mean = float(x[0])
+        low, high = (mean, mean) if inner.has_interval else (low, high)
+    return Summary(inner.n, mean, std, low, high, confidence, "log-t", note)
 
 
 def _bootstrap_mean(x: np.ndarray, confidence: float) -> tuple[float, float, str]:

@@ -25,9 +25,9 @@ from compress_recipes import CNN, MLP
 
 import tunelab
 from tunelab.compress.quantize import linear_weight_bytes, quantize_dynamic_int8
-from tunelab.compress.study import measure_interleaved
 from tunelab.data import load_data
 from tunelab.metrics.efficiency import model_size_bytes
+from tunelab.study.compress import measure_interleaved
 from tunelab.study.stats import paired_difference
 from tunelab.train import LOSSES, evaluate
 

@@ -6,7 +6,7 @@ fraction ``--ratio`` of channels/neurons is removed with Torch-Pruning and the n
 fine-tuned the same epochs. Val accuracy: pruned − dense, paired by seed (mean, 95% CI).
 
 Timing (seed 0's models, threads fixed): throughput at batch 1024 and latency at batch 1, dense
-and pruned alternated in ``--rounds`` rounds in this one process (tunelab.compress.study's
+and pruned alternated in ``--rounds`` rounds in this one process (tunelab.study.compress's
 ``measure_interleaved``); the figure is the ratio of the medians. At batch 1 a model this small is
 dominated by per-call overhead (Python, dispatch, allocation), so the script also times each
 pruned layer alone on its own input and reports which share of the model's batch-1 time those
@@ -35,9 +35,9 @@ from torch import Tensor, nn
 
 import tunelab
 from tunelab.compress.structured import prune_channels
-from tunelab.compress.study import finetune_recipe, measure_interleaved
 from tunelab.data import load_data
 from tunelab.metrics.efficiency import flops, latency
+from tunelab.study.compress import finetune_recipe, measure_interleaved
 from tunelab.study.stats import paired_difference
 
 

@@ -17,7 +17,8 @@ from tunelab.data import bundle_from_arrays
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.lr_find import RULE, LRFindResult, apply_suggestion, ema, lr_find, plot_lr_find, suggest_lr
 from tunelab.methods import Method
-from tunelab.recipe import DataSpec, load_recipe
+from tunelab.recipe import load_recipe
+from tunelab.spec import DataSpec
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ from tunelab.optim import (
     layer_blocks,
     param_groups,
 )
-from tunelab.recipe import OptimizerSpec, ScheduleSpec
+from tunelab.spec import OptimizerSpec, ScheduleSpec
 
 S = WARMUP_START_FACTOR
 EPOCHS, SPE = 6, 4  # small run: 6 epochs of 4 batches
@@ -601,7 +601,7 @@ def test_exponential_warmup_reaches_the_target_exactly() -> None:
 
 def test_layer_blocks_open_containers_and_join_norm_layers_to_the_layer_before() -> None:
     from tunelab.models import build_model
-    from tunelab.recipe import ModelSpec
+    from tunelab.spec import ModelSpec
 
     cnn = build_model(ModelSpec("cnn2d", params={"channels": [4, 8], "hidden": [16]}), (1, 8, 8), 3)
     blocks = layer_blocks(cnn)

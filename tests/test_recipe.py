@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from tunelab.errors import RecipeError
-from tunelab.recipe import Recipe, load_recipe, monitor_mode
+from tunelab.recipe import Recipe, load_recipe
+from tunelab.spec import monitor_mode
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -19,7 +19,7 @@ count from the end of warmup: the schedule's clock starts when warmup ends, as t
 ``SequentialLR`` restarts it, and cosine or onecycle span exactly the epochs after warmup.
 
     >>> import torch
-    >>> from tunelab.recipe import OptimizerSpec, ScheduleSpec
+    >>> from tunelab.spec import OptimizerSpec, ScheduleSpec
     >>> net = torch.nn.Linear(4, 2)
     >>> opt = build_optimizer(net, OptimizerSpec("sgd", params={"lr": 0.1}))
     >>> sched = build_schedule(opt, ScheduleSpec("step", params={"step_size": 2}), epochs=4,
@@ -61,9 +61,9 @@ from torch.optim.lr_scheduler import (
 
 from tunelab.errors import ModelError, RecipeError
 from tunelab.params import is_decayed
-from tunelab.recipe import OptimizerSpec, ScheduleSpec
 from tunelab.registry import Registry
 from tunelab.schema import Doc, Range
+from tunelab.spec import OptimizerSpec, ScheduleSpec
 
 __all__ = [
     "OPTIMIZERS",
@@ -732,7 +732,7 @@ def build_schedule(
     ``mode`` is the direction of the monitored metric, used by ``plateau``.
 
     >>> import torch
-    >>> from tunelab.recipe import ScheduleSpec
+    >>> from tunelab.spec import ScheduleSpec
     >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
     >>> s = build_schedule(opt, ScheduleSpec("constant", warmup_epochs=2), epochs=5, steps_per_epoch=3)
     >>> lrs = []
@@ -776,7 +776,7 @@ def check_schedule(spec: ScheduleSpec, optimizer: OptimizerSpec, epochs: int) ->
     ``train.epochs`` (warmup length, milestones) or the optimizer's lr (cyclic's base_lr) run at
     recipe-validation time.
 
-    >>> from tunelab.recipe import OptimizerSpec, ScheduleSpec
+    >>> from tunelab.spec import OptimizerSpec, ScheduleSpec
     >>> check_schedule(ScheduleSpec("multistep", params={"milestones": [2, 4]}), OptimizerSpec(), 5)
     >>> try:
     ...     check_schedule(ScheduleSpec("multistep", params={"milestones": [2, 9]}), OptimizerSpec(), 5)

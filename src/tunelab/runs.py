@@ -18,11 +18,8 @@ Ctrl-C never leaves a half-written file; metrics.jsonl is appended and flushed e
 from __future__ import annotations
 
 import json
-import math
-import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ import torch
 from torch import nn
 
 from tunelab.errors import TunelabError
+from tunelab.io import atomic_save, atomic_write_text, finite
 from tunelab.recipe import Recipe
 
 Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
@@ -82,46 +80,6 @@ class RunResult:
                 "history": self.history,
             }
         )
-
-
-def finite(obj: Any) -> Any:
-    """NaN/inf -> None so the JSON is valid (a diverged run has NaN losses)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save through a temporary file and a rename: never a half-written checkpoint."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def default_run_dir(recipe_name: str, root: str | Path = "runs") -> Path:

@@ -28,8 +28,9 @@ from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
-from tunelab.recipe import Recipe, load_recipe, monitor_mode, resolve_auto_monitor
+from tunelab.recipe import Recipe, load_recipe
 from tunelab.runs import RunDir, RunResult, default_run_dir, environment
+from tunelab.spec import monitor_mode, resolve_auto_monitor
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 

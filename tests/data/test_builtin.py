@@ -14,7 +14,7 @@ from sklearn import datasets as skd
 
 from tunelab.data import DATASETS, builtin, load_data
 from tunelab.errors import RecipeError
-from tunelab.recipe import DataSpec
+from tunelab.spec import DataSpec
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from tunelab.data import DATASETS, load_data
 from tunelab.data.files import MAX_AUTO_CLASSES, arrays_to_raw, csv_file, encode_labels, infer_task, npz_file
 from tunelab.errors import DataError, RecipeError
-from tunelab.recipe import DataSpec
+from tunelab.spec import DataSpec
 
 
 def write(tmp_path: Path, text: str, name: str = "d.csv", encoding: str = "utf-8") -> str:

@@ -12,7 +12,7 @@ import torch
 from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle
 from tunelab.data.splits import subsample_train
 from tunelab.errors import DataError, RecipeError
-from tunelab.recipe import DataSpec
+from tunelab.spec import DataSpec
 
 
 def imbalanced(n: int = 600, seed: int = 0) -> RawData:

@@ -25,7 +25,8 @@ from tunelab.methods.augment import (
     shift,
     stretch,
 )
-from tunelab.recipe import MethodSpec, Recipe, load_recipe
+from tunelab.recipe import Recipe, load_recipe
+from tunelab.spec import MethodSpec
 
 
 def _images(b: int = 64, c: int = 1, h: int = 8, w: int = 8) -> torch.Tensor:

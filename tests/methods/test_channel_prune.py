@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from tunelab import Method, fit, load_recipe
-from tunelab.compress.study import _load_run
 from tunelab.errors import ModelError, RecipeError
 from tunelab.methods import TrainState
+from tunelab.study.compress import _load_run
 
 DIGITS_CNN = {
     "data": {"name": "digits"},

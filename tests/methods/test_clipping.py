@@ -8,7 +8,8 @@ from torch import nn
 
 from tunelab.errors import RecipeError
 from tunelab.methods.clipping import GradClip, clip_gradients
-from tunelab.recipe import MethodSpec, Recipe
+from tunelab.recipe import Recipe
+from tunelab.spec import MethodSpec
 
 
 def _params(*grads: list[float]) -> list[torch.Tensor]:

@@ -8,7 +8,8 @@ from torch import nn
 
 from tunelab.errors import RecipeError
 from tunelab.methods.early_stopping import EarlyStopper, EarlyStopping
-from tunelab.recipe import MethodSpec, Recipe, check_monitor
+from tunelab.recipe import Recipe
+from tunelab.spec import MethodSpec, check_monitor
 
 
 def stop_index(stopper: EarlyStopper, values: list[float]) -> int | None:

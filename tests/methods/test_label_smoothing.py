@@ -7,7 +7,8 @@ from torch import nn
 
 from tunelab.errors import RecipeError
 from tunelab.methods.label_smoothing import LabelSmoothing, smooth_labels
-from tunelab.recipe import MethodSpec, Recipe, TrainSpec
+from tunelab.recipe import Recipe
+from tunelab.spec import MethodSpec, TrainSpec
 
 
 def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ from tunelab.methods.transfer import (
     unfreeze_epochs,
 )
 from tunelab.optim import build_optimizer
-from tunelab.recipe import OptimizerSpec, load_recipe
+from tunelab.recipe import load_recipe
+from tunelab.spec import OptimizerSpec
 
 
 class Net(nn.Module):

@@ -12,7 +12,8 @@ from torch import nn
 from tunelab.errors import ModelError, RecipeError
 from tunelab.models import MODELS, build_model
 from tunelab.models.custom import load_factory
-from tunelab.recipe import ModelSpec, _named_section
+from tunelab.recipe import _named_section
+from tunelab.spec import ModelSpec
 
 ENTRY = MODELS.get("custom")
 

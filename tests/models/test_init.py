@@ -10,7 +10,7 @@ from torch import nn
 
 from tunelab.errors import ModelError, RecipeError
 from tunelab.models.init import NORMAL_STD, UNIFORM_BOUND, init_weights
-from tunelab.recipe import INIT_SCHEMES
+from tunelab.spec import INIT_SCHEMES
 
 FAN_IN, FAN_OUT = 400, 300  # 120,000 weights: sample std within about 0.5% of the true one
 

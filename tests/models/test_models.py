@@ -10,7 +10,8 @@ from torch import nn
 
 from tunelab.errors import ModelError, RecipeError
 from tunelab.models import MODELS, build_model, describe_model
-from tunelab.recipe import ModelSpec, _named_section
+from tunelab.recipe import _named_section
+from tunelab.spec import ModelSpec
 
 # One shape of each kind a family may accept: tabular (F,), signal (C, L), image (C, H, W).
 SHAPES = [(6,), (2, 12), (3, 8, 8)]

@@ -13,7 +13,7 @@ import tunelab
 from tunelab.errors import ModelError, RecipeError, TunelabError
 from tunelab.models import build_model, pretrained
 from tunelab.models.pretrained import load_pretrained, load_state_dict_file, match_state_dict
-from tunelab.recipe import ModelSpec
+from tunelab.spec import ModelSpec
 
 SMALL_CNN = {"name": "cnn2d", "channels": [4], "hidden": [8]}
 

@@ -10,6 +10,7 @@ from tunelab.errors import RecipeError, TunelabError
 from tunelab.recipe import load_recipe
 from tunelab.study.ablation import (
     RunOutcome,
+    check_ablation,
     run_ablation,
     train_run,
     variant_recipe,
@@ -83,11 +84,24 @@ def test_the_same_method_added_twice_gets_names_that_tell_them_apart():
     ],
 )
 def test_check_ablation_names_the_path_and_the_fix(ablation, path, fragment):
-    # Recipe validation runs check_ablation: a bad section fails before anything runs.
+    recipe = load_recipe({**IRIS, "ablation": ablation})  # the section's form is valid
     with pytest.raises(RecipeError) as e:
-        load_recipe({**IRIS, "ablation": ablation})
+        check_ablation(recipe)
     assert e.value.path == path
     assert fragment in str(e.value)
+
+
+def test_a_bad_ablation_section_fails_before_any_run(monkeypatch):
+    # run_ablation checks the section against the recipe before it trains anything.
+    import tunelab.study.ablation as ablation_module
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(ablation_module, "train_run", no_run)
+    recipe = load_recipe({**IRIS, "ablation": {"add": [{"name": "emma"}]}})
+    with pytest.raises(RecipeError, match='did you mean "ema"'):
+        run_ablation(recipe, seeds=2, storage=memory())
 
 
 def test_nothing_to_ablate_is_a_clear_error():

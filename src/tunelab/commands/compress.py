@@ -72,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunelab.compress.study import compress_run
     from tunelab.report.compress import compress_json, print_compress
+    from tunelab.study.compress import compress_run
 
     if args.threads is not None and args.threads < 1:
         raise TunelabError(f"--threads: got {args.threads}; must be >= 1")

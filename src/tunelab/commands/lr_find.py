@@ -42,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tunelab.errors import TunelabError
+    from tunelab.io import atomic_write_text
     from tunelab.lr_find import apply_suggestion, lr_find, plot_lr_find
     from tunelab.recipe import load_recipe
-    from tunelab.runs import atomic_write_text
 
     recipe = load_recipe(args.recipe, args.overrides)
     target = None

@@ -6,8 +6,9 @@
 * ``structured``  channel / neuron removal with Torch-Pruning's dependency graph
 * ``quantize``    dynamic int8 quantization of Linear layers (torchao ``quantize_``)
 * ``artifacts``   saving each compressed model in a form that loads without tunelab
-* ``study``       ``compress_run``: compress a finished run, fine-tune, evaluate, time, save
-                  (``tunelab compress RUN_DIR``)
+
+These are pure functions of a model: ``tunelab.study.compress.compress_run`` (``tunelab compress
+RUN_DIR``) orchestrates them over a finished run.
 
     >>> import torch
     >>> from torch import nn
@@ -32,19 +33,14 @@ from tunelab.compress.prune import (
 )
 from tunelab.compress.quantize import linear_weight_bytes, quantize_dynamic_int8, tensor_bytes
 from tunelab.compress.structured import ChannelPruning, mask_removed_inputs_, prune_channels
-from tunelab.compress.study import CompressResult, CompressRow, compress_run, pareto_front
 
 __all__ = [
     "ChannelPruning",
-    "CompressResult",
-    "CompressRow",
     "apply_masks_",
-    "compress_run",
     "dense_state_dict",
     "linear_weight_bytes",
     "magnitude_masks",
     "mask_removed_inputs_",
-    "pareto_front",
     "prunable_weights",
     "prune_channels",
     "prune_magnitude_",

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.compress.prune import sparse_state_dict
-from tunelab.runs import atomic_save, atomic_write_text
+from tunelab.io import atomic_save, atomic_write_text
 
 __all__ = ["LOAD_HOWTO", "save_compressed"]
 

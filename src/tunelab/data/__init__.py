@@ -5,7 +5,7 @@ and splits it train / val / test once, by ``data.split_seed``, stratified for cl
 preprocessing fit on train only.
 
     >>> from tunelab.data import load_data
-    >>> from tunelab.recipe import DataSpec
+    >>> from tunelab.spec import DataSpec
     >>> b = load_data(DataSpec(name="iris"))
     >>> b.summary()["sizes"], b.input_shape, b.num_classes
     ({'train': 96, 'val': 24, 'test': 30}, (4,), 3)
@@ -14,14 +14,9 @@ Add a dataset by registering a function that returns ``RawData``; its keyword pa
 recipe's parameters (see ``tunelab.registry``).
 """
 
-from tunelab.registry import Registry
-
-# Defined before the loader modules are imported: they register themselves into it.
-DATASETS = Registry("dataset")
-
-from tunelab.data import builtin, files, image_folder  # noqa: E402  (registers the datasets)
-from tunelab.data.bundle import DataBundle, RawData  # noqa: E402
-from tunelab.data.splits import bundle_from_arrays, load_data, make_bundle  # noqa: E402
+from tunelab.data import builtin, files, image_folder  # registers the datasets into DATASETS
+from tunelab.data.bundle import DATASETS, DataBundle, RawData
+from tunelab.data.splits import bundle_from_arrays, load_data, make_bundle
 
 __all__ = [
     "DATASETS",

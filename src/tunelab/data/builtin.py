@@ -24,8 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 from sklearn import datasets as skd
 
-from tunelab.data import DATASETS
-from tunelab.data.bundle import RawData
+from tunelab.data.bundle import DATASETS, RawData
 from tunelab.errors import RecipeError
 from tunelab.schema import Doc
 

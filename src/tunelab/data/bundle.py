@@ -5,7 +5,7 @@ fits preprocessing on train only and returns a ``DataBundle`` of tensors:
 
     >>> import numpy as np
     >>> from tunelab.data import RawData, make_bundle
-    >>> from tunelab.recipe import DataSpec
+    >>> from tunelab.spec import DataSpec
     >>> rng = np.random.default_rng(0)
     >>> raw = RawData(rng.normal(size=(100, 3)).astype("float32"), np.arange(100) % 2, "classification")
     >>> b = make_bundle(raw, DataSpec())
@@ -24,6 +24,10 @@ import torch
 from torch import Tensor
 
 from tunelab.errors import DataError, did_you_mean
+from tunelab.registry import Registry
+
+# Every dataset a recipe can name; each loader module registers its functions here on import.
+DATASETS = Registry("dataset")
 
 Task = Literal["classification", "regression"]
 SPLITS = ("train", "val", "test")

@@ -24,8 +24,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
-from tunelab.data import DATASETS
-from tunelab.data.bundle import RawData, Task
+from tunelab.data.bundle import DATASETS, RawData, Task
 from tunelab.errors import DataError, RecipeError, did_you_mean
 from tunelab.schema import Doc
 

@@ -32,9 +32,8 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from tunelab.data import DATASETS
 from tunelab.data.builtin import _write_cache, cache_dir
-from tunelab.data.bundle import RawData
+from tunelab.data.bundle import DATASETS, RawData
 from tunelab.errors import DataError, RecipeError
 from tunelab.schema import Doc, Range
 

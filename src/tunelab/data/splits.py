@@ -4,7 +4,7 @@ Every run of a study shares one split (``data.split_seed``, not ``train.seed``),
 different training seeds are paired on the same samples. Selection reads val; test is read once.
 
     >>> import numpy as np
-    >>> from tunelab.recipe import DataSpec
+    >>> from tunelab.spec import DataSpec
     >>> x, y = np.random.default_rng(0).normal(size=(200, 3)), np.arange(200) % 4
     >>> b = bundle_from_arrays(x, y, DataSpec(val_fraction=0.25, test_fraction=0.2))
     >>> b.summary()["sizes"], b.num_classes
@@ -21,12 +21,11 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from tunelab.data import DATASETS
-from tunelab.data.bundle import DataBundle, RawData
+from tunelab.data.bundle import DATASETS, DataBundle, RawData
 from tunelab.data.files import TaskOption, arrays_to_raw
 from tunelab.errors import DataError
-from tunelab.recipe import DataSpec
 from tunelab.schema import check, field_hints
+from tunelab.spec import DataSpec
 
 # A standard deviation below this is a constant column up to float rounding (the threshold
 # scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.

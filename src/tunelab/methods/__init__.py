@@ -11,14 +11,9 @@ entry's parameters are its adapter's keyword arguments. The loop and its events 
 
 from __future__ import annotations
 
-from tunelab.methods._base import EVENTS, Method, TrainState, hooks_of
-from tunelab.registry import Registry
-
-METHODS = Registry("method")
-
-# Each module registers its adapters into METHODS on import, so the registry must exist first;
-# the modules are listed explicitly (no discovery magic).
-from tunelab.methods import (  # noqa: E402
+# Each module registers its adapters into METHODS (defined in _base) on import; the modules are
+# listed explicitly (no discovery magic).
+from tunelab.methods import (
     augment,
     augment_mix,
     augment_tta,
@@ -31,6 +26,7 @@ from tunelab.methods import (  # noqa: E402
     regularization,
     transfer,
 )
+from tunelab.methods._base import EVENTS, METHODS, Method, TrainState, hooks_of
 
 __all__ = [
     "EVENTS",

@@ -41,10 +41,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from tunelab.registry import Registry
+
 if TYPE_CHECKING:
     from tunelab.data import DataBundle
     from tunelab.optim import Schedule
     from tunelab.recipe import Recipe
+
+# Every method a recipe can name; each method module registers its adapters here on import.
+METHODS = Registry("method")
 
 # Event names in loop order; the second set runs in reverse method order.
 EVENTS = (

@@ -37,8 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.errors import RecipeError
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.methods.augment import ShiftMode, require_rank, shift
 from tunelab.schema import Doc, Range
 

@@ -18,8 +18,7 @@ from torch import Tensor
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
 from tunelab.errors import RecipeError
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.schema import Doc, Range
 
 if TYPE_CHECKING:

@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from torch import Tensor, nn
 
 from tunelab.errors import RecipeError
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
-from tunelab.recipe import check_monitor, monitor_mode
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.schema import Doc, Range
+from tunelab.spec import check_monitor, monitor_mode
 
 if TYPE_CHECKING:
     from tunelab.recipe import Recipe

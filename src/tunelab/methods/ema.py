@@ -19,8 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.schema import Doc, Range
 
 __all__ = ["EMA", "ema_update"]

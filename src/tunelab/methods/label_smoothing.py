@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tunelab.errors import RecipeError
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.schema import Doc, Range
 
 if TYPE_CHECKING:

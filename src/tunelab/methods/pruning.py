@@ -37,8 +37,7 @@ from torch import Tensor, nn
 
 from tunelab.compress.prune import apply_masks_, magnitude_masks, prunable_weights, sparsity_schedule
 from tunelab.errors import ModelError, RecipeError
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.metrics.efficiency import count_parameters, dense_values
 from tunelab.schema import Doc, Range
 

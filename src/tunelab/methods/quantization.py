@@ -24,8 +24,7 @@ from torch import nn
 
 from tunelab.compress.quantize import quantize_int8
 from tunelab.errors import RecipeError
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.models._base import eager_copy
 from tunelab.schema import Doc
 

@@ -44,8 +44,7 @@ import torch
 from torch import nn
 
 from tunelab.errors import ModelError, RecipeError, did_you_mean
-from tunelab.methods import METHODS
-from tunelab.methods._base import Method, TrainState
+from tunelab.methods._base import METHODS, Method, TrainState
 from tunelab.models.init import init_weights
 from tunelab.optim import layer_blocks
 from tunelab.schema import Doc, Range

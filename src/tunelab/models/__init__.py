@@ -3,7 +3,7 @@
 ``MODELS`` lists the families (``tunelab models`` prints it); ``build_model`` turns the recipe's
 ``model:`` section into an ``nn.Module`` mapping ``[B, *input_shape]`` to ``[B, num_outputs]``.
 
-    >>> from tunelab.recipe import ModelSpec
+    >>> from tunelab.spec import ModelSpec
     >>> net = build_model(ModelSpec("mlp", init="kaiming_normal", params={"hidden": [32]}), (4,), 3)
     >>> describe_model(net)["parameters"]
     259
@@ -22,7 +22,7 @@ from torch import nn
 from tunelab.models import cnn, custom, gru, linear, mlp, resnet
 from tunelab.models._base import ACTIVATIONS, MODELS, check_input
 from tunelab.models.init import init_weights
-from tunelab.recipe import ModelSpec
+from tunelab.spec import ModelSpec
 
 __all__ = [
     "ACTIVATIONS",
@@ -47,7 +47,7 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int) -
     nonlinearity is the model's ``activation`` parameter when it has one.
 
     >>> import torch
-    >>> from tunelab.recipe import ModelSpec
+    >>> from tunelab.spec import ModelSpec
     >>> net = build_model(ModelSpec("cnn1d", params={"channels": [8, 16]}), (1, 40), 10)
     >>> net(torch.zeros(2, 1, 40)).shape
     torch.Size([2, 10])

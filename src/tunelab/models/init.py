@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.errors import ModelError, RecipeError, did_you_mean
-from tunelab.recipe import INIT_SCHEMES
+from tunelab.spec import INIT_SCHEMES
 
 # Keras' RandomUniform / RandomNormal defaults: small enough that a shallow net starts in the
 # linear range of its activations, and, unlike xavier / kaiming, not scaled by layer size, which

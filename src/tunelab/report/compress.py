@@ -1,6 +1,6 @@
 """Rendering of ``tunelab compress`` results: one table, and the JSON ``--json`` prints.
 
-Renderers only format: every number comes from ``tunelab.compress.study.CompressResult``.
+Renderers only format: every number comes from ``tunelab.study.compress.CompressResult``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.compress.study import CompressResult, CompressRow
 from tunelab.report.terminal import fmt, fmt_bytes
+from tunelab.study.compress import CompressResult, CompressRow
 
 # The table is wide (an interval per quality column): piped output gets this width.
 PIPED_WIDTH = 190

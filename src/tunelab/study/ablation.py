@@ -51,7 +51,9 @@ from optuna.storages import BaseStorage
 
 from tunelab.data import DataBundle
 from tunelab.errors import RecipeError, TunelabError, did_you_mean
-from tunelab.recipe import Recipe, load_recipe, monitor_mode, resolve_auto_monitor
+from tunelab.methods import METHODS
+from tunelab.recipe import Recipe, load_recipe
+from tunelab.spec import monitor_mode, resolve_auto_monitor
 from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import PairedDifference, Summary, holm, paired_difference, summarize, verdict
 from tunelab.train import load_bundle
@@ -359,8 +361,6 @@ def check_ablation(recipe: Recipe) -> None:
     ...
     tunelab.errors.RecipeError: ablation.add[0].name: got 'emma'; unknown method; ... (did you mean "ema"?)
     """
-    from tunelab.methods import METHODS
-
     spec = recipe.ablation
     base_raw = study_free_raw(recipe)
     base_key = _fingerprint_of(base_raw)

@@ -73,9 +73,11 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import RecipeError, TunelabError
+from tunelab.io import atomic_write_text, finite
 from tunelab.methods import Method, TrainState
-from tunelab.recipe import MONITOR_METRICS, Recipe, load_recipe, monitor_mode, resolve_auto_monitor
-from tunelab.runs import RunResult, atomic_write_text, finite
+from tunelab.recipe import Recipe, load_recipe
+from tunelab.runs import RunResult
+from tunelab.spec import MONITOR_METRICS, monitor_mode, resolve_auto_monitor
 from tunelab.study.options import (
     COSTS,
     DEFAULT_FINAL_SEEDS,

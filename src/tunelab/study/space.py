@@ -55,19 +55,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from tunelab.errors import RecipeError, did_you_mean
-from tunelab.recipe import (
-    SECTIONS,
-    DataSpec,
-    ModelSpec,
-    OptimizerSpec,
-    Recipe,
-    ScheduleSpec,
-    SearchParam,
-    apply_override,
-    load_recipe,
-    parse_override,
-    validate,
-)
+from tunelab.methods import METHODS
+from tunelab.recipe import SECTIONS, Recipe, apply_override, load_recipe, parse_override, registries, validate
+from tunelab.spec import DataSpec, ModelSpec, OptimizerSpec, ScheduleSpec, SearchParam
 
 if TYPE_CHECKING:  # optuna is only needed to sample; recipe validation (check_space) runs without it
     import optuna
@@ -165,8 +155,6 @@ def _dimension(path: str, p: SearchParam) -> Dimension:
     if parts[0] == "methods":
         if len(parts) == 1:
             raise RecipeError(where, path, "name a method: methods.<name> (on/off) or methods.<name>.<param>")
-        from tunelab.methods import METHODS
-
         METHODS.get(parts[1], f"{where}")  # unknown method: "did you mean"
         if len(parts) == 2:
             kind = "method"
@@ -428,9 +416,7 @@ def is_active(raw: Mapping[str, Any], path: str) -> bool:
 
 
 def _entry(section: str, name: str | None) -> Any:
-    from tunelab.recipe import _registries
-
-    reg = _registries()[section]
+    reg = registries()[section]
     if name is None:
         name = next(f.default for f in dataclasses.fields(NAMED_SECTIONS[section]) if f.name == "name")
     return reg.get(name) if name in reg else None

@@ -43,9 +43,9 @@ from tunelab.compress.prune import count_nonzero_params, prune_magnitude_, weigh
 from tunelab.compress.quantize import linear_weight_bytes, quantize_int8
 from tunelab.compress.structured import prune_channels
 from tunelab.errors import ModelError, TunelabError
+from tunelab.io import atomic_write_text, finite
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
 from tunelab.recipe import Recipe
-from tunelab.runs import atomic_write_text, finite
 
 __all__ = [
     "CompressResult",
@@ -308,7 +308,7 @@ def compress_run(
     >>> res = compress_run("runs/demo", sparsities=[0.9], seeds=3)  # doctest: +SKIP
     >>> [(r.name, r.nonzero_params, r.val["accuracy"], r.pareto) for r in res.rows]  # doctest: +SKIP
     """
-    from tunelab.recipe import monitor_mode
+    from tunelab.spec import monitor_mode
     from tunelab.train import fit, resolve_device
 
     started = time.perf_counter()

@@ -9,10 +9,10 @@ import torch
 
 from tunelab import fit
 from tunelab.compress.prune import dense_state_dict, weight_sparsity
-from tunelab.compress.study import compress_run, measure_interleaved, pareto_front
 from tunelab.errors import TunelabError
 from tunelab.models import build_model
 from tunelab.recipe import load_recipe
+from tunelab.study.compress import compress_run, measure_interleaved, pareto_front
 
 RECIPE = {
     "data": {"name": "iris"},
@@ -154,7 +154,7 @@ def test_measure_interleaved_times_every_model():
 
 
 def test_finetune_recipe_keeps_the_trained_weights_and_puts_prune_first(run_dir):
-    from tunelab.compress.study import finetune_recipe
+    from tunelab.study.compress import finetune_recipe
 
     recipe = load_recipe(run_dir / "recipe.yaml")
     assert recipe.model.init == "kaiming_normal"
@@ -167,7 +167,7 @@ def test_finetune_recipe_keeps_the_trained_weights_and_puts_prune_first(run_dir)
 
 
 def test_finetune_recipe_leaves_out_the_runs_compression_and_tta():
-    from tunelab.compress.study import finetune_recipe
+    from tunelab.study.compress import finetune_recipe
 
     recipe = load_recipe(
         {

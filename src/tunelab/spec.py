@@ -1,0 +1,164 @@
+"""The recipe's sections as typed dataclasses: the one place where each common field gets its default.
+
+Every field has exactly one default and a comment saying why. An entry's own parameters (such as
+``mlp.hidden``) are not here: they live in the signature of the registry entry they belong to. This
+module is data only; ``tunelab.recipe`` validates, loads, overrides and dumps recipes.
+
+    >>> from tunelab.spec import TrainSpec, monitor_mode
+    >>> TrainSpec().epochs, monitor_mode("val.loss")
+    (20, 'min')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
+
+from tunelab.errors import RecipeError
+from tunelab.schema import Range
+
+InitScheme = Literal[
+    "default",
+    "uniform",
+    "normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "he_uniform",
+    "he_normal",
+]
+INIT_SCHEMES: tuple[str, ...] = get_args(InitScheme)  # the one list, read from the type
+
+# Metrics a monitor may name; "val.<m>" or "train.loss". Direction is inferred from the name.
+MINIMIZED = {"loss", "mse", "mae", "rmse"}
+MONITOR_METRICS = {"loss", "accuracy", "precision", "recall", "f1", "mse", "mae", "rmse", "r2"}
+
+
+def check_monitor(monitor: str, path: str) -> None:
+    """Raise RecipeError unless ``monitor`` is ``train.loss`` or ``val.<metric>``.
+
+    >>> check_monitor("val.f1", "train.monitor")
+    """
+    split, _, metric = monitor.partition(".")
+    if not ((split == "val" and metric in MONITOR_METRICS) or (split == "train" and metric == "loss")):
+        raise RecipeError(
+            path,
+            monitor,
+            "must be train.loss or val.<metric> with metric one of " + ", ".join(sorted(MONITOR_METRICS)),
+        )
+
+
+def resolve_auto_monitor(monitor: str, task: str) -> str:
+    """``train.monitor`` with ``auto`` resolved for the data's task: val.accuracy or val.loss.
+
+    >>> resolve_auto_monitor("auto", "regression"), resolve_auto_monitor("val.f1", "classification")
+    ('val.loss', 'val.f1')
+    """
+    if monitor != "auto":
+        return monitor
+    return "val.accuracy" if task == "classification" else "val.loss"
+
+
+def monitor_mode(monitor: str) -> Literal["min", "max"]:
+    """'min' for losses and errors, 'max' for scores: ``monitor_mode("val.loss") == "min"``."""
+    return "min" if monitor.split(".")[-1] in MINIMIZED else "max"
+
+
+@dataclass
+class DataSpec:
+    name: str = "mnist1d"  # a registered dataset (see `tunelab datasets`), or csv / npz
+    # 20% of train is the usual hold-out for early stopping and selection on small data.
+    val_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    # Used only by datasets without a published test split (mnist1d keeps its own 1000 samples).
+    test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    # The split does not follow train.seed, so runs on different seeds are paired on one split.
+    split_seed: int = 0
+    # Standardize inputs with statistics fit on train only (never on val or test).
+    standardize: bool = True
+    # Keep this stratified fraction of the train split (few-label experiments, fine-tuning);
+    # val and test are unchanged, so results stay comparable with the full-data run.
+    train_fraction: Annotated[float, Range(gt=0, le=1)] = 1.0
+    params: dict[str, Any] = field(default_factory=dict)  # the dataset entry's own parameters
+
+
+@dataclass
+class ModelSpec:
+    name: str = "mlp"  # a registered model family (see `tunelab models`), or custom
+    init: InitScheme = "default"  # "default" keeps PyTorch's own per-layer initialization
+    # Weights to start from: a tunelab run directory, a checkpoint file (state_dict), or a hub
+    # name ("timm:NAME", "hf:REPO"); tensors whose shape differs (a new head) are re-initialized.
+    pretrained: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerSpec:
+    name: str = "adam"  # Adam is the robust default for small models with little tuning
+    # Decay (L2 penalty or decoupled weight decay) on biases and norm scales only shifts
+    # activations; the usual practice (and the default) excludes them.
+    decay_bias_and_norm: bool = False
+    # Discriminative learning rates: each block closer to the input gets lr x layer_decay^depth
+    # (1.0 = one lr for all). Used when fine-tuning, where early layers need smaller steps.
+    layer_decay: Annotated[float, Range(gt=0, le=1)] = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScheduleSpec:
+    name: str = "constant"
+    # Warmup composes with any schedule: the LR grows over these epochs, then the schedule runs.
+    warmup_epochs: Annotated[int, Range(ge=0)] = 0
+    warmup: Literal["linear", "exponential"] = "linear"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainSpec:
+    epochs: Annotated[int, Range(ge=1)] = 20
+    batch_size: Annotated[int, Range(ge=1)] = 64
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    # Autocast precision of the forward pass. bf16 keeps fp32's range (no loss scaling); fp16
+    # runs with a GradScaler so small gradients do not underflow.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # NHWC memory layout for image models: faster convolutions on many CPUs and GPUs.
+    channels_last: bool = False
+    compile: bool = False  # torch.compile: pays a compile time up front for faster steps
+    # Metric that selects the best epoch (checkpoint, early stopping, plateau schedules).
+    # auto: val.accuracy for classification, val.loss for regression.
+    monitor: str = "auto"
+    loss: Literal["auto", "cross_entropy", "mse", "mae", "huber"] = "auto"
+    eval_batch_size: Annotated[int, Range(ge=1)] = 1024
+    threads: Annotated[int, Range(ge=1)] | None = None  # torch.set_num_threads; None keeps torch's
+    tensorboard: bool = True
+    # Measure inference latency and throughput at the end (a few seconds on a small model).
+    efficiency: bool = True
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchParam:
+    """One dimension of the search space (`search:` maps dotted recipe paths to these)."""
+
+    type: Literal["uniform", "loguniform", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None  # int (and uniform): grid step
+    log: bool = False  # int: sample on a log scale
+    choices: list[Any] | None = None  # categorical
+
+
+@dataclass
+class AblationSpec:
+    """Candidate variants of an ablation study beyond "each method removed"."""
+
+    add: list[dict[str, Any]] = field(default_factory=list)  # methods to add, e.g. [{name: ema}]
+    values: dict[str, list[Any]] = field(default_factory=dict)  # dotted path -> values to try
+    remove_methods: bool = True  # a variant without each method of the recipe
+    remove_regularizers: bool = True  # a variant with dropout = 0 / batch_norm = false

@@ -84,7 +84,11 @@ def describe_type(hint: Any) -> str:
 
 
 def check(value: Any, hint: Any, path: str) -> Any:
-    """Validate ``value`` against ``hint``; return it converted (int -> float, list -> tuple...)."""
+    """Validate ``value`` against ``hint``; return it converted (int -> float, list -> tuple...).
+
+    >>> check([1, 2], tuple[float, float], "betas")
+    (1.0, 2.0)
+    """
     origin = get_origin(hint)
     if origin is Annotated:
         base, *meta = get_args(hint)
@@ -102,34 +106,9 @@ def check(value: Any, hint: Any, path: str) -> Any:
         hint_text = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
         raise RecipeError(path, value, describe_type(hint), hint_text)
     if origin in (Union, types.UnionType):
-        args = get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise RecipeError(path, value, f"must be {describe_type(hint)}")
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return check(value, a, path)
-            except RecipeError as e:
-                errors.append(e)
-        if len(errors) == 1:
-            raise errors[0]
-        raise RecipeError(path, value, f"must be {describe_type(hint)}")
+        return _check_union(value, hint, path)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise RecipeError(path, value, f"must be {describe_type(hint)}")
-        args = get_args(hint)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise RecipeError(path, value, f"must be a list of {len(args)} items")
-            pairs = enumerate(zip(value, args, strict=True))
-            return tuple(check(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
-        item = args[0] if args else Any
-        items = [check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _check_sequence(value, hint, path)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise RecipeError(path, value, "must be a mapping")
@@ -137,6 +116,47 @@ def check(value: Any, hint: Any, path: str) -> Any:
         return {check(k, kt, path): check(v, vt, f"{path}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, path)
+    return _check_scalar(value, hint, path)
+
+
+def _check_union(value: Any, hint: Any, path: str) -> Any:
+    """The first member of ``A | B | None`` that accepts ``value``; its error when only one could."""
+    args = get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise RecipeError(path, value, f"must be {describe_type(hint)}")
+    errors = []
+    for a in args:
+        if a is type(None):
+            continue
+        try:
+            return check(value, a, path)
+        except RecipeError as e:
+            errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    raise RecipeError(path, value, f"must be {describe_type(hint)}")
+
+
+def _check_sequence(value: Any, hint: Any, path: str) -> list[Any] | tuple[Any, ...]:
+    """``list[T]``, ``tuple[T, ...]`` or a fixed ``tuple[A, B]``, each item checked at ``path[i]``."""
+    origin = get_origin(hint)
+    if not isinstance(value, (list, tuple)):
+        raise RecipeError(path, value, f"must be {describe_type(hint)}")
+    args = get_args(hint)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise RecipeError(path, value, f"must be a list of {len(args)} items")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(check(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
+    item = args[0] if args else Any
+    items = [check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _check_scalar(value: Any, hint: Any, path: str) -> Any:
+    """bool, int, float (also from "1e-3"), str, or an instance of a plain class."""
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -27,6 +27,7 @@ import yaml
 from tunelab.errors import RecipeError, did_you_mean
 from tunelab.registry import Registry
 from tunelab.schema import Range, check, field_hints
+from tunelab.yaml_loader import DuplicateKeyError, load_yaml
 
 INIT_SCHEMES = (
     "default",
@@ -403,7 +404,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise RecipeError("--set", text, "must look like path.to.key=value, e.g. optimizer.lr=0.01")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml(value) if value.strip() else None
+    except DuplicateKeyError as e:
+        raise RecipeError("--set", text, e.inline(key)) from None
     except yaml.YAMLError:
         parsed = value
     return key.split("."), parsed
@@ -473,7 +476,9 @@ def load_raw(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError("recipe", str(path), "file not found; give the path of a YAML recipe")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except DuplicateKeyError as e:  # PyYAML alone would keep the last value without a word
+        raise RecipeError("recipe", str(path), str(e)) from None
     except yaml.YAMLError as e:
         raise RecipeError("recipe", str(path), f"is not valid YAML: {e}") from None
     if not isinstance(raw, dict):

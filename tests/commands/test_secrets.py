@@ -211,3 +211,24 @@ def test_env_json_records_the_command_line_with_its_password_masked(monkeypatch)
         "--storage=postgresql://bob:***@db/x",
         "--json",
     ]
+
+
+def test_a_resumed_search_masks_an_error_stored_unmasked_by_an_older_tunelab(
+    recipe, tmp_path, capfd, monkeypatch
+):
+    import optuna
+
+    from tunelab.study.search import prepare_search
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    prepare_search(recipe, trials=2, storage=url)
+    study = optuna.load_study(study_name="iris_s", storage=url)
+    trial = study.ask()
+    trial.set_user_attr("error", f"cannot reach postgresql://bob:{SECRET}@db/x")  # as written before
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    args = ["search", recipe, "--storage", url, "--final-seeds", 0]
+    code, out, err = cli([*args, "--json"], capfd, monkeypatch)
+    assert code == 0 and SECRET not in out + err
+    assert json.loads(out)["trials"][0]["message"] == "cannot reach postgresql://bob:***@db/x"
+    code, out, err = cli(args, capfd, monkeypatch)
+    assert code == 0 and SECRET not in out + err

@@ -636,7 +636,8 @@ class TrialRecord:
     @classmethod
     def of(cls, t: FrozenTrial) -> TrialRecord:
         a = t.user_attrs
-        message = a.get("error") or a.get("message") or ""
+        # Masked on reading too: a study written by an older tunelab may hold a raw password.
+        message = redact_text(a.get("error") or a.get("message") or "")
         if a.get("surplus"):
             message = "dropped: started past the budget"
         elif t.state == TrialState.FAIL and not message:

@@ -1,8 +1,9 @@
 """Passwords never leave tunelab: storage URLs and free text are shown with their secrets masked.
 
 A storage URL such as ``postgresql://bob:PASSWORD@db/studies`` is needed to connect, but every
-message, table, JSON field, log line and file shows it as ``postgresql://bob:***@db/studies``.
-Three things are masked:
+message, table, JSON field, file and study attribute shows it as ``postgresql://bob:***@db/studies``
+(the CLI also passes each error line and traceback through ``redact_text``). Three things are
+masked:
 
 * the password of a URL's user info (``scheme://user:PASSWORD@host``), also inside free text such
   as a driver's exception message;

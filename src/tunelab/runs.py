@@ -31,6 +31,7 @@ from torch import nn
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_save, atomic_write_text, finite
 from tunelab.recipe import Recipe
+from tunelab.redact import redact_text
 
 Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
 RUN_FILES = ("recipe.yaml", "env.json", "metrics.jsonl", "best.pt", "final.pt", "result.json")
@@ -169,7 +170,7 @@ def environment(recipe: Recipe, device: torch.device) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "tunelab": __version__,
         "platform": platform.platform(),
-        "command": sys.argv,
+        "command": [redact_text(arg) for arg in sys.argv],  # `--storage URL` may hold a password
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", help="path of a YAML recipe")
     p.add_argument("--seeds", type=int, default=5, help="seeds per variant: train.seed, +1, ... (default 5)")
     add_overrides(p)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/studies.db)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db)"
+    )
     p.add_argument("--study", help="study name (default ablate-<recipe file name>)")
     p.add_argument(
         "--test",

@@ -9,7 +9,9 @@ import yaml
 from scipy import stats
 
 from tunelab.cli import main
+from tunelab.recipe import load_recipe
 from tunelab.study.comparisons import holm
+from tunelab.study.stats import level_text
 
 RECIPE = """\
 data: {name: iris}
@@ -131,16 +133,38 @@ def test_ablate_json_verdicts_follow_planted_effects_and_agree_with_their_interv
 
 
 def test_ablate_tables_show_differences_with_intervals_and_resume(recipe, storage, capsys):
-    code, out, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage], capsys)
+    code, table, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage], capsys)
     assert code == 0
-    assert "Δ vs base [95% Holm CI]" in out and "CI level" in out and "p (Holm)" in out and "verdict" in out
-    assert "intervals: 95% Holm step-down" in out
-    assert "best on val" in out and "read once after the choice" in out
+    assert "p (Holm)" in table and "verdict" in table and "intervals: 95% Holm step-down" in table
+    assert "best on val" in table and "read once after the choice" in table
     assert err.count("select ") == 8  # one progress line per computed run
     code, out, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--quiet"], capsys)
     assert code == 0 and out == "" and err == ""
     code, out, _ = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--json"], capsys)
-    assert json.loads(out)["runs_computed"] == 0  # everything came back from the storage
+    d = json.loads(out)
+    assert d["runs_computed"] == 0  # everything came back from the storage
+    # The table names the level of its intervals: in the header when the rows share one.
+    levels = {v["ci_level"] for v in d["variants"][1:] if v["ci_low"] is not None}
+    if len(levels) == 1:
+        assert f"Δ vs base [{level_text(levels.pop())} CI]" in table and "CI level" not in table
+    else:
+        assert "Δ vs base [CI]" in table and "CI level" in table
+
+
+def test_the_table_gives_each_row_its_level_when_holm_finds_something(recipe):
+    import optuna
+
+    from tunelab.report.study import print_ablation
+    from tunelab.study.ablation import run_ablation
+
+    r = load_recipe(recipe)
+    result = run_ablation(r, seeds=6, storage=optuna.storages.InMemoryStorage(), runner=Planted())
+    text = _render(print_ablation, result)
+    assert "Δ vs base [CI]" in text and "CI level" in text
+    row = next(line for line in text.splitlines() if "optimizer.lr=0.05" in line)
+    assert "98.33%" in row and "<0.001" in row and "hurt" in row
+    row = next(line for line in text.splitlines() if "dropout=0" in line and "│" in line)
+    assert "97.5%" in row and "no detectable" in row
 
 
 def test_ablate_user_errors_exit_2_with_one_line(recipe, storage, capsys):

@@ -107,17 +107,25 @@ def _correction_name(result: AblationResult) -> str:
 
 
 def ablation_table(result: AblationResult) -> Table:
-    """One row per variant: mean ± std of the metric, Δ to the base with its CI and the CI's level
-    (set by the correction), the adjusted p, and the verdict, which reads that interval."""
+    """One row per variant: mean ± std of the metric, Δ to the base with its CI at the level the
+    correction gives it (in the header when every row shares it, else a "CI level" column), the
+    adjusted p, and the verdict, which reads that interval."""
+    levels = {
+        round(v.difference.confidence, 12)
+        for v in result.variants
+        if v.difference is not None and v.difference.has_interval
+    }
+    per_row = len(levels) > 1  # Holm after a finding: the rows' levels differ
     table = Table(title_justify="left")
     table.add_column("variant", style="bold", no_wrap=True)
     table.add_column("runs", justify="right", no_wrap=True)
-    table.add_column(f"{result.monitor} mean ± std", justify="right", no_wrap=True)
-    family = f"{level_text(1 - result.alpha)} {_correction_name(result)}"
-    table.add_column(f"Δ vs base [{family} CI]", justify="right", no_wrap=True)
-    table.add_column("CI level", justify="right", no_wrap=True)
+    table.add_column("mean ± std", justify="right", no_wrap=True)  # of result.monitor (the headline)
+    one = "" if per_row or not levels else f"{level_text(levels.pop())} "
+    table.add_column(f"Δ vs base [{one}CI]", justify="right", no_wrap=True)
+    if per_row:
+        table.add_column("CI level", justify="right", no_wrap=True)
     table.add_column(f"p ({_correction_name(result)})", justify="right", no_wrap=True)
-    table.add_column("verdict")
+    table.add_column("verdict", min_width=16)
     table.add_column("s/run", justify="right", no_wrap=True)
     # Size columns when the runs recorded them (a custom runner may not), each only if it varies.
     shown = [
@@ -125,9 +133,8 @@ def ablation_table(result: AblationResult) -> Table:
         for k in ("nonzero", "size_bytes")
         if all(k in v.size for v in result.variants) and len({v.size[k] for v in result.variants}) > 1
     ]
-    titles = {"nonzero": "nonzero params", "size_bytes": "size"}
     for k in shown:
-        table.add_column(titles[k], justify="right", no_wrap=True)
+        table.add_column({"nonzero": "nonzero", "size_bytes": "size"}[k], justify="right", no_wrap=True)
     for v in result.variants:
         if v.variant.is_base:
             delta, level, p = "reference", "", ""
@@ -142,7 +149,7 @@ def ablation_table(result: AblationResult) -> Table:
             f"{len(v.values)}/{len(result.seeds)}",
             fmt_spread(v.summary),
             escape(delta),
-            level,
+            *([level] if per_row else []),
             p,
             _verdict_cell(v),
             f"{v.seconds:.2f}",

@@ -259,6 +259,15 @@ def test_a_constant_nonzero_difference_uses_the_exact_sign_test_not_p_zero():
     assert verdict(six) == "better"
 
 
+def test_differences_equal_but_for_float_rounding_are_a_constant_not_a_t_of_1e16():
+    a, b = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    assert np.ptp(np.subtract(a, b)) > 0  # 0.9 - 0.8 and 0.8 - 0.7 differ in the last bit
+    d = paired_difference(a, b)
+    assert d.test == "sign" and d.p_value == pytest.approx(2 * 0.5**6) and d.std == 0.0
+    same = paired_difference([0.3, 0.6], [0.1 + 0.2, 0.6])  # 0.1 + 0.2 != 0.3 in floats
+    assert same.note == "identical on every pair" and same.mean == 0.0
+
+
 def test_mismatched_lengths_and_bad_test_are_refused():
     with pytest.raises(TunelabError, match="one value of each per seed"):
         paired_difference([1, 2, 3], [1, 2])

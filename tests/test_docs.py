@@ -1,5 +1,6 @@
 """The documentation: README size, links that resolve, and a catalogue generated from the code."""
 
+import importlib.metadata
 import re
 from pathlib import Path
 
@@ -31,3 +32,11 @@ def test_relative_links_resolve(page):
             continue
         path = target.split("#")[0]
         assert (page.parent / path).exists(), f"{page.name}: link to {target} does not resolve"
+
+
+def test_license_file_is_the_apache_2_text_that_the_metadata_names():
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) == 202  # the full text
+    meta = importlib.metadata.metadata("tunelab")
+    assert meta["License-Expression"] == "Apache-2.0" and "LICENSE" in meta.get_all("License-File")

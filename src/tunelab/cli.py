@@ -1,6 +1,6 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
-    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet]
+    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe]
     tunelab methods | models | datasets | optimizers | schedules [--json]
     tunelab catalogue [--out FILE]
     tunelab --version              (also: python -m tunelab ...)

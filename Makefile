@@ -28,11 +28,21 @@ test: $(VENV)/.dev-installed postgres
 	$(BIN)/python -m pytest -q tests src/tunelab --doctest-modules
 
 # The study tests start their own PostgreSQL server on 127.0.0.1 in a temporary directory; they
-# need Debian's server binaries, installed here when missing (CI starts from a bare machine).
+# need its server binaries. CI starts from a bare Debian machine as root, so they are installed
+# there, saying so; as any other user nothing is installed and the PostgreSQL test skips, saying why.
+PG_BINDIR_GLOB ?= /usr/lib/postgresql/*/bin
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	@if ls $(PG_BINDIR_GLOB)/initdb >/dev/null 2>&1 || (command -v initdb && command -v pg_ctl) >/dev/null; then \
+	  true; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "postgres: server binaries not found, and not root, so not installing them; the PostgreSQL study test will be skipped (to run it: sudo apt-get install postgresql)"; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "postgres: server binaries not found and no apt-get to install them; the PostgreSQL study test will be skipped"; \
+	else \
+	  echo "installing Debian's postgresql for the study tests (root)…"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
-	  echo "warning: could not install postgresql; the PostgreSQL study test will be skipped"
+	    echo "warning: could not install postgresql; the PostgreSQL study test will be skipped"; \
+	fi
 
 # The declared floors hold: a venv of its own with every dependency of pyproject.toml (and the dev
 # extra) pinned at its minimum by .ci/floors.py, then a smoke subset of the tests that exercises

@@ -97,7 +97,7 @@ def test_csv_regression_round_trip(tmp_path: Path) -> None:
     b = load_data(DataSpec(name="csv", params={"path": path, "target": "price", "delimiter": ";"}))
     assert b.task == "regression" and b.num_outputs == 1 and b.y_train.shape[1] == 1
     # Predictions come back in the CSV's units.
-    assert abs(float(b.unscale_y(b.y_train).mean()) - float(b.preprocessing["y_mean"][0])) < 1e-4
+    assert abs(float(b.unscale_y(b.y_train).mean()) - b.preprocessing.y.mean[0]) < 1e-4
 
 
 def test_csv_many_distinct_integers_are_regression(tmp_path: Path) -> None:

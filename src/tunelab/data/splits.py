@@ -45,7 +45,7 @@ def check_finite(a: np.ndarray, what: str, source: str) -> None:
     >>> try:
     ...     check_finite(np.array([[1.0], [np.nan]]), "x", "data")
     ... except DataError as e:
-    ...     print(str(e)[:56])
+    ...     print(str(e)[:55])
     data: x has NaN or inf values in 1 of 2 samples (first:
     """
     if a.dtype.kind != "f":

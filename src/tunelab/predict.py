@@ -56,6 +56,7 @@ def load_run(
     model: nn.Module | None = None,
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
+    dequantize: bool = False,
 ) -> Predictor:
     """A ``Predictor`` for the run in ``run_dir`` (see the module docstring).
 
@@ -67,6 +68,8 @@ def load_run(
             describe it); the run's weights are loaded into it.
         device: where the model runs.
         batch_size: samples per forward pass; default the recipe's ``train.eval_batch_size``.
+        dequantize: load int8 weights (a ``quantize`` run, an int8 variant) as floats into the
+            float architecture: not the evaluated model, but one every exporter can write.
     """
     run_dir, variant = _resolve(Path(run_dir), variant)
     recipe, card, pre = read_run(run_dir)
@@ -78,17 +81,12 @@ def load_run(
     shape, outputs = tuple(card["input_shape"]), int(card["num_outputs"])
     if variant is None:
         final = _final_pt(run_dir)
-        net = run_model(
-            recipe,
-            shape,
-            outputs,
-            load_state_dict_file(final, dequantize=False),
-            model=model,
-            source=str(final),
-        )
+        state = load_state_dict_file(final, dequantize=False)
+        int8 = not dequantize
+        net = run_model(recipe, shape, outputs, state, quantized=int8, model=model, source=str(final))
         net = _wrap_final(net, recipe, shape, card["task"])
     else:
-        net = _variant_model(run_dir, variant, recipe, shape, outputs, model)
+        net = _variant_model(run_dir, variant, recipe, shape, outputs, model, dequantize)
     net = net.to(device).eval()
     if recipe.train.channels_last:  # evaluated in that memory layout: the same kernels, the same bits
         net = net.to(memory_format=torch.channels_last)
@@ -205,6 +203,7 @@ def _variant_model(
     shape: tuple[int, ...],
     outputs: int,
     model: nn.Module | None,
+    dequantize: bool = False,
 ) -> nn.Module:
     """The model ``tunelab compress`` saved as ``variant`` (see ``tunelab.compress.artifacts``)."""
     root = run_dir / "compress"
@@ -233,6 +232,8 @@ def _variant_model(
         state = load_state_dict_file(folder / "weights.pt")
         resize_to_state_dict(net, state)
         net.load_state_dict(state)
+    elif kind == "int8" and dequantize:
+        net.load_state_dict(load_state_dict_file(folder / "model.pt"))
     elif kind == "int8":
         if "scheme" not in meta:
             raise TunelabError(f"{folder}: meta.json names no int8 scheme (older tunelab); re-run compress")

@@ -1,6 +1,8 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
     tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet]
+    tunelab predict RUN_DIR INPUT [--out predictions.csv] [--batch-size N] [--json]
+    tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
     tunelab methods | models | datasets [--json]
 
 User errors print one line naming what is wrong and how to fix it, and exit with status 2;
@@ -18,7 +20,7 @@ from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from tunelab.errors import TunelabError
 
 # The command modules, in the order `tunelab --help` lists them.
-COMMANDS = ("train", "search", "ablate", "cv", "lr_find", "compress", "listing")
+COMMANDS = ("train", "predict", "export", "search", "ablate", "cv", "lr_find", "compress", "listing")
 
 
 def _parser() -> argparse.ArgumentParser:

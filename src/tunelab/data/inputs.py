@@ -73,6 +73,8 @@ def read_inputs(x: Any, card: dict[str, Any], source: str = "input") -> tuple[np
 
 def _read_path(p: Path, card: dict[str, Any]) -> tuple[np.ndarray, list[str] | None, str]:
     source = str(p)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder; give a CSV, an NPZ, an image or a folder of images")
     if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
         image = card.get("image")
         if image is None:
@@ -98,8 +100,6 @@ def _read_path(p: Path, card: dict[str, Any]) -> tuple[np.ndarray, list[str] | N
         if a.dtype.kind not in "biuf":
             raise DataError(f"{p}: x must be numeric, got values of type {a.dtype}")
         return a, None, source
-    if not p.exists():
-        raise DataError(f"{p}: no such file or folder")
     raise DataError(
         f"{p}: unknown kind of input file {suffix or '(no extension)'!r}; give a .csv, a .npz with the "
         "array x, an image file (.png, .jpg) or a folder of images"

@@ -86,19 +86,12 @@ def test_csv_id_column_is_no_feature_and_reaches_the_bundle(tmp_path: Path) -> N
     assert raw.meta == {"target_column": "kind", "id_column": "id", "delimiter": ","}
     b = load_data(DataSpec(name="csv", params={"path": path, "target": "kind", "id_column": "id"}))
     card = b.card()
-    assert (
-        card["feature_names"] == ["a", "b"] and card["id_column"] == "id" and card["target_column"] == "kind"
-    )
-    assert card["label_values"] == ["x", "y"] and card["dataset"] == {
-        "name": "d",
-        "loader": "csv",
-        "source": "file",
-    }
-    with pytest.raises(
-        DataError, match=r"no id column 'idd'; the columns are: id, a, b, kind \(did you mean"
-    ):
+    assert card["feature_names"] == ["a", "b"] and card["id_column"] == "id"
+    assert card["target_column"] == "kind" and card["label_values"] == ["x", "y"]
+    assert card["dataset"] == {"name": "d", "loader": "csv", "source": "file"}
+    with pytest.raises(DataError, match=r"no id column 'idd'; the columns are: id, a, b, kind \(did you"):
         csv_file(path=path, target="kind", id_column="idd")
-    with pytest.raises(DataError, match="data.id_column and data.target are both 'kind'"):
+    with pytest.raises(DataError, match=r"data\.id_column and data\.target are both 'kind'"):
         csv_file(path=path, target="kind", id_column="kind")
 
 

@@ -206,3 +206,28 @@ def test_an_edited_recipe_is_named(digits_run, tmp_path):
     (run / "recipe.yaml").write_text(text)
     with pytest.raises(TunelabError, match=r"final\.pt does not fit the model its recipe\.yaml builds"):
         load_run(run)
+
+
+def test_image_folder_runs_read_image_files_as_training_did(tmp_path):
+    from PIL import Image
+
+    from tunelab.data.image_folder import image_folder
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    for name, shade in (("dark", 40), ("light", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(shade, 30, size=(10, 12, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    data = {"name": "image_folder", "path": str(root), "size": [6, 8]}
+    fit({"data": data, "model": {"name": "linear"}, "train": {"epochs": 2, **FAST}}, out=tmp_path / "run")
+    p = load_run(tmp_path / "run")
+    assert p.card["image"] == {"size": [6, 8], "grayscale": False} and p.classes == ["dark", "light"]
+    raw = image_folder(path=str(root), size=[6, 8])  # what training read, in file order
+    table = p.table(root)
+    assert table["row"][:2] == ["dark/0.png", "dark/1.png"] and len(table["row"]) == 24
+    assert table["prediction"] == p.predict(raw.x).tolist()
+    assert np.array_equal(np.array([table["p_dark"], table["p_light"]]).T, p.predict_proba(raw.x))
+    # Files sort as text: light/0, light/1, light/10, light/11 -> index 12 + 3
+    assert np.array_equal(p.predict_proba(root / "light" / "11.png"), p.predict_proba(raw.x[15:16]))

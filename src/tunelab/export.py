@@ -135,8 +135,9 @@ def export_run(
         predictor = load_run(run_dir, variant=variant, dequantize=True)
         notes.append("int8 weights dequantized to float32: outputs differ slightly from the int8 model's")
     elif _is_int8(predictor.model) and format != "pt2":
+        which = f"{predictor.run_dir}" + (f" (variant {predictor.variant})" if predictor.variant else "")
         raise TunelabError(
-            f"{predictor.run_dir}: its model is int8 (torchao), which {format} cannot hold; what works: "
+            f"{which}: its model is int8 (torchao), which {format} cannot hold; what works: "
             "--format pt2 (keeps the int8 ops; loading needs torchao), --dequantize (a float copy of the "
             "int8 weights), or export the run trained without quantize"
         )

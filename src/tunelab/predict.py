@@ -82,8 +82,9 @@ def load_run(
     if variant is None:
         final = _final_pt(run_dir)
         state = load_state_dict_file(final, dequantize=False)
-        int8 = not dequantize
-        net = run_model(recipe, shape, outputs, state, quantized=int8, model=model, source=str(final))
+        net = run_model(
+            recipe, shape, outputs, state, quantized=not dequantize, model=model, source=str(final)
+        )
         net = _wrap_final(net, recipe, shape, card["task"])
     else:
         net = _variant_model(run_dir, variant, recipe, shape, outputs, model, dequantize)
@@ -114,24 +115,33 @@ def read_run(run_dir: Path) -> tuple[Recipe, dict[str, Any], Preprocessing]:
             raise TunelabError(
                 f"{run_dir}: no {name}; not a tunelab run directory{older if name != 'recipe.yaml' else ''}"
             )
-    card = json.loads((run_dir / "data.json").read_text())
+    card = _read_json(run_dir / "data.json")
     if card.get("format") != DATA_CARD_FORMAT:
         raise TunelabError(
             f"{run_dir}/data.json: format {card.get('format')!r} is not {DATA_CARD_FORMAT}, the one this "
             f"tunelab reads (the run was written by tunelab {card.get('tunelab')}); use that version"
         )
-    pre = Preprocessing.from_json(
-        json.loads((run_dir / "preprocess.json").read_text()), str(run_dir / "preprocess.json")
-    )
+    pre = Preprocessing.from_json(_read_json(run_dir / "preprocess.json"), str(run_dir / "preprocess.json"))
     return load_recipe(run_dir / "recipe.yaml"), card, pre
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TunelabError(
+            f"{path}: not valid JSON ({e}); the run directory is damaged: train it again"
+        ) from None
+    if not isinstance(data, dict):
+        raise TunelabError(f"{path}: holds {type(data).__name__}, not a JSON object; train the run again")
+    return data
 
 
 def _final_pt(run_dir: Path) -> Path:
     path = run_dir / "final.pt"
     if not path.is_file():
         raise TunelabError(
-            f"{run_dir}: no final.pt; the run did not finish (see its result.json): train it to the end, "
-            "or pass the best epoch's weights yourself"
+            f"{run_dir}: no final.pt; the run did not finish (see its result.json): train it to the end"
         )
     return path
 
@@ -217,7 +227,7 @@ def _variant_model(
     if not (folder / "meta.json").is_file():
         names = ", ".join(p.name for p in seeds) or "none"
         raise TunelabError(f"{folder}: no saved model (meta.json) here; the seeds of {row} are: {names}")
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = _read_json(folder / "meta.json")
     kind = meta.get("kind")
     # The compressed models start from the run's float model (dequantized, narrowed if the run was).
     final = _final_pt(run_dir)

@@ -53,24 +53,22 @@ def predicted_accuracy(predictor, x, y):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
+    """A pruned MLP: final.pt holds zeros where weights were pruned, in the plain architecture."""
     out = tmp_path_factory.mktemp("predict") / "digits"
     torch.set_num_threads(1)
-    fit(
-        {
-            "data": {"name": "digits"},
-            "model": {"name": "mlp", "hidden": [32]},
-            "train": {"epochs": 3, **FAST},
-        },
-        out=out,
-    )
+    recipe = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [32]}}
+    recipe |= {"train": {"epochs": 3, **FAST}, "methods": [{"name": "prune", "sparsity": 0.5}]}
+    fit(recipe, out=out)
     return out
 
 
-def test_digits_reproduces_the_test_accuracy_and_outputs(digits_run):
+def test_digits_pruned_reproduces_the_test_accuracy_and_outputs(digits_run):
     x, y = raw_test_split(digits_run)
     p = load_run(digits_run)
     assert p.task == "classification" and p.input_shape == (1, 8, 8)
     assert p.classes == [str(i) for i in range(10)] and p.label_values == list(range(10))
+    weights = [m.weight for m in p.model.modules() if isinstance(m, nn.Linear)]
+    assert sum(int((w == 0).sum()) for w in weights) >= 0.5 * sum(w.numel() for w in weights) - 1
     assert predicted_accuracy(p, x, y) == run_test_accuracy(digits_run)
     # The very logits the run evaluated: the bundle's standardized test split through final.pt.
     bundle = load_data(p.recipe.data)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
-from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR
 from tunelab.errors import TunelabError
+from tunelab.redact import redact_text
 
 # The command modules, in the order `tunelab --help` lists them.
 COMMANDS = ("train", "predict", "export", "search", "ablate", "cv", "lr_find", "compress", "listing")
@@ -33,14 +35,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Every message is redacted: a storage URL or a driver's error may carry a password.
     try:
         return args.run(args)
     except TunelabError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as e:
-        print(f"\n{e or 'interrupted'}", file=sys.stderr)
+        print(f"\n{redact_text(str(e)) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception:
+        # A bug or an unexpected library error: the traceback is printed as Python would print
+        # it (exit status 1), with any credentials in the messages masked.
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,6 +47,7 @@ from tunelab.spec import (
     TrainSpec,
     check_monitor,
 )
+from tunelab.yaml_loader import DuplicateKeyError, load_yaml
 
 
 @dataclass
@@ -252,7 +253,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise RecipeError("--set", text, "must look like path.to.key=value, e.g. optimizer.lr=0.01")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml(value) if value.strip() else None
+    except DuplicateKeyError as e:
+        raise RecipeError("--set", text, e.inline(key)) from None
     except yaml.YAMLError:
         parsed = value
     return key.split("."), parsed
@@ -320,7 +323,9 @@ def load_raw(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError("recipe", str(path), "file not found; give the path of a YAML recipe")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except DuplicateKeyError as e:  # PyYAML alone would keep the last value without a word
+        raise RecipeError("recipe", str(path), str(e)) from None
     except yaml.YAMLError as e:
         raise RecipeError("recipe", str(path), f"is not valid YAML: {e}") from None
     if not isinstance(raw, dict):

@@ -35,6 +35,7 @@ from tunelab.data.bundle import DataBundle
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_save, atomic_write_text, finite
 from tunelab.recipe import Recipe
+from tunelab.redact import redact_text
 
 Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
 RUN_FILES = (
@@ -202,7 +203,7 @@ def environment(recipe: Recipe, device: torch.device) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "tunelab": __version__,
         "platform": platform.platform(),
-        "command": sys.argv,
+        "command": [redact_text(arg) for arg in sys.argv],  # `--storage URL` may hold a password
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which choice is retrained and tested: best mean (default) or the one-standard-error rule",
     )
     add_overrides(p)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/studies.db)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db)"
+    )
     p.add_argument("--study", help="study name (default cv-<recipe file name>)")
     p.add_argument("--out", help="run directory of the final retrain (default: not saved)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

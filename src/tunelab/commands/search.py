@@ -19,7 +19,8 @@ from typing import Any
 from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides
 
 STORAGE_HELP = (
-    "SQLAlchemy URL of the study storage (default sqlite:///runs/studies.db; postgresql://... to scale out)"
+    "SQLAlchemy URL of the study storage (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db; "
+    "postgresql://... to scale out; a password in it is never printed)"
 )
 
 

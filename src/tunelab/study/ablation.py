@@ -12,9 +12,11 @@ The variants (``variants(recipe)``):
 Every variant trains on the same seeds (``train.seed``, +1, ...) and the same data split
 (``data.split_seed``, loaded once), so each variant's run on seed s is paired with the base's run
 on seed s; the paired difference cancels what the seed does to both. Per variant: the mean and
-std of the monitored val metric, and the difference to the base with its 95% interval and a
-paired-test p-value, Holm-adjusted across variants. A variant is "better"/"worse" only when the
-adjusted p is below alpha; otherwise the data cannot detect a difference at this many seeds.
+std of the monitored val metric, and the difference to the base with a paired-test p-value,
+Holm-adjusted across variants (or Bonferroni), and an interval at the level that correction gives
+it (``tunelab.study.comparisons``). A variant is "better"/"worse" only when that interval excludes
+0, which is when the adjusted p is below alpha; otherwise the data cannot detect a difference at
+this many seeds, and the interval contains 0.
 
 The test split is never part of a choice. Every selection run gets a bundle whose test slot
 holds the val split (the real test tensors are not even passed in). After the best variant is
@@ -54,8 +56,9 @@ from tunelab.errors import RecipeError, TunelabError, did_you_mean
 from tunelab.methods import METHODS
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.spec import monitor_mode, resolve_auto_monitor
+from tunelab.study.comparisons import CORRECTIONS, compare_with_reference, describe_intervals, verdict
 from tunelab.study.runstore import RunStore, StoredRun
-from tunelab.study.stats import PairedDifference, Summary, holm, paired_difference, summarize, verdict
+from tunelab.study.stats import PairedDifference, Summary, paired_difference, summarize
 from tunelab.train import load_bundle
 
 VariantKind = Literal["base", "remove", "regularizer", "add", "value"]
@@ -133,10 +136,11 @@ class RunRecord:
 class VariantResult:
     """One variant's runs, its summary, and its paired comparison with the base.
 
-    ``difference`` is ``variant - base`` over the seeds where both finished (None for the base);
-    ``p_adjusted`` its Holm-adjusted p-value; ``verdict`` says whether the variant is better or
-    worse than the base; ``outcome`` says the same about ``subject`` (removing a method that
-    makes the metric worse means the method *helped*).
+    ``difference`` is ``variant - base`` over the seeds where both finished (None for the base),
+    its interval at the level the multiplicity correction gives it (``difference.confidence``);
+    ``p_adjusted`` its Holm- (or Bonferroni-) adjusted p-value; ``verdict`` says whether the
+    variant is better or worse than the base, read off that interval; ``outcome`` says the same
+    about ``subject`` (removing a method that makes the metric worse means the method *helped*).
     """
 
     variant: Variant
@@ -188,6 +192,7 @@ class VariantResult:
             "difference": d.estimate if d else None,
             "ci_low": d.to_dict()["ci_low"] if d else None,
             "ci_high": d.to_dict()["ci_high"] if d else None,
+            "ci_level": d.confidence if d else None,  # this interval's own level (see "intervals")
             "p_value": self.p_adjusted,
             "p_unadjusted": d.p_value if d else None,
             "test": d.test if d else None,
@@ -235,13 +240,20 @@ class AblationResult:
     seeds: tuple[int, ...]
     test_name: str  # "t" or "wilcoxon"
     alpha: float
-    confidence: float
+    confidence: float  # of each variant's metric interval and of the test split's
     variants: tuple[VariantResult, ...]
     best: str  # name of the variant with the best mean on val
     test: TestEvaluation | None
     runs_computed: int
     runs_reused: int
     notes: tuple[str, ...] = ()
+    correction: str = "holm"  # how the differences' p-values and intervals are corrected
+
+    @property
+    def intervals(self) -> str:
+        """What the differences' intervals are: "95% Holm step-down (...)", "95% simultaneous ..."."""
+        m = sum(1 for v in self.variants if v.p_adjusted is not None)
+        return describe_intervals(self.correction, self.alpha, m)
 
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:
@@ -266,6 +278,8 @@ class AblationResult:
             "seeds": list(self.seeds),
             "paired_test": self.test_name,
             "alpha": self.alpha,
+            "correction": self.correction,
+            "intervals": self.intervals,  # what ci_low / ci_high of the variants are
             "confidence": self.confidence,
             "variants": [v.to_dict() for v in self.variants],
             "best": self.best,
@@ -497,6 +511,7 @@ def run_ablation(
     overrides: Sequence[str] = (),
     test: str = "t",
     alpha: float = 0.05,
+    correction: str = "holm",
     confidence: float = 0.95,
     data: DataBundle | tuple[Any, ...] | None = None,
     runner: Runner | None = None,
@@ -511,7 +526,10 @@ def run_ablation(
             runs are read back from it, never recomputed.
         study_name: default ``ablate-<dataset>-<model>``.
         out_dir: where the final base/best test runs write their run directories (none if None).
-        test: the paired test, "t" or "wilcoxon"; ``alpha``: significance after Holm's correction.
+        test: the paired test, "t" or "wilcoxon"; ``alpha``: the family's significance level.
+        correction: "holm" (step-down) or "bonferroni" (simultaneous intervals); each difference's
+            interval is at the level this gives it (``tunelab.study.comparisons``).
+        confidence: of each variant's metric interval and of the test split's difference.
         data: a DataBundle or arrays instead of the recipe's data (one split for every run).
         runner: ``runner(recipe, bundle, out) -> RunOutcome`` instead of training with
             ``tunelab.fit`` (a scripted objective in tests, or your own training).
@@ -530,6 +548,8 @@ def run_ablation(
         raise TunelabError(f"--test {test}: must be t or wilcoxon")
     if not 0 < alpha < 1:
         raise TunelabError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
+    if correction not in CORRECTIONS:
+        raise TunelabError(f"--correction {correction}: must be {' or '.join(CORRECTIONS)}")
     check_ablation(base)
     arms = variants(base)
     if len(arms) == 1:
@@ -598,7 +618,9 @@ def run_ablation(
         for v in arms:
             runs[(v.name, seed)] = one(v, seed, "select")
 
-    results = analyze(arms, runs, seed_list, mode=mode, test=test, alpha=alpha, confidence=confidence)
+    results = analyze(
+        arms, runs, seed_list, mode=mode, test=test, alpha=alpha, correction=correction, confidence=confidence
+    )
     best = choose_best(results, mode)
     notes: list[str] = []
 
@@ -633,6 +655,7 @@ def run_ablation(
         runs_computed=counts["computed"],
         runs_reused=counts["reused"],
         notes=tuple(notes),
+        correction=correction,
     )
 
 
@@ -657,25 +680,28 @@ def analyze(
     mode: Literal["max", "min"],
     test: str = "t",
     alpha: float = 0.05,
+    correction: str = "holm",
     confidence: float = 0.95,
 ) -> list[VariantResult]:
-    """Per variant: summary over seeds, paired difference to the base, Holm across variants, verdict.
+    """Per variant: summary over seeds, paired difference to the base, the correction, verdict.
 
-    Pairs are the seeds where both the variant and the base finished. Holm's correction runs over
-    the variants that have a test (at least two pairs); the others say "needs ≥ 2 seeds".
+    Pairs are the seeds where both the variant and the base finished. The correction runs over
+    the variants that have a test (at least two pairs); the others say "needs ≥ 2 seeds". Each
+    difference's interval is at the level the correction gives it, and the verdict reads it.
+    ``confidence`` is the level of each variant's metric interval (its summary).
     """
     base_vals = {s: float(runs[("base", s)].value) for s in seeds if runs[("base", s)].ok}  # type: ignore[arg-type]
-    diffs: dict[str, PairedDifference] = {}
+    pairs: dict[str, tuple[list[float], list[float]]] = {}
     for v in arms:
         ok = {s: float(runs[(v.name, s)].value) for s in seeds if runs[(v.name, s)].ok}  # type: ignore[arg-type]
         paired = [s for s in seeds if s in ok and s in base_vals]
         if not v.is_base and paired:
-            diffs[v.name] = paired_difference(
-                [ok[s] for s in paired], [base_vals[s] for s in paired], confidence=confidence, test=test
-            )
-    # Holm over the variants that have a test; one with a single pair has no p-value to correct.
-    testable = [name for name, d in diffs.items() if d.n >= 2]
-    adjusted = dict(zip(testable, holm([diffs[name].p_value for name in testable]), strict=True))
+            pairs[v.name] = ([ok[s] for s in paired], [base_vals[s] for s in paired])
+    compared = compare_with_reference(list(pairs.values()), alpha=alpha, test=test, correction=correction)
+    diffs = {name: c.difference for name, c in zip(pairs, compared, strict=True)}
+    adjusted = {
+        name: c.p_adjusted for name, c in zip(pairs, compared, strict=True) if c.p_adjusted is not None
+    }
     out = []
     for v in arms:
         mine = {s: runs[(v.name, s)] for s in seeds}
@@ -689,7 +715,7 @@ def analyze(
         elif diff is None:
             verdict_, outcome = "failed", "failed"
         else:
-            verdict_ = verdict(diff, adjusted.get(v.name, 1.0), mode=mode, alpha=alpha)
+            verdict_ = verdict(diff, mode=mode)
             outcome = _outcome(v.kind, verdict_)
         secs = [float(mine[s].attrs.get("seconds", 0.0)) for s in ok_seeds]
         size = {}

@@ -61,6 +61,7 @@ from tunelab.study.ablation import (
 from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import Summary, summarize
 from tunelab.train import load_bundle
+from tunelab.yaml_loader import DuplicateKeyError, load_yaml
 
 Choice = Literal["best", "1se"]
 _FORBIDDEN = ("data", "ablation", "search")
@@ -235,11 +236,13 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         raise RecipeError("--param", text, usage)
     try:
         if rhs.startswith("["):
-            values = yaml.safe_load(rhs)
+            values = load_yaml(rhs)
             if not isinstance(values, list):
                 raise RecipeError("--param", text, usage)
         else:
-            values = [yaml.safe_load(v) if v.strip() else None for v in rhs.split(",")]
+            values = [load_yaml(v) if v.strip() else None for v in rhs.split(",")]
+    except DuplicateKeyError as e:
+        raise RecipeError("--param", text, e.inline(path)) from None
     except yaml.YAMLError:
         raise RecipeError("--param", text, usage) from None
     return path, values

@@ -39,6 +39,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from tunelab.errors import TunelabError
+from tunelab.redact import mask_url, redact
 
 # Statuses of finished runs; anything else (interrupted, or no status: killed) is run again.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -110,7 +111,7 @@ def open_study_storage(storage: str | BaseStorage | None) -> tuple[BaseStorage, 
     from tunelab.study.storage import open_storage, storage_url
 
     url = storage_url(storage)
-    return open_storage(url, heartbeat=False), url
+    return open_storage(url, heartbeat=False), mask_url(url)
 
 
 class RunStore:
@@ -178,7 +179,9 @@ class RunStore:
             trial.set_user_attr(RUN_ATTR, {"key": dict(key), "status": status})
             self.study.tell(trial, state=TrialState.FAIL)
             raise
-        record = {**attrs, "key": dict(key), "status": status}
+        # A message may quote a URL with its password (a user's code failing); the key is kept
+        # exactly as given, since it is what a resumed study matches on.
+        record = {**redact(attrs), "key": dict(key), "status": status}
         # One attribute per run: each set_user_attr is a database transaction.
         trial.set_user_attr(RUN_ATTR, json.loads(canonical(record)))
         finished_ok = status in ("completed", "stopped_early") and value is not None and math.isfinite(value)

@@ -76,6 +76,7 @@ from tunelab.errors import RecipeError, TunelabError
 from tunelab.io import atomic_write_text, finite
 from tunelab.methods import Method, TrainState
 from tunelab.recipe import Recipe, load_recipe
+from tunelab.redact import mask_url, redact_text
 from tunelab.runs import RunResult
 from tunelab.spec import MONITOR_METRICS, monitor_mode, resolve_auto_monitor
 from tunelab.study.options import (
@@ -88,7 +89,7 @@ from tunelab.study.options import (
     Direction,
 )
 from tunelab.study.space import check_space, suggest, trial_recipe
-from tunelab.study.storage import heartbeat_settings, open_storage, storage_url
+from tunelab.study.storage import STORAGE_ENV, heartbeat_settings, open_storage, storage_url
 
 if TYPE_CHECKING:
     from tunelab.study.stats import Summary
@@ -359,7 +360,7 @@ class TrialRunner:
         try:
             recipe = trial_recipe(self.recipe, [*overrides, *self.run_overrides])
         except RecipeError as e:
-            trial.set_user_attr("error", str(e))
+            trial.set_user_attr("error", redact_text(str(e)))
             raise
         method = (
             PruneOnEpoch(trial, self.report_metric, self.config.pruner != "none")
@@ -375,7 +376,7 @@ class TrialRunner:
                 evaluate_test=False,  # a trial is a choice: the test split stays unread
             )
         except TunelabError as e:
-            trial.set_user_attr("error", str(e))
+            trial.set_user_attr("error", redact_text(str(e)))
             raise
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("epochs", result.epochs)
@@ -384,7 +385,7 @@ class TrialRunner:
         if result.efficiency:
             trial.set_user_attr("costs", _scalars(result.efficiency))
         if result.message:
-            trial.set_user_attr("message", result.message)
+            trial.set_user_attr("message", redact_text(result.message))
         if method is not None and method.pruned_at is not None:
             raise optuna.TrialPruned(result.message)
         if result.status == "diverged":
@@ -578,6 +579,9 @@ def run_local_workers(
     # OpenMP threads that spin while waiting burn the cores the other workers need; on a busy
     # 2-core machine a 2-thread worker ran 5x slower spinning than sleeping (PASSIVE).
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The URL goes through the environment, not the command line: `ps` shows any user's argv,
+    # and the URL may hold a password.
+    env[STORAGE_ENV] = storage
     procs = []
     for i in range(workers):
         cmd = [
@@ -587,8 +591,6 @@ def run_local_workers(
             "worker",
             "--study",
             study_name,
-            "--storage",
-            storage,
             "--threads",
             str(threads),
             "--seed",
@@ -636,7 +638,8 @@ class TrialRecord:
     @classmethod
     def of(cls, t: FrozenTrial) -> TrialRecord:
         a = t.user_attrs
-        message = a.get("error") or a.get("message") or ""
+        # Masked on reading too: a study written by an older tunelab may hold a raw password.
+        message = redact_text(a.get("error") or a.get("message") or "")
         if a.get("surplus"):
             message = "dropped: started past the budget"
         elif t.state == TrialState.FAIL and not message:
@@ -813,13 +816,8 @@ class SearchResult:
 
 
 def _shown_url(url: str) -> str:
-    """The storage URL without its password, for output."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    """The storage URL without its password (nor one in the query), for output."""
+    return mask_url(url)
 
 
 def select_best(study: optuna.Study, n_objectives: int) -> FrozenTrial | None:

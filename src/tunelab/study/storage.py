@@ -18,6 +18,11 @@ with the same parameters, so the work is redone exactly once and nothing complet
 The beat and the grace period default to ``HEARTBEAT_SECONDS`` / ``GRACE_SECONDS`` and can be set
 with the environment variables ``TUNELAB_HEARTBEAT_SECONDS`` / ``TUNELAB_GRACE_SECONDS`` (tests
 use a 1 s beat so a killed worker's trial is retried within seconds).
+A password never shows: every message, table, JSON field and file shows the URL through
+``tunelab.redact.mask_url`` (``postgresql://bob:***@host/db``). To keep it off the command line
+(and out of ``ps`` and shell history) too, give the URL in ``TUNELAB_STORAGE`` instead of
+``--storage``, or leave the password out of the URL and let the driver read ``PGPASSWORD`` or
+``~/.pgpass``. Local workers get the URL through ``TUNELAB_STORAGE``, never on their command line.
 The storage stays readable by ``optuna-dashboard URL``: it is Optuna's own RDB schema, and
 tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker).
 """
@@ -34,8 +39,11 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tunelab.errors import TunelabError
+from tunelab.redact import mask_url, redact_text, url_secrets
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
+# The storage URL when --storage is not given: keeps a password off command lines.
+STORAGE_ENV = "TUNELAB_STORAGE"
 # A beat every 5 s; a trial silent for 20 s is declared dead. Short enough that a killed worker's
 # trial is retried within a test, long enough that a busy 2-core machine never misses four beats.
 HEARTBEAT_SECONDS = 5
@@ -76,7 +84,12 @@ def _env_seconds(name: str, default: int) -> int:
 
 
 def storage_url(url: str | None) -> str:
-    return url or DEFAULT_STORAGE
+    """``url``, else ``$TUNELAB_STORAGE``, else the default SQLite file.
+
+    >>> storage_url("sqlite:///a.db")
+    'sqlite:///a.db'
+    """
+    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorage:
@@ -95,7 +108,8 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
         url = _postgres_driver(url)
     elif not url.startswith("mysql"):
         raise TunelabError(
-            f"--storage {url}: not a supported URL; use sqlite:///path.db or postgresql://user@host/db"
+            f"--storage {mask_url(url)}: not a supported URL; use sqlite:///path.db or "
+            "postgresql://user@host/db"
         )
     kwargs: dict[str, Any] = {}
     if heartbeat:
@@ -110,7 +124,9 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
                 kwargs["heartbeat_stale_trial_callback"] = RetryHeartbeatStaleTrialCallback(MAX_RETRY)
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as e:  # connection refused, bad credentials, missing driver
-        raise TunelabError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
+        # The driver's or SQLAlchemy's text may quote the URL or the password: masked as well.
+        reason = redact_text(f"{type(e).__name__}: {e}", url_secrets(url))
+        raise TunelabError(f"--storage {mask_url(url)}: cannot open ({reason})") from None
     if url.startswith("sqlite:///"):
         _wal(storage)
     return storage
@@ -131,7 +147,7 @@ def _postgres_driver(url: str) -> str:
             continue
         return scheme + url[len("postgresql://") :]
     raise TunelabError(
-        f"--storage {url}: no PostgreSQL driver is installed; pip install 'psycopg[binary]' "
+        f"--storage {mask_url(url)}: no PostgreSQL driver is installed; pip install 'psycopg[binary]' "
         "(or psycopg2-binary)"
     )
 

@@ -93,10 +93,11 @@ def test_tabular_standardization_is_fit_on_train_only() -> None:
     for split in ("val", "test"):
         expected = (plain.split(split)[0].double().numpy() - mean) / std
         np.testing.assert_allclose(scaled.split(split)[0].numpy(), expected, rtol=1e-5, atol=1e-5)
-    assert scaled.preprocessing["x_scope"] == "per_feature"
-    np.testing.assert_allclose(scaled.preprocessing["x_mean"], mean, rtol=1e-6)
-    np.testing.assert_allclose(scaled.preprocessing["x_std"], std, rtol=1e-6)
-    json.dumps(scaled.preprocessing)
+    (step,) = scaled.preprocessing.x
+    assert step.scope == "per_feature"
+    np.testing.assert_allclose(step.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(step.std, std, rtol=1e-6)
+    json.dumps(scaled.preprocessing.to_json())
 
 
 def test_channel_standardization_and_constant_features() -> None:
@@ -106,8 +107,9 @@ def test_channel_standardization_and_constant_features() -> None:
     x[:, 1] = 7.0  # channel 1 constant: std 0 must not divide by zero
     y = np.arange(200) % 2
     b = make_bundle(RawData(x, y, "classification"), DataSpec())
-    assert b.preprocessing["x_scope"] == "per_channel" and len(b.preprocessing["x_mean"]) == 2
-    assert b.preprocessing["x_std"][1] == 1.0
+    (step,) = b.preprocessing.x
+    assert step.scope == "per_channel" and len(step.mean) == 2
+    assert step.std[1] == 1.0
     ch0 = b.x_train[:, 0]
     assert abs(float(ch0.mean())) < 1e-5 and abs(float(ch0.std(unbiased=False)) - 1) < 1e-4
     assert torch.equal(b.x_train[:, 1], torch.zeros_like(b.x_train[:, 1]))
@@ -128,7 +130,7 @@ def test_regression_targets_are_standardized_on_train_and_unscaled() -> None:
         np.testing.assert_allclose(back.numpy(), plain.split(split)[1].numpy(), rtol=1e-5, atol=1e-3)
     assert plain.unscale_y(plain.y_val) is plain.y_val  # nothing to undo
     train_std = plain.y_train.double().std(0, unbiased=False).tolist()
-    assert scaled.preprocessing["y_std"] == pytest.approx(train_std)
+    assert scaled.preprocessing.y.std == pytest.approx(train_std)
 
 
 # --- the bundle ----------------------------------------------------------------------------------

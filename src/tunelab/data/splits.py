@@ -23,13 +23,12 @@ from sklearn.model_selection import train_test_split
 
 from tunelab.data.bundle import DATASETS, DataBundle, RawData
 from tunelab.data.files import TaskOption, arrays_to_raw
+from tunelab.data.preprocess import CONSTANT_STD, Preprocessing, Standardize
 from tunelab.errors import DataError
 from tunelab.schema import check, field_hints
 from tunelab.spec import DataSpec
 
-# A standard deviation below this is a constant column up to float rounding (the threshold
-# scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.
-CONSTANT_STD = 10 * np.finfo(np.float64).eps
+__all__ = ["CONSTANT_STD", "bundle_from_arrays", "check_finite", "load_data", "make_bundle", "x_stats"]
 
 
 def _check_spec(spec: DataSpec) -> None:
@@ -40,7 +39,15 @@ def _check_spec(spec: DataSpec) -> None:
             check(getattr(spec, f.name), hints[f.name], f"data.{f.name}")
 
 
-def _non_finite(a: np.ndarray, what: str, source: str) -> None:
+def check_finite(a: np.ndarray, what: str, source: str) -> None:
+    """A DataError naming how many samples of ``a`` hold NaN or inf, and the first of them.
+
+    >>> try:
+    ...     check_finite(np.array([[1.0], [np.nan]]), "x", "data")
+    ... except DataError as e:
+    ...     print(str(e)[:55])
+    data: x has NaN or inf values in 1 of 2 samples (first:
+    """
     if a.dtype.kind != "f":
         return
     bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
@@ -170,19 +177,13 @@ def subsample_train(
 
 
 def x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
-    """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``."""
-    if x_train.ndim == 2:
-        axes: tuple[int, ...] = (0,)
-        scope, shape = "per_feature", (1, x_train.shape[1])
-    else:
-        axes = (0, *range(2, x_train.ndim))
-        scope, shape = "per_channel", (1, x_train.shape[1]) + (1,) * (x_train.ndim - 2)
-    mean = x_train.mean(axis=axes, dtype=np.float64)
-    std = x_train.std(axis=axes, dtype=np.float64)
-    # A constant feature or channel (e.g. the always-blank border pixels of digits) has std 0;
-    # scaling it by 1 leaves it at 0 after centering instead of dividing by zero.
-    std = np.where(std < CONSTANT_STD, 1.0, std)
-    return mean, std, scope, shape
+    """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``.
+
+    The arrays of ``Standardize.fit`` (``tunelab.data.preprocess``), for callers that apply them
+    by hand; new code fits a ``Preprocessing`` and calls its ``transform``.
+    """
+    step = Standardize.fit(x_train)
+    return np.array(step.mean), np.array(step.std), step.scope, step._shape(x_train.ndim)
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -235,7 +236,7 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         if arr is not None:
             if arr.dtype.kind not in "biuf":
                 raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
-            _non_finite(arr, what, source)
+            check_finite(arr, what, source)
 
     classification = raw.task == "classification"
     num_classes: int | None = None
@@ -279,19 +280,12 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         x, y = x[keep], y[keep]
 
     x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
-    preprocessing: dict[str, Any] = {}
-    y_mean = y_std = None
-    if spec.standardize:
-        mean, std, scope, shape = x_stats(x)
-        x, xv, xt = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (x, xv, xt))
-        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
-        if not classification:
-            ym = y.mean(axis=0, dtype=np.float64)
-            ys = y.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target: keep it centred, unscaled
-            y, yv, yt = ((a - ym) / ys for a in (y, yv, yt))
-            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
-            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
+    # Fit on the train samples only; the same object is saved with a run and applied by its predictor.
+    pre = Preprocessing.fit(x, y, task=raw.task, standardize=spec.standardize)
+    x, xv, xt = (pre.transform(a) for a in (x, xv, xt))
+    if not classification:
+        y, yv, yt = (pre.transform_y(a) for a in (y, yv, yt))
+    y_mean, y_std = pre.y_tensors()
 
     y_dtype = torch.int64 if classification else torch.float32
     return DataBundle(
@@ -308,10 +302,20 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         name=raw.name or spec.name,
         class_names=list(class_names) if class_names is not None else None,
         feature_names=list(raw.feature_names) if raw.feature_names is not None else None,
-        preprocessing=preprocessing,
+        preprocessing=pre,
         y_mean=y_mean,
         y_std=y_std,
+        label_values=_label_values(raw, class_names),
+        meta=dict(raw.meta),
     )
+
+
+def _label_values(raw: RawData, class_names: list[str] | None) -> list[Any] | None:
+    if raw.task != "classification":
+        return None
+    if raw.label_values is not None:
+        return list(raw.label_values)
+    return list(class_names) if class_names is not None else None
 
 
 def load_data(spec: DataSpec) -> DataBundle:
@@ -326,7 +330,8 @@ def load_data(spec: DataSpec) -> DataBundle:
     raw = entry.build(**params)
     if not raw.name:
         raw = dataclasses.replace(raw, name=entry.name)
-    return make_bundle(raw, spec)
+    meta = {"loader": entry.name, "source": entry.tags.get("source", "builtin"), **raw.meta}
+    return make_bundle(dataclasses.replace(raw, meta=meta), spec)
 
 
 def _numpy(a: Any) -> Any:
@@ -360,4 +365,5 @@ def bundle_from_arrays(
     """
     spec = DataSpec(name=name) if spec is None else spec
     raw = arrays_to_raw(_numpy(x), _numpy(y), task, _numpy(x_test), _numpy(y_test), name=name, source=name)
+    raw.meta.update(loader="arrays", source="arrays")
     return make_bundle(raw, spec)

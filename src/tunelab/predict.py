@@ -83,11 +83,18 @@ def load_run(
         final = _final_pt(run_dir)
         state = load_state_dict_file(final, dequantize=False)
         net = run_model(
-            recipe, shape, outputs, state, quantized=not dequantize, model=model, source=str(final)
+            recipe,
+            shape,
+            outputs,
+            state,
+            quantized=not dequantize,
+            model=model,
+            source=str(final),
+            embeddings=card.get("embeddings"),
         )
         net = _wrap_final(net, recipe, shape, card["task"])
     else:
-        net = _variant_model(run_dir, variant, recipe, shape, outputs, model, dequantize)
+        net = _variant_model(run_dir, variant, recipe, shape, outputs, model, dequantize, card)
     net = net.to(device).eval()
     if recipe.train.channels_last:  # evaluated in that memory layout: the same kernels, the same bits
         net = net.to(memory_format=torch.channels_last)
@@ -155,6 +162,7 @@ def run_model(
     quantized: bool = True,
     model: nn.Module | None = None,
     source: str = "final.pt",
+    embeddings: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The recipe's architecture holding ``state``, the evaluated weights of a run (``final.pt``).
 
@@ -163,12 +171,12 @@ def run_model(
     architecture is quantized the same way and loads them as they are (the run's int8 model,
     bit for bit); without, they load dequantized into the float architecture (to fine-tune or
     compress it). ``model``, when given, is used instead of building the recipe's; ``source``
-    names the weights in errors.
+    names the weights in errors; ``embeddings`` is the data's category codes (``data.json``).
     """
     specs = {m.name: m.params for m in recipe.methods}
     # Building initializes weights from the global RNG: a side effect the caller should not see.
     with torch.random.fork_rng(devices=[]):
-        net = model if model is not None else build_model(recipe.model, input_shape, num_outputs)
+        net = model if model is not None else build_model(recipe.model, input_shape, num_outputs, embeddings)
     floats = dequantized(state)
     int8 = quantized and "quantize" in specs and any(type(v) is not type(floats[k]) for k, v in state.items())
     try:
@@ -214,6 +222,7 @@ def _variant_model(
     outputs: int,
     model: nn.Module | None,
     dequantize: bool = False,
+    card: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The model ``tunelab compress`` saved as ``variant`` (see ``tunelab.compress.artifacts``)."""
     root = run_dir / "compress"
@@ -232,7 +241,14 @@ def _variant_model(
     # The compressed models start from the run's float model (dequantized, narrowed if the run was).
     final = _final_pt(run_dir)
     net = run_model(
-        recipe, shape, outputs, load_state_dict_file(final), quantized=False, model=model, source=str(final)
+        recipe,
+        shape,
+        outputs,
+        load_state_dict_file(final),
+        quantized=False,
+        model=model,
+        source=str(final),
+        embeddings=(card or {}).get("embeddings"),
     )
     if kind == "structured":
         if not (folder / "weights.pt").is_file():

@@ -72,12 +72,12 @@ def _criterion(recipe: Recipe, task: str) -> Criterion:
 def load_bundle(recipe: Recipe, data: Any = None) -> DataBundle:
     """The recipe's data, or the data given: a DataBundle, (x, y) or (x, y, x_test, y_test)."""
     if data is None:
-        return load_data(recipe.data)
+        return load_data(recipe.data, recipe.preprocess)
     if isinstance(data, DataBundle):
         return data
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y, *test = data
-        return bundle_from_arrays(x, y, recipe.data, *test)
+        return bundle_from_arrays(x, y, recipe.data, *test, preprocess=recipe.preprocess)
     raise RecipeError("data", type(data).__name__, "pass a DataBundle, (x, y) or (x, y, x_test, y_test)")
 
 
@@ -160,7 +160,11 @@ def prepare(
     criterion = _criterion(recipe, bundle.task)
     # A model passed in is used as it is (it may be trained already): recipe.model.init applies
     # only to models tunelab builds. model.pretrained, an explicit request, applies to both.
-    net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs) if model is None else model
+    embeddings = bundle.meta.get("embeddings")
+    if model is None:
+        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs, embeddings)
+    else:
+        net = model
     if t.channels_last:
         if len(bundle.input_shape) != 3:
             raise RecipeError(
@@ -199,6 +203,8 @@ def prepare(
         mode=mode,
         steps_per_epoch=steps_per_epoch,
     )
+    if bundle.report:
+        state.info["preprocess"] = bundle.report  # what cleaning and preprocessing did, and why
     if pretrained_report is not None:
         state.info["pretrained"] = pretrained_report
     for hook in hooks_of(instances, "setup"):

@@ -26,6 +26,7 @@ from torch import Tensor
 from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import DataError, did_you_mean
 from tunelab.registry import Registry
+from tunelab.spec import PreprocessSpec
 
 # Every dataset a recipe can name; each loader module registers its functions here on import.
 DATASETS = Registry("dataset")
@@ -38,7 +39,9 @@ SPLITS = ("train", "val", "test")
 class RawData:
     """What a dataset loader returns, before splitting.
 
-    ``x``: float32 ``[N, *input_shape]``. ``y``: int64 ``[N]`` with labels ``0..C-1`` for
+    ``x``: float32 ``[N, *input_shape]``, or a table's text cells: an object array ``[N, F]`` of
+    str (None for a missing cell) whose columns ``feature_names`` names. ``y``: int64 ``[N]`` with
+    labels ``0..C-1`` for
     classification; float32 ``[N]`` or ``[N, T]`` for regression. A published test split
     (``x_test``, ``y_test``) is kept as the test split when present.
 
@@ -68,7 +71,23 @@ META_KEYS = {
     "delimiter": "the CSV field separator",
     "targets": "names of the regression targets, in output order",
     "image": "{size: [height, width] or null, grayscale: bool}: how image files were decoded",
+    "cleaning": "what the loader dropped before the split: {rows: {missing target: n}}",
+    "embeddings": "{numeric: n, cardinalities: [...]}: the model's inputs after n numbers are "
+    "category codes for embeddings (set by make_bundle, read by the mlp)",
 }
+
+
+@dataclass
+class RawPool:
+    """The cleaned train + val samples before preprocessing (train first: ``n_train`` of them),
+    and the ``preprocess`` section to fit on any part of them: what a cross-validation fold
+    refits (``tunelab.data.splits.refit_fold``)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    n_train: int
+    spec: PreprocessSpec
+    text: bool
 
 
 @dataclass
@@ -105,6 +124,10 @@ class DataBundle:
     y_std: Tensor | None = None  # [T]
     label_values: list[Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # What cleaning and preprocessing did (rows and columns dropped, imputed, encoded): the
+    # run's info["preprocess"].
+    report: dict[str, Any] = field(default_factory=dict)
+    raw: RawPool | None = field(default=None, repr=False)  # with load_data(keep_raw=True) only
 
     def to(self, device: torch.device | str) -> DataBundle:
         """A new bundle with every tensor on ``device`` (this one is left as it is).
@@ -219,4 +242,8 @@ class DataBundle:
             "id_column": self.meta.get("id_column"),
             "delimiter": self.meta.get("delimiter"),
             "image": self.meta.get("image"),
+            # Rows are read as a table of cells (text or numbers, missing allowed) and the
+            # preprocessing's table step turns them into the model's inputs.
+            "table": self.preprocessing.table is not None,
+            "embeddings": self.meta.get("embeddings"),
         }

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 
 from tunelab.data.bundle import DATASETS, RawData, Task
+from tunelab.data.table import MISSING_TEXT
 from tunelab.errors import DataError, RecipeError, did_you_mean
 from tunelab.schema import Doc
 
@@ -202,10 +203,13 @@ def label_values(labels: np.ndarray, names: list[str]) -> list[Any]:
 
 def _features(x: Any, source: str, key: str) -> np.ndarray:
     a = np.asarray(x)
+    if a.dtype.kind in "OUS" and a.ndim == 2 and len(a):
+        # A table with text cells: its column types are detected and encoded by the preprocessing.
+        return np.where(a == "", None, a).astype(object) if a.dtype.kind != "O" else a
     if a.dtype.kind not in "biuf":
         raise DataError(
-            f"{source}: {key} must be numeric, got values of type {a.dtype}; encode non-numeric "
-            "features as numbers (e.g. one-hot) or drop them"
+            f"{source}: {key} must be numbers, or a table [N, F] of cells (text, numbers, None); got "
+            f"values of type {a.dtype} and shape {list(a.shape)}"
         )
     if a.ndim == 0 or len(a) == 0:
         raise DataError(f"{source}: {key} holds no samples (shape {a.shape})")
@@ -325,7 +329,7 @@ def _non_finite_error(p: Path, column: str, bad: np.ndarray, lines: list[int], n
 
 @DATASETS.register(
     "csv",
-    "A CSV file with a header row: numeric feature columns and one target column.",
+    "A CSV file with a header row: feature columns (numbers, text, missing values) and one target column.",
     source="file",
     validate=_check_csv_params,
 )
@@ -342,7 +346,11 @@ def csv_file(
         str | None, Doc("a column naming each row (kept out of the features; `tunelab predict` echoes it)")
     ] = None,
 ) -> RawData:
-    """Load a CSV file: every column but ``target`` (and ``id_column``) is a numeric feature.
+    """Load a CSV file: every column but ``target`` (and ``id_column``) is a feature.
+
+    The features are kept as text cells (empty or ``NA``-like cells are missing): the recipe's
+    ``preprocess:`` section detects each column's type on the train split, imputes, encodes and
+    scales it (``tunelab.data.table``). Rows whose target is missing are dropped and counted.
 
     With ``task: auto`` the target decides: classification when it holds non-numeric values
     (strings, booleans) or integers with at most 20 distinct values; otherwise regression. Class
@@ -387,21 +395,19 @@ def csv_file(
     features = [h for h in header if h not in (target, id_column)]
     if not features:
         raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
-    n = len(rows)
     cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
     index = {h: j for j, h in enumerate(header)}
-    x = _parse_features(p, header, cols, lines, features)
+    x = _cells(cols, [index[f] for f in features])
     y_text = [c.strip() for c in cols[index[target]]]
-    y_missing = [i for i, c in enumerate(y_text) if not c or (_is_number(c) and not np.isfinite(float(c)))]
-    if y_missing:
-        raise _non_finite_error(
-            p,
-            target,
-            np.array(y_missing),
-            lines,
-            n,
-            "the target must be known for every row: drop those rows",
-        )
+    # A row without a target cannot train or score: dropped and counted (the run's info says so).
+    known = np.array([not _missing_label(c) for c in y_text])
+    if not known.any():
+        raise DataError(f"{p}: the target column {target!r} is empty or missing on every row")
+    x, y_text, lines = (
+        x[known],
+        [c for c, k in zip(y_text, known, strict=True) if k],
+        list(np.asarray(lines)[known]),
+    )
     numeric = all(_is_number(c) for c in y_text)
     if task == "regression" and not numeric:
         i = next(i for i, c in enumerate(y_text) if not _is_number(c))
@@ -412,9 +418,24 @@ def csv_file(
     y = np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
     raw = arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
     raw.meta.update(target_column=target, id_column=id_column, delimiter=delimiter)
+    raw.meta["cleaning"] = {
+        "rows": {"read": len(rows), "dropped_missing_target": int((~known).sum()), "target": target}
+    }
     if raw.task == "regression":
         raw.meta["targets"] = [target]
     return raw
+
+
+def _missing_label(cell: str) -> bool:
+    return cell in MISSING_TEXT or (_is_number(cell) and not np.isfinite(float(cell)))
+
+
+def _cells(cols: list[tuple[str, ...]], which: list[int]) -> np.ndarray:
+    """The text cells of the columns ``which``, as an object array ``[N, F]`` (None: missing)."""
+    out = np.empty((len(cols[0]) if cols else 0, len(which)), dtype=object)
+    for k, j in enumerate(which):
+        out[:, k] = [None if c.strip() in MISSING_TEXT else c.strip() for c in cols[j]]
+    return out
 
 
 def _check_row_lengths(p: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> None:
@@ -453,13 +474,21 @@ def _parse_features(
 
 
 def read_feature_csv(
-    path: str | Path, features: Sequence[str], id_column: str | None = None, delimiter: str = ","
+    path: str | Path,
+    features: Sequence[str],
+    id_column: str | None = None,
+    delimiter: str = ",",
+    *,
+    cells: bool = False,
 ) -> tuple[np.ndarray, list[str] | None]:
-    """The ``features`` columns of a CSV file, in that order, as float32 ``[N, F]``, and the text of
-    its ``id_column`` (None when the file has no such column). Other columns are ignored.
+    """The ``features`` columns of a CSV file, in that order, as float32 ``[N, F]`` (or, with
+    ``cells``, the text cells as ``csv_file`` reads a table: an object array, None for a missing
+    cell), and the text of its ``id_column`` (None when the file has no such column). Other columns
+    are ignored.
 
-    Read, and checked, as ``csv_file`` reads training data: a missing column, a non-numeric cell
-    or an empty/NaN/inf value is a DataError naming it.
+    Read, and checked, as training data was read: a missing column is a DataError naming it; as
+    numbers, so is a non-numeric cell or an empty/NaN/inf value (a table's cells are checked by
+    its preprocessing, which imputes missing values).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "new.csv"
@@ -489,10 +518,12 @@ def read_feature_csv(
         )
     _check_row_lengths(p, header, rows, lines)
     cols = list(zip(*rows, strict=True))
-    x = _parse_features(p, header, cols, lines, list(features))
     ids = None
     if id_column is not None and id_column in header:
         ids = [c.strip() for c in cols[header.index(id_column)]]
+    if cells:
+        return _cells(cols, [header.index(f) for f in features]), ids
+    x = _parse_features(p, header, cols, lines, list(features))
     return x.astype(np.float32), ids
 
 

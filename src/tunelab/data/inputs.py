@@ -13,6 +13,10 @@ names the rows, and how image files were decoded. Accepted:
 * a ``.npz`` path holding the array ``x``;
 * an image file or a folder of images (any depth), for runs trained on an ``image_folder``.
 
+A run trained on a table (``data.json``'s ``table``: a CSV, penguins, a 2-D array) reads its
+feature columns as cells, text or numbers, with missing values allowed: its preprocessing imputes
+and encodes them as in training, and an unseen category is handled as the encoder was told.
+
 Bad inputs get the one-line DataErrors of the training data: a missing column, a non-numeric or
 NaN value, a wrong shape.
 """
@@ -55,6 +59,8 @@ def read_inputs(x: Any, card: dict[str, Any], source: str = "input") -> tuple[np
     >>> a.dtype, a.shape, rows
     (dtype('float32'), (2, 2), ['0', '1'])
     """
+    if card.get("table"):
+        return _read_table(x, card, source)
     ids: list[str] | None = None
     if isinstance(x, (str, Path)):
         a, ids, source = _read_path(Path(x), card)
@@ -69,6 +75,58 @@ def read_inputs(x: Any, card: dict[str, Any], source: str = "input") -> tuple[np
     a = _conform(a, tuple(card["input_shape"]), source)
     check_finite(a, "x", source)
     return a, ids if ids is not None else [str(i) for i in range(len(a))]
+
+
+def _read_table(x: Any, card: dict[str, Any], source: str) -> tuple[np.ndarray, list[str]]:
+    """The raw cells ``[N, F]`` of a table run's feature columns (text or numbers; missing allowed:
+    the preprocessing imputes them as in training) and each row's name."""
+    ids: list[str] | None = None
+    if isinstance(x, (str, Path)):
+        p = Path(x)
+        if not p.is_file() or p.suffix.lower() != ".csv":
+            if p.suffix.lower() == ".npz" and p.is_file():
+                a, _, _ = _read_path(p, card)
+                return _table_array(a, card, str(p)), [str(i) for i in range(len(a))]
+            raise DataError(
+                f"{p}: this run was trained on a table ({_data_name(card)}); give a CSV file with its "
+                f"columns ({_first(feature_columns(card))}), a DataFrame, or an array of rows"
+            )
+        a, ids = read_feature_csv(
+            p, feature_columns(card), card.get("id_column"), card.get("delimiter") or ",", cells=True
+        )
+    elif _is_dataframe(x):
+        features = feature_columns(card)
+        _check_columns([str(c) for c in x.columns], features, source)
+        a = x[features].to_numpy(dtype=object)
+        id_column = card.get("id_column")
+        index = x[id_column] if id_column is not None and id_column in x.columns else x.index
+        ids = [str(v) for v in index]
+    else:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        a = _table_array(np.asarray(x, dtype=None), card, source)
+    return a, ids if ids is not None else [str(i) for i in range(len(a))]
+
+
+def _table_array(a: np.ndarray, card: dict[str, Any], source: str) -> np.ndarray:
+    features = feature_columns(card)
+    if a.ndim == 1 and len(features) == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[1] != len(features):
+        raise DataError(
+            f"{source}: rows of shape {list(a.shape)} do not fit this model, which reads tables of "
+            f"{len(features)} columns ({_first(features)}); give one row per sample"
+        )
+    return a
+
+
+def _check_columns(columns: list[str], features: list[str], source: str) -> None:
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise DataError(
+            f"{source}: the DataFrame lacks the feature column(s) {_first(missing)}; the model was trained "
+            f"on {len(features)} columns: {_first(features)}"
+        )
 
 
 def _read_path(p: Path, card: dict[str, Any]) -> tuple[np.ndarray, list[str] | None, str]:
@@ -118,12 +176,7 @@ def _is_dataframe(x: Any) -> bool:
 def _from_dataframe(df: Any, card: dict[str, Any], source: str) -> tuple[np.ndarray, list[str]]:
     features = feature_columns(card)
     columns = [str(c) for c in df.columns]
-    missing = [f for f in features if f not in columns]
-    if missing:
-        raise DataError(
-            f"{source}: the DataFrame lacks the feature column(s) {_first(missing)}; the model was trained "
-            f"on {len(features)} columns: {_first(features)}"
-        )
+    _check_columns(columns, features, source)
     try:
         a = df[features].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as e:

@@ -1,5 +1,10 @@
 """The preprocessing fit on the train split: one object that training and prediction both apply.
 
+What is fit follows the recipe's ``preprocess:`` section (``tunelab.spec.PreprocessSpec``): a
+table (a CSV's columns, or a 2-D array) gets the table step of ``tunelab.data.table`` (column
+types, imputation, outlier clipping, scaling, encoding, fit with scikit-learn's transformers);
+signals and images ``[N, C, ...]`` are standardized or min-max scaled per channel.
+
 ``Preprocessing.fit`` learns the statistics from the train split only; ``transform`` applies them to
 any split or to new raw inputs, ``transform_y`` / ``inverse_y`` map regression targets to the
 model's scale and back. ``make_bundle`` calls exactly these functions when it builds the training
@@ -11,8 +16,10 @@ run directory; never a pickle, so loading a run runs no code)::
      "x": [{"kind": "standardize", "scope": "per_channel", "mean": [...], "std": [...]}],
      "y": {"kind": "standardize", "scope": "per_target", "mean": [...], "std": [...]}}
 
-``x`` is a list of steps applied in order (today at most one, standardization); ``y`` is the
-regression targets' scaling, or null. New kinds of step are added to ``STEP_KINDS``; a file naming
+``x`` is a list of steps applied in order (one of: ``standardize`` or ``minmax`` per channel,
+``table``); ``y`` is the regression targets' scaling, or null; ``notes`` says what the fit did
+(imputed, encoded and dropped columns), as the run's info shows it. New kinds of step are added
+to ``STEP_KINDS``; a file naming
 a kind this version does not know is refused with a message naming it.
 
     >>> import numpy as np
@@ -26,16 +33,26 @@ a kind this version does not know is refused with a message naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tunelab.data.table import TableStep
 from tunelab.errors import DataError
+from tunelab.spec import PreprocessSpec
 
-__all__ = ["CONSTANT_STD", "FORMAT", "STEP_KINDS", "Preprocessing", "Standardize", "StandardizeLayer"]
+__all__ = [
+    "CONSTANT_STD",
+    "FORMAT",
+    "STEP_KINDS",
+    "MinMax",
+    "Preprocessing",
+    "Standardize",
+    "StandardizeLayer",
+]
 
 # A standard deviation below this is a constant column up to float rounding (the threshold
 # scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.
@@ -83,7 +100,7 @@ class Standardize:
                 f"on {len(self.mean)}; give inputs shaped like the training data"
             )
 
-    def apply(self, a: np.ndarray) -> np.ndarray:
+    def apply(self, a: np.ndarray, what: str = "x") -> np.ndarray:
         """float64 arithmetic on ``a``, as fit (the caller casts)."""
         shape = self._shape(a.ndim)
         return (a - np.asarray(self.mean).reshape(shape)) / np.asarray(self.std).reshape(shape)
@@ -96,8 +113,54 @@ class Standardize:
         return cls(d["scope"], tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
 
 
+@dataclass(frozen=True)
+class MinMax:
+    """``x * scale + min`` per channel of ``[N, C, ...]`` (or per feature of ``[N, F]``): the
+    train minimum goes to ``low`` and the maximum to ``high``, as scikit-learn's ``MinMaxScaler``
+    computes it over the samples and positions of each channel."""
+
+    scope: Scope
+    scale: tuple[float, ...]
+    min: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, a: np.ndarray, feature_range: tuple[float, float] = (0.0, 1.0)) -> MinMax:
+        """
+        >>> m = MinMax.fit(np.array([[[0.0, 2.0]], [[4.0, 1.0]]]), (0.0, 1.0))
+        >>> m.apply(np.array([[[0.0, 4.0]]])).tolist()
+        [[[0.0, 1.0]]]
+        """
+        scope: Scope = "per_feature" if a.ndim == 2 else "per_channel"
+        axes = (0,) if a.ndim == 2 else (0, *range(2, a.ndim))
+        lo, hi = a.min(axis=axes).astype(np.float64), a.max(axis=axes).astype(np.float64)
+        span = hi - lo
+        # A constant channel has no range: scale 1, as MinMaxScaler's _handle_zeros_in_scale does.
+        span = np.where(span < CONSTANT_STD, 1.0, span)
+        scale = (feature_range[1] - feature_range[0]) / span
+        minimum = feature_range[0] - lo * scale
+        return cls(scope, tuple(float(v) for v in scale), tuple(float(v) for v in minimum))
+
+    def _shape(self, ndim: int) -> tuple[int, ...]:
+        return (1, len(self.scale)) + (1,) * (ndim - 2)
+
+    def check(self, a: np.ndarray, what: str) -> None:
+        Standardize(self.scope, self.min, self.scale).check(a, what)
+
+    def apply(self, a: np.ndarray, what: str = "x") -> np.ndarray:
+        shape = self._shape(a.ndim)
+        return a * np.asarray(self.scale).reshape(shape) + np.asarray(self.min).reshape(shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "minmax", "scope": self.scope, "scale": list(self.scale), "min": list(self.min)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MinMax:
+        return cls(d["scope"], tuple(float(v) for v in d["scale"]), tuple(float(v) for v in d["min"]))
+
+
+Step = Standardize | MinMax | TableStep
 # kind -> the step class that reads it back (the one place a new kind of step is added).
-STEP_KINDS: dict[str, type[Standardize]] = {"standardize": Standardize}
+STEP_KINDS: dict[str, Any] = {"standardize": Standardize, "minmax": MinMax, "table": TableStep}
 
 
 class StandardizeLayer(nn.Module):
@@ -121,15 +184,98 @@ class StandardizeLayer(nn.Module):
         return (x - self.mean) / self.std
 
 
+class TableLayer(nn.Module):
+    """A table step of numeric columns as a torch layer (exports): impute, clip, scale, indicators.
+
+    Categories arrive as text, which a tensor cannot hold: a step with categorical columns has no
+    layer (``DataError``), and its run exports without the preprocessing inside.
+    """
+
+    def __init__(self, step: TableStep) -> None:
+        super().__init__()
+        if step.categorical:
+            names = ", ".join(step.columns[j] for j in step.categorical)
+            raise DataError(
+                f"the preprocessing encodes the text columns {names}, which a tensor cannot carry; an "
+                "exported model takes numbers: encode those columns yourself (preprocess.encoding: ordinal "
+                "codes, listed in preprocess.numeric) or use tunelab.load_run for raw rows"
+            )
+        f32 = torch.float32
+        self.register_buffer("index", torch.tensor(step.numeric, dtype=torch.long))
+        self.register_buffer("fill", torch.tensor(step.fill, dtype=f32))
+        self.register_buffer("indicator", torch.tensor(step.indicator, dtype=torch.long))
+        self.clip = step.clip is not None
+        low, high = step.clip if step.clip is not None else ([], [])
+        self.register_buffer("low", torch.tensor(low, dtype=f32))
+        self.register_buffer("high", torch.tensor(high, dtype=f32))
+        kind = step.scaler["kind"]
+        n = len(step.numeric)
+        # One affine form for every scaler: (x - center) / scale, with minmax's x * s + m written
+        # as (x - (-m / s)) / (1 / s).
+        if kind == "none":
+            center, scale = [0.0] * n, [1.0] * n
+        elif kind == "minmax":
+            s, m = np.asarray(step.scaler["scale"]), np.asarray(step.scaler["min"])
+            center, scale = (-m / s).tolist(), (1.0 / s).tolist()
+        else:
+            center, scale = step.scaler["center"], step.scaler["scale"]
+        self.register_buffer("center", torch.tensor(center, dtype=f32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=f32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = x.index_select(1, self.index)  # [N, F] -> [N, numeric]
+        nan = torch.isnan(a)
+        a = torch.where(nan, self.fill, a)
+        if self.clip:
+            a = torch.minimum(torch.maximum(a, self.low), self.high)
+        a = (a - self.center) / self.scale
+        if self.indicator.numel():
+            a = torch.cat([a, nan.index_select(1, self.indicator).to(a.dtype)], dim=1)
+        return a
+
+
+class MinMaxLayer(nn.Module):
+    """``MinMax`` as a torch layer (exports): ``x * scale + min`` per channel, float32."""
+
+    def __init__(self, step: MinMax, ndim: int = 2) -> None:
+        super().__init__()
+        shape = step._shape(ndim)
+        self.register_buffer("scale", torch.tensor(step.scale, dtype=torch.float32).reshape(shape))
+        self.register_buffer("min", torch.tensor(step.min, dtype=torch.float32).reshape(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.min
+
+
+def _channel_steps(x: np.ndarray, spec: PreprocessSpec) -> tuple[Step, ...]:
+    """Per-channel scaling of signals and images ``[N, C, ...]``; table settings refused here."""
+    if spec.outliers != "none":
+        raise DataError(
+            f"preprocess.outliers: {spec.outliers} clips table columns; this data is "
+            f"{'signals' if x.ndim == 3 else 'images'} of shape {list(x.shape[1:])}: set it to none"
+        )
+    if spec.scaling == "robust":
+        raise DataError(
+            "preprocess.scaling: robust scales table columns; for signals and images use standard, minmax "
+            "or none"
+        )
+    if spec.scaling == "standard":
+        return (Standardize.fit(x),)
+    if spec.scaling == "minmax":
+        return (MinMax.fit(x, tuple(spec.minmax_range)),)
+    return ()
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Input steps (applied in order) and the regression targets' scaling, fit on train only.
 
-    ``Preprocessing()`` is the identity (``data.standardize: false``).
+    ``Preprocessing()`` is the identity. ``notes``: what the fit did, for the run's info.
     """
 
-    x: tuple[Standardize, ...] = ()
+    x: tuple[Step, ...] = ()
     y: Standardize | None = None
+    notes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def fit(
@@ -138,21 +284,55 @@ class Preprocessing:
         y_train: np.ndarray | None = None,
         *,
         task: str = "classification",
-        standardize: bool = True,
+        spec: PreprocessSpec | None = None,
+        names: list[str] | None = None,
+        text: bool = False,
     ) -> Preprocessing:
-        """Fit on the train split: inputs per feature or channel; regression targets per target.
+        """Fit on the train split as ``spec`` says (default: ``PreprocessSpec()``).
+
+        ``x_train`` is a table ``[N, F]`` (numbers, or text cells when ``text``: a CSV's, whose
+        column types are then detected; ``names`` are its columns) or signals / images
+        ``[N, C, ...]``. Regression targets are standardized per target (``target_scaling``).
 
         >>> x, y = np.array([[0.0], [4.0]]), np.array([[10.0], [30.0]])
         >>> pre = Preprocessing.fit(x, y, task="regression")
         >>> pre.transform(x).tolist(), pre.transform_y(y).tolist()
         ([[-1.0], [1.0]], [[-1.0], [1.0]])
         """
-        if not standardize:
-            return cls()
+        spec = spec or PreprocessSpec()
+        x_train = np.asarray(x_train)
+        notes: dict[str, Any] = {}
+        if x_train.ndim == 2:
+            names = names or [f"x{i}" for i in range(x_train.shape[1])]
+            step, notes = TableStep.fit(x_train, names, spec, text=text)
+            steps: tuple[Step, ...] = (step,)
+        else:
+            steps = _channel_steps(x_train, spec)
         y_step = None
-        if task == "regression" and y_train is not None:
-            y_step = Standardize.fit(np.asarray(y_train).reshape(len(y_train), -1), "per_target")
-        return cls((Standardize.fit(np.asarray(x_train)),), y_step)
+        if task == "regression" and y_train is not None and spec.target_scaling == "standard":
+            y_step = Standardize.fit(
+                np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1), "per_target"
+            )
+        return cls(steps, y_step, notes)
+
+    @property
+    def table(self) -> TableStep | None:
+        """The table step, when the inputs are a table (its columns, encoding, categories)."""
+        return next((s for s in self.x if isinstance(s, TableStep)), None)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The model's input shape for raw samples of ``input_shape``."""
+        table = self.table
+        return (len(table.output_names),) if table is not None else input_shape
+
+    def embeddings(self) -> dict[str, Any] | None:
+        """``{"numeric": n, "cardinalities": [...]}`` when categories are codes for embeddings: the
+        model's first ``n`` inputs are numbers, then one code per categorical column."""
+        table = self.table
+        if table is None or table.encoding != "embedding" or not table.categorical:
+            return None
+        n = len(table.output_names) - len(table.categorical)
+        return {"numeric": n, "cardinalities": table.cardinalities}
 
     def transform(self, x: np.ndarray, what: str = "x") -> np.ndarray:
         """The model's inputs (float32) for raw inputs ``x`` ``[N, *input_shape]``.
@@ -162,7 +342,7 @@ class Preprocessing:
         out = np.asarray(x)
         for step in self.x:
             step.check(out, what)
-            out = step.apply(out)
+            out = step.apply(out, what)
         return out.astype(np.float32)
 
     def transform_y(self, y: np.ndarray) -> np.ndarray:
@@ -193,6 +373,7 @@ class Preprocessing:
             "format": FORMAT,
             "x": [s.to_json() for s in self.x],
             "y": None if self.y is None else self.y.to_json(),
+            "notes": self.notes,
         }
 
     @classmethod
@@ -213,8 +394,40 @@ class Preprocessing:
                 )
             steps.append(STEP_KINDS[kind].from_json(s))
         y = d.get("y")
-        return cls(tuple(steps), None if y is None else Standardize.from_json(y))
+        return cls(tuple(steps), None if y is None else Standardize.from_json(y), dict(d.get("notes") or {}))
 
     def layers(self, ndim: int) -> nn.Module:
         """The input steps as one torch module (for inputs of ``ndim`` dimensions with the batch)."""
-        return nn.Sequential(*(StandardizeLayer(s, ndim) for s in self.x))
+        layers: list[nn.Module] = []
+        for s in self.x:
+            if isinstance(s, TableStep):
+                layers.append(TableLayer(s))
+            elif isinstance(s, MinMax):
+                layers.append(MinMaxLayer(s, ndim))
+            else:
+                layers.append(StandardizeLayer(s, ndim))
+        return nn.Sequential(*layers)
+
+    def typical_inputs(self, shape: tuple[int, ...], n: int, seed: int = 0) -> Tensor:
+        """``n`` raw inputs drawn around the train data's center and spread, to check an export."""
+        gen = torch.Generator().manual_seed(seed)
+        table = self.table
+        if table is not None:
+            z = torch.randn((n, len(table.columns)), generator=gen, dtype=torch.float64)
+            scaler = table.scaler
+            for k, j in enumerate(table.numeric):
+                if scaler["kind"] in ("standard", "robust"):
+                    z[:, j] = z[:, j] * scaler["scale"][k] + scaler["center"][k]
+                elif scaler["kind"] == "minmax":
+                    z[:, j] = (z[:, j] - scaler["min"][k]) / scaler["scale"][k]
+                else:
+                    z[:, j] = z[:, j] + table.fill[k]
+            return z.float()
+        x = torch.randn((n, *shape), generator=gen)
+        for step in self.x:
+            s = step._shape(x.dim())
+            if isinstance(step, Standardize):
+                x = x * torch.tensor(step.std).reshape(s) + torch.tensor(step.mean).reshape(s)
+            elif isinstance(step, MinMax):
+                x = (x - torch.tensor(step.min).reshape(s)) / torch.tensor(step.scale).reshape(s)
+        return x.float()

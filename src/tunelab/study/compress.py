@@ -200,12 +200,18 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
             f"{run_dir}: no final.pt; the run did not finish (see its result.json): train it to the end first"
         )
     recipe = load_recipe(run_dir / "recipe.yaml")
-    data = load_data(recipe.data)
+    data = load_data(recipe.data, recipe.preprocess)
     # A run with channel_prune saved the narrowed model, one with quantize an int8 one: the
     # recipe's architecture is narrowed to fit, and int8 weights are compressed as floats.
     state = load_state_dict_file(run_dir / "final.pt")
     model = run_model(
-        recipe, data.input_shape, data.num_outputs, state, quantized=False, source=f"{run_dir}/final.pt"
+        recipe,
+        data.input_shape,
+        data.num_outputs,
+        state,
+        quantized=False,
+        source=f"{run_dir}/final.pt",
+        embeddings=data.meta.get("embeddings"),
     )
     return recipe, data, model
 

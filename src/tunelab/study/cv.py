@@ -6,10 +6,11 @@
    aside untouched, and train + val are pooled.
 2. The pool is cut into K folds, stratified for classification (``StratifiedKFold``, ``KFold`` for
    regression), shuffled by ``data.split_seed``: every value is scored on the same folds.
-3. Each fold trains on the other K-1 folds and is scored on itself. Standardization is fit on the
-   fold's training part only: the pool is loaded *unstandardized* (``data.standardize: false``,
-   the same split), and each fold refits the statistics, as ``make_bundle`` does for train, so no
-   statistic of a fold's held-out samples leaks into its training.
+3. Each fold trains on the other K-1 folds and is scored on itself. The preprocessing (the
+   recipe's ``preprocess:`` section: imputation, encoding, scaling) is fit on the fold's training
+   part only: the pool keeps its samples raw (``load_data(keep_raw=True)``, the same split), and
+   each fold refits it, as ``make_bundle`` does for train, so no statistic of a fold's held-out
+   samples leaks into its training.
 4. Per value: the per-fold scores of the monitored metric, their mean and 95% t-interval. The
    choice by best mean, and by the one-standard-error rule: among the values whose mean is within
    one standard error (std / sqrt(K)) of the best mean, the **first in the order given**; list
@@ -31,7 +32,6 @@ Runs are stored like an ablation's (``tunelab.study.runstore``): interrupted, a 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +45,7 @@ from optuna.storages import BaseStorage
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
-from tunelab.data.splits import CONSTANT_STD, x_stats
+from tunelab.data.splits import refit_fold
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.study.ablation import (
@@ -64,7 +64,7 @@ from tunelab.train import load_bundle
 from tunelab.yaml_loader import DuplicateKeyError, load_yaml
 
 Choice = Literal["best", "1se"]
-_FORBIDDEN = ("data", "ablation", "search")
+_FORBIDDEN = ("data", "preprocess", "ablation", "search")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def _values(base: Recipe, param: tuple[str, Sequence[Any]] | None) -> list[tuple
     if any(path == p or path.startswith(p + ".") for p in _FORBIDDEN):
         raise RecipeError(
             f"--param {path}", values, "the folds are cut from the data: cross-validate a model or training "
-            "setting, not a data setting",
+            "setting, not a data or preprocess setting (compare those with tunelab ablate)",
         )  # fmt: skip
     out, seen = [], set()
     raw = study_free_raw(base)
@@ -311,52 +311,19 @@ def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
-def fold_bundle(
-    pool: DataBundle, x: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray, standardize: bool
-) -> DataBundle:
-    """A bundle whose train is ``x[train]`` and whose val (and test slot) is ``x[held]``.
-
-    ``x`` and ``y`` are the pooled train+val *before* standardization; with ``standardize``, the
-    statistics are fit on ``x[train]`` only (per feature, or per channel), as ``make_bundle`` does.
-    The test slot holds the held-out fold, so the real test split is never in a fold's bundle.
-    """
-    xt, xv, yt, yv = x[train], x[held], y[train], y[held]
-    preprocessing: dict[str, Any] = {}
-    y_mean = y_std = None
-    if standardize:
-        mean, std, scope, shape = x_stats(xt)
-        xt, xv = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (xt, xv))
-        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
-        if pool.task == "regression":
-            ym, ys = yt.mean(axis=0, dtype=np.float64), yt.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target stays centred, unscaled
-            yt, yv = ((a - ym) / ys for a in (yt, yv))
-            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
-            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
-    y_dtype = torch.int64 if pool.task == "classification" else torch.float32
-    xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
-    return dataclasses.replace(
-        pool,
-        x_train=_tensor(xt, torch.float32),
-        y_train=_tensor(yt, y_dtype),
-        x_val=xv_t,
-        y_val=yv_t,
-        x_test=xv_t,
-        y_test=yv_t,
-        preprocessing=preprocessing,
-        y_mean=y_mean,
-        y_std=y_std,
-    )
+def fold_bundle(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBundle:
+    """A bundle whose train is the pooled samples ``train`` and whose val (and test slot) is
+    ``held``, with the recipe's preprocessing fit on ``train`` only (``tunelab.data.refit_fold``)."""
+    return refit_fold(pool, train, held)
 
 
 def _raw_pool(base: Recipe, data: tuple[Any, ...] | None) -> DataBundle:
-    # The same split as the recipe's (split_seed), without standardization: each fold fits its own.
-    spec = dataclasses.replace(base.data, standardize=False)
+    # The same split as the recipe's (split_seed), its samples kept raw: each fold fits its own.
     if data is None:
-        return load_data(spec)
+        return load_data(base.data, base.preprocess, keep_raw=True)
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y, *test = data
-        return bundle_from_arrays(x, y, spec, *test)
+        return bundle_from_arrays(x, y, base.data, *test, preprocess=base.preprocess, keep_raw=True)
     raise RecipeError(
         "data", type(data).__name__,
         "cross-validation re-splits raw data: pass arrays (x, y) or (x, y, x_test, y_test), not a DataBundle",
@@ -445,8 +412,8 @@ def run_cv(
         metric, mode = "mse", "min"
         notes.append("regression: folds are scored on val.mse in the data's units (the loss is on "
                      "targets standardized per fold)")  # fmt: skip
-    x = torch.cat([pool.x_train, pool.x_val]).numpy()
-    y = torch.cat([pool.y_train, pool.y_val]).numpy()
+    assert pool.raw is not None  # loaded with keep_raw
+    y = pool.raw.y
     splits = fold_indices(
         y, folds, base.data.split_seed, pool.task == "classification", pool.class_names or ()
     )
@@ -475,7 +442,7 @@ def run_cv(
     fold_runs: list[FoldRun] = []
     by_value: dict[str, dict[int, StoredRun]] = {label: {} for _, label, _ in candidates}
     for i, (tr, va) in enumerate(splits):
-        bundle = fold_bundle(pool, x, y, tr, va, base.data.standardize)
+        bundle = fold_bundle(pool, tr, va)
         for value, label, ov in candidates:
             key = {"phase": "fold", "overrides": list(ov), "k": folds, "fold": i}
             run = run_one(key, ov, bundle, None)

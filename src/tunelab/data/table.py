@@ -49,8 +49,8 @@ __all__ = ["MISSING_TEXT", "ColumnPlan", "TableStep", "cell_text", "detect_colum
 # Cells read as missing: pandas' default na_values, so a file reads here as it reads there
 # (penguins.csv writes "NA").
 MISSING_TEXT = frozenset(
-    ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"]
-    + ["N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"}
+    | {"N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 )
 BOOLEAN_TEXT = {"true": "true", "false": "false", "yes": "true", "no": "false"}
 _SHOW = 5

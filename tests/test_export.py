@@ -3,7 +3,6 @@ missing packages are refused with what works instead."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import warnings
@@ -16,6 +15,7 @@ from tunelab import fit, load_recipe, load_run
 from tunelab.data import load_data
 from tunelab.errors import TunelabError
 from tunelab.export import TOLERANCE, export_run
+from tunelab.spec import PreprocessSpec
 
 FAST = {"tensorboard": False, "efficiency": False}
 DIGITS_CNN = {
@@ -24,6 +24,9 @@ DIGITS_CNN = {
     "optimizer": {"name": "adam", "lr": 0.01},
     "train": {"epochs": 2, "batch_size": 64, **FAST},
 }
+
+# The raw inputs (and targets): what a user hands the predictor.
+RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +48,7 @@ def tta_run(tmp_path_factory):
 
 def raw_test_x(run_dir):
     recipe = load_recipe(run_dir / "recipe.yaml")
-    return load_data(dataclasses.replace(recipe.data, standardize=False)).x_test.numpy()
+    return load_data(recipe.data, RAW).x_test.numpy()
 
 
 def test_onnx_parity_on_raw_inputs(tta_run):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -16,6 +15,7 @@ from tunelab.data import load_data
 from tunelab.errors import DataError, TunelabError
 from tunelab.methods.augment_tta import TTAModel
 from tunelab.metrics import full_report
+from tunelab.spec import PreprocessSpec
 from tunelab.study.compress import compress_run
 
 FAST = {"tensorboard": False, "efficiency": False}
@@ -25,6 +25,9 @@ DIGITS_CNN = {
     "optimizer": {"name": "adam", "lr": 0.01},
     "train": {"epochs": 3, "batch_size": 64, **FAST},
 }
+
+# The raw inputs (and targets): what a user hands the predictor.
+RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +41,7 @@ def _one_thread():
 def raw_test_split(run_dir):
     """The run's test split before preprocessing: what a user would hand the predictor."""
     recipe = load_recipe(run_dir / "recipe.yaml")
-    b = load_data(dataclasses.replace(recipe.data, standardize=False))
+    b = load_data(recipe.data, RAW)
     return b.x_test.numpy(), b.y_test.numpy()
 
 
@@ -71,7 +74,7 @@ def test_digits_pruned_reproduces_the_test_accuracy_and_outputs(digits_run):
     assert sum(int((w == 0).sum()) for w in weights) >= 0.5 * sum(w.numel() for w in weights) - 1
     assert predicted_accuracy(p, x, y) == run_test_accuracy(digits_run)
     # The very logits the run evaluated: the bundle's standardized test split through final.pt.
-    bundle = load_data(p.recipe.data)
+    bundle = load_data(p.recipe.data, p.recipe.preprocess)
     with torch.no_grad():
         expected = p.model(bundle.x_test)
     assert torch.equal(p.outputs(x), expected)
@@ -155,7 +158,7 @@ def test_regression_predicts_in_the_targets_units(tmp_path):
     r = fit(recipe, out=tmp_path / "run")
     p = load_run(tmp_path / "run")
     assert p.task == "regression" and p.classes is None and p.targets == ["y"]
-    b = load_data(dataclasses.replace(r.recipe.data, standardize=False))
+    b = load_data(r.recipe.data, RAW)
     pred = p.predict(b.x_test.numpy())
     assert pred.shape == (len(b.x_test),)
     assert abs(pred.mean() - float(b.y_train.mean())) < 3 * float(b.y_train.std())  # units of the target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +12,13 @@ from sklearn.datasets import load_wine
 
 from tunelab import fit, load_recipe
 from tunelab.data import load_data
+from tunelab.spec import PreprocessSpec
 
 CULTIVARS = np.array(["barolo", "grignolino", "barbera"])  # wine's classes 0, 1, 2, as strings
 FAST = {"tensorboard": False, "efficiency": False}
+
+# The raw inputs (and targets): what a user hands the predictor.
+RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +71,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _raw_test_split(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     recipe = load_recipe(run_dir / "recipe.yaml")
-    b = load_data(dataclasses.replace(recipe.data, standardize=False))
+    b = load_data(recipe.data, RAW)
     return b.x_test.numpy(), b.y_test.numpy()
 
 

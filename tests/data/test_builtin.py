@@ -233,7 +233,7 @@ def test_dataset_contract(name: str) -> None:
     for split in ("train", "val", "test"):
         x, y = b.split(split)
         assert x.dtype == torch.float32 and torch.isfinite(x).all()
-        assert tuple(x.shape[1:]) == b.input_shape == raw.x.shape[1:]
+        assert tuple(x.shape[1:]) == b.input_shape == b.preprocessing.output_shape(raw.x.shape[1:])
         assert len(x) == len(y)
         if b.task == "classification":
             assert y.dtype == torch.int64 and y.ndim == 1

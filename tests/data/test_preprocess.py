@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -12,13 +11,15 @@ import torch
 from tunelab.data import load_data
 from tunelab.data.preprocess import Preprocessing, Standardize, StandardizeLayer
 from tunelab.errors import DataError
-from tunelab.spec import DataSpec
+from tunelab.spec import DataSpec, PreprocessSpec
+
+RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
 @pytest.mark.parametrize("name", ["digits", "iris", "diabetes"])
 def test_transform_of_the_raw_splits_is_what_training_reads(name):
     spec = DataSpec(name=name)
-    scaled, raw = load_data(spec), load_data(dataclasses.replace(spec, standardize=False))
+    scaled, raw = load_data(spec), load_data(spec, RAW)
     pre = Preprocessing.from_json(json.loads(json.dumps(scaled.preprocessing.to_json())))
     for split in ("train", "val", "test"):
         got = pre.transform(raw.split(split)[0].numpy())
@@ -36,25 +37,30 @@ def test_fit_per_feature_per_channel_and_constant_columns():
     (step,) = Preprocessing.fit(x).x
     assert step.scope == "per_channel" and step.mean == (1.5, 0.0)
     assert step.std[0] == pytest.approx(np.arange(4).std()) and step.std[1] == 1.0
-    (step,) = Preprocessing.fit(np.array([[1.0, 5.0], [3.0, 5.0]])).x
-    assert step.scope == "per_feature" and step.mean == (2.0, 5.0) and step.std == (1.0, 1.0)
-    assert Preprocessing.fit(x, standardize=False) == Preprocessing()
+    (step,) = Preprocessing.fit(np.array([[1.0, 5.0], [3.0, 5.0]])).x  # a table: StandardScaler
+    assert step.scaler == {"kind": "standard", "center": [2.0, 5.0], "scale": [1.0, 1.0]}
+    assert Preprocessing.fit(x, spec=PreprocessSpec(scaling="none")) == Preprocessing()
     assert Preprocessing().transform(np.ones((2, 3), dtype=np.float64)).dtype == np.float32
 
 
 def test_a_wrong_number_of_features_is_named():
     pre = Preprocessing.fit(np.random.default_rng(0).normal(size=(10, 4)))
-    with pytest.raises(DataError, match=r"new\.csv: has 3 features per sample .* fit on 4"):
+    with pytest.raises(DataError, match=r"new\.csv: has shape \[2, 3\] but .* table of 4 columns"):
         pre.transform(np.zeros((2, 3)), "new.csv")
+    pre = Preprocessing.fit(np.random.default_rng(0).normal(size=(10, 4, 5)))
+    with pytest.raises(DataError, match=r"new\.npz: has 3 channels per sample .* fit on 4"):
+        pre.transform(np.zeros((2, 3, 5)), "new.npz")
 
 
 def test_json_round_trip_and_refusals():
     rng = np.random.default_rng(0)
     pre = Preprocessing.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), task="regression")
     d = pre.to_json()
-    assert d["format"] == 1 and d["x"][0]["kind"] == "standardize" and d["y"]["scope"] == "per_target"
+    assert d["format"] == 1 and d["x"][0]["kind"] == "table" and d["y"]["scope"] == "per_target"
     assert Preprocessing.from_json(json.loads(json.dumps(d))) == pre
-    with pytest.raises(DataError, match=r"unknown preprocessing step 'one_hot' \(known: standardize\)"):
+    with pytest.raises(
+        DataError, match=r"unknown preprocessing step 'one_hot' \(known: standardize, minmax, table\)"
+    ):
         Preprocessing.from_json({**d, "x": [{"kind": "one_hot"}]})
     with pytest.raises(DataError, match="preprocessing format 2 is not 1"):
         Preprocessing.from_json({**d, "format": 2})

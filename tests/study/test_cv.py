@@ -65,20 +65,40 @@ def test_regression_folds_are_plain_kfold():
 
 
 def test_each_fold_fits_standardization_on_its_own_training_part_only():
-    pool = load_data(load_recipe({**IRIS, "data": {"name": "iris", "standardize": False}}).data)
-    x = torch.cat([pool.x_train, pool.x_val]).numpy()
-    y = torch.cat([pool.y_train, pool.y_val]).numpy()
+    recipe = load_recipe(IRIS)
+    pool = load_data(recipe.data, recipe.preprocess, keep_raw=True)
+    x, y = pool.raw.x.astype(np.float64), pool.raw.y
+    assert len(y) == len(pool.x_train) + len(pool.x_val)  # train + val, the test split left out
     train, held = fold_indices(y, 4, seed=0, stratify=True)[0]
-    b = fold_bundle(pool, x, y, train, held, standardize=True)
+    b = fold_bundle(pool, train, held)
     assert b.x_train.mean(0).abs().max() < 1e-5  # centred with its own statistics
     assert b.x_train.std(0, unbiased=False) == pytest.approx(torch.ones(4), abs=1e-5)
-    assert b.preprocessing["x_mean"] == pytest.approx(x[train].mean(0, dtype=np.float64).tolist())
+    assert b.preprocessing.table.scaler["center"] == pytest.approx(x[train].mean(0).tolist())
     # The held-out fold is scaled with the training part's statistics, not its own.
     expected = (x[held] - x[train].mean(0)) / x[train].std(0)
     assert b.x_val.numpy() == pytest.approx(expected, abs=1e-5)
     assert b.x_test is b.x_val and len(b.x_val) == len(held)  # no test split inside a fold
-    raw = fold_bundle(pool, x, y, train, held, standardize=False)
-    assert raw.x_train.numpy() == pytest.approx(x[train]) and raw.preprocessing == {}
+    raw_recipe = load_recipe(IRIS, ["preprocess.scaling=none"])
+    raw_pool = load_data(raw_recipe.data, raw_recipe.preprocess, keep_raw=True)
+    raw = fold_bundle(raw_pool, train, held)
+    assert raw.x_train.numpy() == pytest.approx(x[train])
+
+
+def test_each_fold_fits_imputation_and_categories_on_its_own_training_part(tmp_path):
+    # A category that only the held-out rows have is unseen for the fold: all zeros, not a column.
+    path = tmp_path / "t.csv"
+    rows = [f"{'rare' if i >= 30 else 'ab'[i % 2]},{'' if i % 5 == 0 else i},{i % 2}" for i in range(40)]
+    path.write_text("c,v,y\n" + "\n".join(rows) + "\n")
+    recipe = load_recipe({"data": {"name": "csv", "path": str(path), "target": "y", "test_fraction": 0.1}})
+    pool = load_data(recipe.data, recipe.preprocess, keep_raw=True)
+    rare = np.array([r[0] == "rare" for r in pool.raw.x])
+    train, held = np.flatnonzero(~rare), np.flatnonzero(rare)
+    fold = fold_bundle(pool, train, held)
+    table = fold.preprocessing.table
+    assert table.categories == [["a", "b"]]  # "rare" was never in this fold's training part
+    values = np.array([float(v) if v is not None else np.nan for v in pool.raw.x[train, 1]])
+    assert table.fill == [pytest.approx(np.nanmedian(values))]
+    assert fold.x_val[:, 1:].abs().sum() == 0  # the unseen category: all zeros
 
 
 # --- the choice ------------------------------------------------------------------------------------

@@ -56,9 +56,15 @@ class Duplicates:
     def total(self) -> int:
         return sum(len(v) for v in self.drop.values())
 
-    def report(self, dropped: bool) -> dict[str, Any]:
-        """What the run's info says about them."""
-        return {**self.counts, "action": "dropped" if dropped else "kept (preprocess.duplicates: keep)"}
+    def report(self, dropped: bool, policy: str = "drop") -> dict[str, Any]:
+        """What the run's info says about them (``policy``: the ``preprocess.duplicates`` asked)."""
+        if dropped:
+            action = "dropped"
+        elif policy == "auto":
+            action = "kept (preprocess.duplicates: auto keeps those of arrays; drop removes them)"
+        else:
+            action = "kept (preprocess.duplicates: keep)"
+        return {**self.counts, "action": action}
 
 
 def find_duplicates(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> Duplicates:

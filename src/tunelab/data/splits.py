@@ -265,7 +265,7 @@ def _drop_duplicates(parts: Splits, preprocess: PreprocessSpec, text: bool) -> t
             name: (np.delete(x, found.drop[name], axis=0), np.delete(y, found.drop[name], axis=0))
             for name, (x, y) in parts.items()
         }
-    return parts, found.report(drop)
+    return parts, found.report(drop, preprocess.duplicates)
 
 
 def make_bundle(
@@ -364,13 +364,15 @@ def preprocessed_bundle(
     if embeddings is not None:
         meta["embeddings"] = embeddings
     y_dtype = torch.int64 if classification else torch.float32
+    xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
+    same = test is val  # a cross-validation fold: its held-out part fills both slots
     return DataBundle(
         x_train=_tensor(x, torch.float32),
         y_train=_tensor(y, y_dtype),
-        x_val=_tensor(xv, torch.float32),
-        y_val=_tensor(yv, y_dtype),
-        x_test=_tensor(xt, torch.float32),
-        y_test=_tensor(yt, y_dtype),
+        x_val=xv_t,
+        y_val=yv_t,
+        x_test=xv_t if same else _tensor(xt, torch.float32),
+        y_test=yv_t if same else _tensor(yt, y_dtype),
         task=raw.task,
         input_shape=tuple(int(s) for s in x.shape[1:]),
         num_outputs=int(num_classes) if num_classes is not None else int(y.shape[1]),

@@ -147,8 +147,10 @@ def _detect_one(cells: np.ndarray, spec: PreprocessSpec) -> tuple[str, str]:
     a = np.array(numbers)
     if np.all(np.isfinite(a)) and np.all(a == np.round(a)):
         k = len(np.unique(a))
-        if k == len(a) and n_missing == 0 and len(a) > 2 and np.ptp(a) == len(a) - 1:
-            return "drop", "ID-like: consecutive integers, one per row"
+        # Row numbers: a different integer on every row, densely packed (the train rows of ids
+        # 1..N are a random subset of them, so the span is at most about N, not N - 1).
+        if k == len(a) and n_missing == 0 and len(a) > 2 and np.ptp(a) + 1 <= 2 * len(a):
+            return "drop", "ID-like: a different integer on every row, densely numbered"
         if k <= spec.max_int_categories and 2 * k <= len(a):
             return "categorical", f"integers with {k} distinct values"
     return "numeric", "numbers"

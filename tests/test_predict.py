@@ -232,3 +232,73 @@ def test_image_folder_runs_read_image_files_as_training_did(tmp_path):
     assert np.array_equal(np.array([table["p_dark"], table["p_light"]]).T, p.predict_proba(raw.x))
     # Files sort as text: light/0, light/1, light/10, light/11 -> index 12 + 3
     assert np.array_equal(p.predict_proba(root / "light" / "11.png"), p.predict_proba(raw.x[15:16]))
+
+
+# --- tables as users bring them -------------------------------------------------------------------
+
+
+def _write_rows(path, columns, rows):
+    """Raw rows as a CSV (None: an empty cell), columns in the order given."""
+    text = [",".join(columns)] + [",".join("" if v is None else str(v) for v in r) for r in rows]
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_a_mixed_table_trains_with_a_default_recipe_and_predicts_raw_rows(mixed_csv, tmp_path):
+    recipe = {"data": {"name": "csv", "path": str(mixed_csv), "target": "label"}, "train": FAST}
+    r = fit(recipe, out=tmp_path / "run")
+    assert r.ok and r.test["accuracy"] > 0.8
+    info = r.info["preprocess"]
+    assert info["rows"] == {"read": 243, "dropped_missing_target": 2, "target": "label"}
+    assert info["dropped_columns"] == {
+        "id": "ID-like: a different text on every row",
+        "site": "constant: a single value in train",
+    }
+    assert set(info["imputed"]) == {"colour", "x1"} and set(info["encoded"]) == {"colour", "size"}
+    dup = info["duplicates"]
+    assert sum(dup["within"].values()) + sum(dup["across"].values()) == 1 and dup["action"] == "dropped"
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())["info"]["preprocess"]
+    assert saved == json.loads(json.dumps(info))
+
+    # The raw test rows, as text cells with missing values, reproduce the run's test accuracy.
+    pool = load_data(r.recipe.data, r.recipe.preprocess, keep_raw=True)
+    columns = pool.feature_names
+    p = load_run(tmp_path / "run")
+    labels = np.asarray(p.label_values)[pool.raw.y_test]
+    assert any(v is None for v in pool.raw.x_test.ravel())
+    reversed_csv = _write_rows(tmp_path / "new.csv", columns[::-1], [row[::-1] for row in pool.raw.x_test])
+    assert float(np.mean(p.predict(reversed_csv) == labels)) == r.test["accuracy"]
+    assert float(np.mean(p.predict(pool.raw.x_test) == labels)) == r.test["accuracy"]  # an object array
+
+    # A colour never seen in training is encoded as no colour at all (one-hot zeros), not an error.
+    unseen = pool.raw.x_test.copy()
+    unseen[:, columns.index("colour")] = "purple"
+    encoded = p.preprocessing.transform(unseen)
+    names = p.preprocessing.table.output_names
+    colour_columns = [i for i, n in enumerate(names) if n.startswith("colour=")]
+    assert colour_columns and not encoded[:, colour_columns].any()
+    assert p.predict_proba(unseen).shape == (len(unseen), 2)
+
+
+@pytest.mark.slow
+def test_embeddings_for_categories_train_save_and_predict(mixed_csv, tmp_path):
+    recipe = {
+        "data": {"name": "csv", "path": str(mixed_csv), "target": "label"},
+        "preprocess": {"encoding": "embedding"},
+        "model": {"name": "mlp", "hidden": [32], "embedding_dim": 4},
+        "train": {"epochs": 10, **FAST},
+    }
+    r = fit(recipe, out=tmp_path / "run")
+    assert r.ok
+    card = json.loads((tmp_path / "run" / "data.json").read_text())
+    # x1 and x2, then colour (blue, green, missing, red) and size (L, M, S), each with code 0 for unseen
+    assert card["embeddings"] == {"numeric": 2, "cardinalities": [5, 4]}
+    p = load_run(tmp_path / "run")
+    tables = [m for m in p.model.modules() if isinstance(m, nn.Embedding)]
+    assert [t.num_embeddings for t in tables] == [5, 4]
+    pool = load_data(r.recipe.data, r.recipe.preprocess, keep_raw=True)
+    labels = np.asarray(p.label_values)[pool.raw.y_test]
+    assert float(np.mean(p.predict(pool.raw.x_test) == labels)) == r.test["accuracy"]
+    with pytest.raises(TunelabError, match="preprocess.encoding: embedding needs model mlp"):
+        fit({**recipe, "model": {"name": "linear"}}, save=False)

@@ -81,13 +81,16 @@ META_KEYS = {
 class RawPool:
     """The cleaned train + val samples before preprocessing (train first: ``n_train`` of them),
     and the ``preprocess`` section to fit on any part of them: what a cross-validation fold
-    refits (``tunelab.data.splits.refit_fold``)."""
+    refits (``tunelab.data.splits.refit_fold``). ``x_test``/``y_test``: the test split as raw
+    rows, as a user would hand them to the run's predictor (y: class codes, or raw targets)."""
 
     x: np.ndarray
     y: np.ndarray
     n_train: int
     spec: PreprocessSpec
     text: bool
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
 
 
 @dataclass

@@ -328,7 +328,8 @@ def make_bundle(
         raw, (x, y), (xv, yv), (xt, yt), preprocess, num_classes=num_classes, class_names=names, report=report
     )
     if keep_raw:
-        bundle.raw = RawPool(np.concatenate([x, xv]), np.concatenate([y, yv]), len(x), preprocess, text)
+        pooled = (np.concatenate([x, xv]), np.concatenate([y, yv]))
+        bundle.raw = RawPool(*pooled, len(x), preprocess, text, xt, yt)
     return bundle
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import tomllib  # Python >= 3.11, which CI runs; the package itself supports 3.10
 
 EXEMPT = {"torch"}
+SELF = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\[([^\]]+)\]\s*$")  # the project's own extras
 FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*>=\s*([^\s,;]+)\s*$")
 
 
@@ -34,7 +35,7 @@ def floors(pyproject: Path, extras: list[str]) -> list[str]:
         sys.exit(f"floors: no extra {', '.join(unknown)} in {pyproject}; known: {', '.join(optional)}")
     requirements = list(project.get("dependencies", []))
     for extra in extras:
-        requirements += optional[extra]
+        requirements += _expanded(optional, extra, _canonical(project["name"]))
     pins: dict[str, str] = {}
     for req in requirements:
         m = FLOOR.match(req)
@@ -48,6 +49,21 @@ def floors(pyproject: Path, extras: list[str]) -> list[str]:
         if pins.setdefault(key, pin) != pin:
             sys.exit(f"floors: {name} has two different floors in {pyproject}: {pins[key]} and {pin}")
     return list(pins.values())
+
+
+def _expanded(optional: dict[str, list[str]], extra: str, own: str, seen: tuple[str, ...] = ()) -> list[str]:
+    """The requirements of ``extra``, with the project's own extras (``tunelab[export]``) inlined."""
+    out = []
+    for req in optional[extra]:
+        m = SELF.match(req)
+        if m is not None and _canonical(m.group(1)) == own:
+            for inner in m.group(2).split(","):
+                inner = inner.strip()
+                if inner not in seen and inner != extra:
+                    out += _expanded(optional, inner, own, (*seen, extra))
+        else:
+            out.append(req)
+    return out
 
 
 def main() -> None:

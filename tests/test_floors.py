@@ -35,6 +35,15 @@ def test_every_declared_dependency_but_torch_is_pinned_at_its_floor():
         assert f"{name}=={version}" in pins
 
 
+def test_the_projects_own_extras_are_inlined(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(
+        "[project]\nname = 'x'\ndependencies = ['numpy>=1.24']\n[project.optional-dependencies]\n"
+        "dev = ['pytest>=8.1.1', 'x[export]']\nexport = ['onnx>=1.16']\n"
+    )
+    assert floors(path, ["dev"]) == ["numpy==1.24", "pytest==8.1.1", "onnx==1.16"]
+
+
 def test_extras_are_added_and_the_same_floor_twice_is_kept_once(tmp_path):
     path = write(
         tmp_path, ["torch>=2.11", "numpy>=1.24", "kornia[x]>=0.7.4"], ["pytest>=8.1.1", "numpy>=1.24"]

@@ -300,5 +300,5 @@ def test_embeddings_for_categories_train_save_and_predict(mixed_csv, tmp_path):
     pool = load_data(r.recipe.data, r.recipe.preprocess, keep_raw=True)
     labels = np.asarray(p.label_values)[pool.raw.y_test]
     assert float(np.mean(p.predict(pool.raw.x_test) == labels)) == r.test["accuracy"]
-    with pytest.raises(TunelabError, match="preprocess.encoding: embedding needs model mlp"):
+    with pytest.raises(TunelabError, match=r"preprocess\.encoding: embedding needs model mlp"):
         fit({**recipe, "model": {"name": "linear"}}, save=False)

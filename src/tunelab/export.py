@@ -174,13 +174,8 @@ def _default_path(predictor: Predictor, format: str) -> Path:
 
 
 def _check_inputs(predictor: Predictor) -> Tensor:
-    """``CHECK_SAMPLES`` raw inputs around the training data's per-feature/channel mean and spread."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn((CHECK_SAMPLES, *predictor.input_shape), generator=gen)
-    for step in predictor.preprocessing.x:
-        shape = step._shape(x.dim())
-        x = x * torch.tensor(step.std).reshape(shape) + torch.tensor(step.mean).reshape(shape)
-    return x.float()
+    """``CHECK_SAMPLES`` raw inputs around the training data's per-feature/channel center and spread."""
+    return predictor.preprocessing.typical_inputs(predictor.input_shape, CHECK_SAMPLES)
 
 
 def _reference(predictor: Predictor, x: Tensor) -> np.ndarray:

@@ -37,7 +37,7 @@ REGENERATE = "tunelab catalogue --out docs/catalogue.md"
 
 # The recipe sections whose common fields are listed; `params` is where a section's registry
 # entry's own parameters go (listed under that entry), so it is not a field of its own.
-SECTIONS = ("data", "model", "optimizer", "schedule", "train")
+SECTIONS = ("data", "preprocess", "model", "optimizer", "schedule", "train")
 
 
 def _value(v: Any) -> str:
@@ -84,7 +84,12 @@ def sections_markdown() -> str:
         for f in dataclasses.fields(spec):
             if f.name == "params":
                 continue
-            default = _value(f.default) if f.default is not dataclasses.MISSING else "required"
+            if f.default is not dataclasses.MISSING:
+                default = _value(f.default)
+            elif f.default_factory is not dataclasses.MISSING:  # a list, e.g. preprocess.categorical
+                default = _value(f.default_factory())
+            else:
+                default = "required"
             lines.append(f"| `{f.name}` | {_cell(describe_type(hints[f.name]))} | {default} |")
         lines.append("")
     return "\n".join(lines)

@@ -481,3 +481,24 @@ def test_the_intervals_of_an_ablation_are_the_closed_form_at_the_corrected_level
         level = 1 - 0.05 / 3
         assert (r.difference.ci_low, r.difference.ci_high) == pytest.approx(_t_interval(v, BASE, level))
     assert [r.p_adjusted for r in results] == pytest.approx([min(1.0, 3 * x) for x in p])
+
+
+def test_an_ablation_of_the_preprocessing_runs_each_value_on_its_own_preprocessed_data():
+    recipe = {
+        **IRIS,
+        "methods": [],
+        "ablation": {"values": {"preprocess.scaling": ["none", "minmax"]}, "remove_regularizers": False},
+    }
+    seen = {}
+
+    def runner(r, bundle, out):
+        seen[r.preprocess.scaling] = (float(bundle.x_train.min()), float(bundle.x_train.max()))
+        return train_run(r, bundle, out)
+
+    result = run_ablation(recipe, seeds=2, storage=memory(), runner=runner)
+    names = [v.variant.name for v in result.variants]
+    assert names == ["base", "preprocess.scaling=none", "preprocess.scaling=minmax"]
+    assert seen["minmax"] == pytest.approx((0.0, 1.0))  # min-max scaled on train
+    assert seen["none"][1] > 7  # raw iris: sepal lengths up to 7.9 cm
+    assert seen["standard"][0] < -1  # the base: standardized
+    assert all(v.verdict for v in result.variants[1:]) and result.variants[1].difference is not None

@@ -362,3 +362,24 @@ def test_two_local_workers_share_one_sqlite_study_exactly(where, capfd):
     assert workers and all(not w.endswith(f":{os.getpid()}") for w in workers)  # ran in the workers
     assert len({t.params["optimizer.lr"] for t in complete}) == 16  # no trial ran twice
     assert "warning" not in capfd.readouterr().err
+
+
+def test_a_search_over_the_preprocessing_gives_each_trial_its_own_preprocessed_data(where, monkeypatch):
+    recipe = {
+        **IRIS,
+        "search": {"preprocess.scaling": {"type": "categorical", "choices": ["none", "minmax", "standard"]}},
+    }
+    seen = []
+    real_fit = tunelab.train.fit
+
+    def spy(r, *a, data=None, **k):
+        seen.append((r.preprocess.scaling, float(data.x_train.max())))
+        return real_fit(r, *a, data=data, **k)
+
+    monkeypatch.setattr(tunelab.train, "fit", spy)
+    r = run_search(recipe, trials=4, final_seeds=0, study_name="pre", sampler="random", **where)
+    assert r.counts() == {"COMPLETE": 4}
+    assert [s for s, _ in seen] == [t.params["preprocess.scaling"] for t in r.trials]
+    assert len({s for s, _ in seen}) > 1  # (seed 0 of the random sampler draws several)
+    for scaling, top in seen:
+        assert (scaling == "minmax") == (top == pytest.approx(1.0)) and (scaling != "none" or top > 7)

@@ -427,6 +427,10 @@ def _check_variant(
         raise RecipeError(path, given, "is the base recipe's own setting; the base is already a variant")
 
 
+def _preprocess_key(r: Recipe) -> str:
+    return json.dumps(dataclasses.asdict(r.preprocess), sort_keys=True)
+
+
 def _fingerprint_of(raw: Mapping[str, Any]) -> str:
     return json.dumps(study_identity(raw), sort_keys=True, default=str)
 
@@ -561,7 +565,21 @@ def run_ablation(
     runner = runner or train_run
     bundle = load_bundle(base, data)
     monitor, metric, mode = resolve_monitor(base, bundle.task)
-    select_data = selection_bundle(bundle)
+    bundles = {_preprocess_key(base): bundle}
+
+    def data_for(r: Recipe, phase: str) -> DataBundle:
+        # A variant of the preprocessing (preprocess.scaling: [none, minmax]) gets the same split
+        # preprocessed its own way; every other variant shares the base's bundle.
+        key = _preprocess_key(r)
+        if key not in bundles:
+            if isinstance(data, DataBundle):
+                raise RecipeError(
+                    "ablation.values", key, "varies the preprocessing, which needs raw data: pass arrays "
+                    "(x, y) or the recipe's data, not a preprocessed DataBundle",
+                )  # fmt: skip
+            bundles[key] = load_bundle(r, data)
+        return bundles[key] if phase == "test" else selection_bundle(bundles[key])
+
     first = base.train.seed
     seed_list = tuple(first + i for i in range(seeds))
     name = study_name or f"ablate-{base.data.name}-{base.model.name}"
@@ -585,7 +603,7 @@ def run_ablation(
             out = None
             if phase == "test" and out_dir is not None:
                 out = Path(out_dir) / _slug(variant.name) / f"seed-{seed}"
-            o = runner(r, bundle if phase == "test" else select_data, out)
+            o = runner(r, data_for(r, phase), out)
             value = o.val.get(metric)
             attrs = {
                 "variant": variant.name,

@@ -340,12 +340,14 @@ class TrialRunner:
         self.report_metric = config.objectives[0].name if single else None
 
     def _bundle(self, recipe: Recipe) -> Any:
-        # Trials share one DataBundle per data section: loading and splitting once per worker.
+        # Trials share one DataBundle per data and preprocess sections: loading, splitting and
+        # preprocessing once per worker (a searched preprocess.* setting gets one per value).
         from tunelab.data import load_data
 
-        key = yaml.safe_dump(recipe.to_dict()["data"], sort_keys=True)
+        d = recipe.to_dict()
+        key = yaml.safe_dump({"data": d["data"], "preprocess": d["preprocess"]}, sort_keys=True)
         if key not in self._data:
-            self._data[key] = load_data(recipe.data)
+            self._data[key] = load_data(recipe.data, recipe.preprocess)
         return self._data[key]
 
     def __call__(self, trial: optuna.trial.Trial) -> float | list[float]:

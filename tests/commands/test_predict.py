@@ -105,3 +105,39 @@ def test_wrong_shape_npz_and_bad_arguments(digits_run, tmp_path, capsys):
     assert "--batch-size: got 0; must be >= 1" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "no-run"), str(tmp_path / "x.npz")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_mixed_csv_trains_from_the_command_line_and_predicts_its_raw_rows(mixed_csv, tmp_path, capsys):
+    # The default recipe: only the file and its target. Text, missing cells, an id, a copy.
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"data: {{name: csv, path: '{mixed_csv}', target: label}}\ntrain: {{efficiency: false}}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(run)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "preprocess: rows: 2 of 243 dropped (target label missing)" in printed
+    assert "dropped columns: id (ID-like: a different text on every row); site (constant" in printed
+    assert (
+        "imputed: x1 (" in printed
+        and "colour (" in printed
+        and "encoded: colour (onehot, 4 categories" in printed
+    )
+    assert re.search(r"duplicate rows: 1 (within|test~|val~)[^;]*; dropped", printed)
+
+    # The raw rows of its test split, as a user's file (empty cells where values are missing).
+    from tunelab.data import load_data
+    from tunelab.recipe import load_recipe
+
+    r = load_recipe(run / "recipe.yaml")
+    pool = load_data(r.data, r.preprocess, keep_raw=True)
+    columns = pool.feature_names
+    lines = [",".join(columns)] + [",".join("" if v is None else v for v in row) for row in pool.raw.x_test]
+    new = tmp_path / "new.csv"
+    new.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run), str(new), "--out", str(out)]) == 0
+    labels = np.asarray(json.loads((run / "data.json").read_text())["label_values"])[pool.raw.y_test]
+    predicted = np.array([row["prediction"] for row in read_csv(out)])
+    assert float(np.mean(predicted == labels)) == result(run)["test"]["accuracy"]

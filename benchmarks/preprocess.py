@@ -148,8 +148,9 @@ def penguins(seeds: int) -> None:
         r = tunelab_run(s, [])
         rows.append((s, logistic_accuracy(frame, train, test), hgb_accuracy(frame, train, test, s), r))
         print(
-            f"seed {s}: logistic {rows[-1][1]:.4f}  hgb {rows[-1][2]:.4f}  tunelab mlp {r.test['accuracy']:.4f} "
-            f"(val {r.val['accuracy']:.4f}, {r.epochs} epochs, best {r.best_epoch})",
+            f"seed {s}: logistic {rows[-1][1]:.4f}  hgb {rows[-1][2]:.4f}  "
+            f"tunelab mlp {r.test['accuracy']:.4f} (val {r.val['accuracy']:.4f}, {r.epochs} epochs, "
+            f"best {r.best_epoch})",
             flush=True,
         )
     logistic = statistics.mean(r[1] for r in rows)
@@ -211,9 +212,9 @@ def ablation(seeds: int) -> None:
                 diff = f"  vs base {d.mean:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]  {v.verdict}"
             print(f"  {v.variant.name:28s} {mean}{diff}")
         if result.test is not None:
-            print(
-                f"  test (best on val: {result.best}): {result.test.to_dict() if hasattr(result.test, 'to_dict') else result.test}"
-            )
+            t = result.test
+            best = f", {result.best} {t.best.mean:.4f}" if t.best is not None else ""
+            print(f"  test {t.metric} (read once, after the choice): base {t.base.mean:.4f}{best}")
 
 
 def main() -> None:

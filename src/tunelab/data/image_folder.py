@@ -16,7 +16,7 @@ Decoding happens once: the images are stored as ``uint8 [N, C, H, W]`` under
 ``tunelab.data.builtin.cache_dir()``, keyed by the folder, every file's name, size and
 modification time, the target size and the colour mode; any change to the folder decodes it
 again. Pixel values reach the model as float32 in [0, 1] (then standardized per channel on train,
-as every dataset is, unless ``data.standardize: false``).
+as every dataset is, unless ``preprocess.scaling`` says otherwise: minmax or none).
 
 Files that Pillow cannot read are reported together, by name, in one ``DataError``. Pillow is
 imported when the dataset is loaded, not before.

@@ -74,3 +74,44 @@ def test_the_torch_layer_computes_what_the_numpy_path_does():
     np.testing.assert_allclose(layer(torch.from_numpy(x)).numpy(), pre.transform(x), rtol=0, atol=1e-5)
     step = Standardize("per_feature", (1.0,), (4.0,))
     assert StandardizeLayer(step)(torch.tensor([[9.0]])).item() == 2.0
+
+
+def test_per_channel_statistics_are_scikit_learns_on_the_channels():
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(50, 3, 4, 4)) * np.array([2.0, 5.0, 0.5])[:, None, None] + 7).astype(np.float32)
+    flat = x.transpose(0, 2, 3, 1).reshape(-1, 3).astype(np.float64)  # [N * H * W, C]
+    (std,) = Preprocessing.fit(x).x
+    ref = StandardScaler().fit(flat)
+    np.testing.assert_allclose(std.mean, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(std.std, ref.scale_, rtol=1e-12)
+    (mm,) = Preprocessing.fit(x, spec=PreprocessSpec(scaling="minmax", minmax_range=(-1.0, 1.0))).x
+    ref = MinMaxScaler(feature_range=(-1, 1)).fit(flat)
+    np.testing.assert_allclose(mm.scale, ref.scale_, rtol=1e-12)
+    np.testing.assert_allclose(mm.min, ref.min_, rtol=1e-12)
+    scaled = Preprocessing.fit(x, spec=PreprocessSpec(scaling="minmax")).transform(x)
+    assert scaled.min() == pytest.approx(0.0, abs=1e-6) and scaled.max() == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(DataError, match="preprocess.scaling: robust scales table columns"):
+        Preprocessing.fit(x, spec=PreprocessSpec(scaling="robust"))
+    with pytest.raises(DataError, match="preprocess.outliers: quantile clips table columns"):
+        Preprocessing.fit(x, spec=PreprocessSpec(outliers="quantile"))
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "robust", "none"])
+def test_the_table_layer_computes_what_the_numpy_path_does(scaling):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 4, size=(200, 3))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    spec = PreprocessSpec(scaling=scaling, outliers="quantile", missing_indicator=True)
+    pre = Preprocessing.fit(x, spec=spec)
+    got = pre.layers(2)(torch.from_numpy(x).float()).numpy()
+    np.testing.assert_allclose(got, pre.transform(x), rtol=1e-5, atol=1e-5)
+    assert got.shape == (200, 6)  # three columns and their missing indicators
+
+
+def test_text_columns_have_no_torch_layer():
+    cells = np.array([["a", "1"], ["b", "2"], ["a", "3"], ["b", "4"]], dtype=object)
+    pre = Preprocessing.fit(cells, names=["c", "v"], text=True)
+    with pytest.raises(DataError, match="encodes the text columns c, which a tensor cannot carry"):
+        pre.layers(2)

@@ -174,7 +174,8 @@ class DataBundle:
     def unscale_y(self, t: Tensor) -> Tensor:
         """Regression predictions ``[N, T]`` back to the targets' original units.
 
-        The identity when targets were not standardized (classification, or ``preprocess.target_scaling: none``).
+        The identity when targets were not standardized (classification, or
+        ``preprocess.target_scaling: none``).
 
         >>> b = DataBundle(*(torch.zeros(2, 1), torch.zeros(2, 1)) * 3, task="regression",
         ...                input_shape=(1,), num_outputs=1, num_classes=None,

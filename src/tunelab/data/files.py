@@ -398,16 +398,8 @@ def csv_file(
     cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
     index = {h: j for j, h in enumerate(header)}
     x = _cells(cols, [index[f] for f in features])
-    y_text = [c.strip() for c in cols[index[target]]]
-    # A row without a target cannot train or score: dropped and counted (the run's info says so).
-    known = np.array([not _missing_label(c) for c in y_text])
-    if not known.any():
-        raise DataError(f"{p}: the target column {target!r} is empty or missing on every row")
-    x, y_text, lines = (
-        x[known],
-        [c for c, k in zip(y_text, known, strict=True) if k],
-        list(np.asarray(lines)[known]),
-    )
+    known, y_text = _known_targets(p, target, [c.strip() for c in cols[index[target]]])
+    x, lines = x[known], list(np.asarray(lines)[known])
     numeric = all(_is_number(c) for c in y_text)
     if task == "regression" and not numeric:
         i = next(i for i, c in enumerate(y_text) if not _is_number(c))
@@ -424,6 +416,15 @@ def csv_file(
     if raw.task == "regression":
         raw.meta["targets"] = [target]
     return raw
+
+
+def _known_targets(p: Path, target: str, y_text: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Which rows have a target, and those targets: a row without one cannot train or score, so
+    it is dropped (and counted in the run's info)."""
+    known = np.array([not _missing_label(c) for c in y_text])
+    if not known.any():
+        raise DataError(f"{p}: the target column {target!r} is empty or missing on every row")
+    return known, [c for c, k in zip(y_text, known, strict=True) if k]
 
 
 def _missing_label(cell: str) -> bool:

@@ -92,9 +92,9 @@ def test_per_channel_statistics_are_scikit_learns_on_the_channels():
     np.testing.assert_allclose(mm.min, ref.min_, rtol=1e-12)
     scaled = Preprocessing.fit(x, spec=PreprocessSpec(scaling="minmax")).transform(x)
     assert scaled.min() == pytest.approx(0.0, abs=1e-6) and scaled.max() == pytest.approx(1.0, abs=1e-6)
-    with pytest.raises(DataError, match="preprocess.scaling: robust scales table columns"):
+    with pytest.raises(DataError, match=r"preprocess\.scaling: robust scales table columns"):
         Preprocessing.fit(x, spec=PreprocessSpec(scaling="robust"))
-    with pytest.raises(DataError, match="preprocess.outliers: quantile clips table columns"):
+    with pytest.raises(DataError, match=r"preprocess\.outliers: quantile clips table columns"):
         Preprocessing.fit(x, spec=PreprocessSpec(outliers="quantile"))
 
 

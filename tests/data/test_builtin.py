@@ -14,6 +14,7 @@ from sklearn import datasets as skd
 
 from tunelab.data import DATASETS, builtin, load_data
 from tunelab.errors import RecipeError
+from tunelab.recipe import load_recipe
 from tunelab.spec import DataSpec
 
 
@@ -245,3 +246,16 @@ def test_dataset_contract(name: str) -> None:
     json.dumps(b.preprocessing.to_json())
     json.dumps(b.card())  # a run's data.json
     assert b.name == name
+
+
+def test_penguins_reads_through_the_csv_loader_and_counts_the_rows_without_sex():
+    b = load_data(DataSpec(name="penguins"))
+    assert b.class_names == ["female", "male"] and sum(b.summary()["sizes"].values()) == 333
+    assert b.report["rows"] == {"read": 344, "dropped_missing_target": 11, "target": "sex"}
+    assert set(b.report["encoded"]) == {"species", "island", "year"}  # text, and 3 years
+    card = b.card()
+    assert card["dataset"]["loader"] == "penguins" and card["table"] and card["target_column"] == "sex"
+    species = load_data(DataSpec(name="penguins", params={"target": "species"}))
+    assert species.class_names == ["Adelie", "Chinstrap", "Gentoo"]
+    with pytest.raises(RecipeError, match=r'data\.target: got \'sexx\'.*did you mean "sex"'):
+        load_recipe({"data": {"name": "penguins", "target": "sexx"}})

@@ -64,7 +64,13 @@ def test_csv_classification_round_trip(tmp_path: Path) -> None:
     assert decoded == labels
     assert raw.name == "d"
 
-    b = load_data(DataSpec(name="csv", params={"path": path, "target": "species"}, test_fraction=0.25))
+    spec = DataSpec(name="csv", params={"path": path, "target": "species"}, test_fraction=0.25)
+    b = load_data(spec)
+    # height is 0, 1, 2, ...: a different integer on every row, which reads as a row number.
+    assert b.report["dropped_columns"] == {
+        "height": "ID-like: a different integer on every row, densely numbered"
+    }
+    b = load_data(spec, PreprocessSpec(numeric=["height"]))  # unless the recipe says otherwise
     assert b.task == "classification" and b.num_classes == 4 and b.input_shape == (2,)
     assert sum(b.summary()["sizes"].values()) == 30
 
@@ -181,7 +187,7 @@ def test_csv_text_features_and_missing_cells_are_read_as_cells(tmp_path: Path) -
 
 
 def test_csv_a_non_numeric_cell_in_a_numeric_column_is_named(tmp_path: Path) -> None:
-    rows = "".join(f"{i},{i % 2}\n" for i in range(30))
+    rows = "".join(f"{i * 7},{i % 2}\n" for i in range(30))
     path = write(tmp_path, f"a,y\n{rows}")
     assert load_data(DataSpec(name="csv", params={"path": path, "target": "y"})).input_shape == (1,)
     bad = write(tmp_path, f"a,y\n{rows}oops,1\n", name="bad.csv")

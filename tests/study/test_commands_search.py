@@ -12,7 +12,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tunelab.cli import main
-from tunelab.study.search import prepare_search
+from tunelab.study.search.run import prepare_search
 
 RECIPE = {
     "data": {"name": "iris"},

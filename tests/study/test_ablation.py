@@ -9,17 +9,16 @@ import pytest
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.recipe import load_recipe
 from tunelab.study.ablation import (
-    RunOutcome,
     Variant,
     analyze,
     check_ablation,
     run_ablation,
-    train_run,
     variant_recipe,
     variants,
 )
 from tunelab.study.comparisons import holm
 from tunelab.study.runstore import StoredRun
+from tunelab.study.scaffold import RunOutcome, train_run
 
 IRIS = {
     "data": {"name": "iris"},

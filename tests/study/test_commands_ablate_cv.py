@@ -96,7 +96,7 @@ class Planted:
             0, 0.004
         )
         value = 0.9 + 0.01 * math.sin(seed) + noise - 0.3 * slow
-        from tunelab.study.ablation import RunOutcome
+        from tunelab.study.scaffold import RunOutcome
 
         return RunOutcome("completed", {"accuracy": value}, {"accuracy": value})
 
@@ -251,7 +251,8 @@ def test_one_seed_renders_no_interval_and_says_why():
 
     from tunelab.recipe import load_recipe
     from tunelab.report.study import print_ablation
-    from tunelab.study.ablation import RunOutcome, run_ablation
+    from tunelab.study.ablation import run_ablation
+    from tunelab.study.scaffold import RunOutcome
 
     def runner(recipe, bundle, out):  # a scripted objective: the variants differ by a known amount
         value = 0.9 - 0.05 * (recipe.method("l2") is None)
@@ -272,7 +273,7 @@ def test_one_seed_renders_no_interval_and_says_why():
 
 def test_cv_exits_1_when_the_final_retrain_fails(recipe, storage, capsys, monkeypatch):
     from tunelab.study import cv
-    from tunelab.study.ablation import RunOutcome
+    from tunelab.study.scaffold import RunOutcome
 
     def runner(recipe, bundle, out):  # folds finish; the final retrain (real test split) diverges
         if bundle.x_test is bundle.x_val:

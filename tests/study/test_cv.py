@@ -9,8 +9,8 @@ from scipy import stats
 from tunelab.data import load_data
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import load_recipe
-from tunelab.study.ablation import RunOutcome, train_run
 from tunelab.study.cv import CVValue, fold_bundle, fold_indices, parse_param, run_cv, select_value
+from tunelab.study.scaffold import RunOutcome, train_run
 from tunelab.study.stats import summarize
 
 IRIS = {

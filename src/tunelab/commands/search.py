@@ -92,13 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_show_command)
 
 
-def _quiet_optuna() -> None:
-    import optuna
-
-    # tunelab prints one line per trial itself; Optuna's INFO lines would double them.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 def _print_trial(trial: Any, objectives: list[str]) -> None:
     from tunelab.report.search import trial_line
 
@@ -109,7 +102,6 @@ def run_search_command(args: argparse.Namespace) -> int:
     from tunelab.report.search import print_search
     from tunelab.study.search.run import run_search
 
-    _quiet_optuna()
     objective = ",".join(args.objective) if args.objective else None
     quiet = args.quiet or args.json
     result = run_search(
@@ -146,7 +138,6 @@ def run_search_command(args: argparse.Namespace) -> int:
 def run_worker_command(args: argparse.Namespace) -> int:
     from tunelab.study.search.workers import run_worker
 
-    _quiet_optuna()
     if args.threads is not None and args.threads < 1:
         from tunelab.errors import RecipeError
 

@@ -41,7 +41,6 @@ stopped; widened (more seeds, another value), it reuses the runs it has.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -55,19 +54,25 @@ from tunelab.data import DataBundle
 from tunelab.errors import RecipeError, TunelabError, did_you_mean
 from tunelab.methods import METHODS
 from tunelab.recipe import Recipe, load_recipe
-from tunelab.spec import monitor_mode, resolve_auto_monitor
 from tunelab.study.comparisons import CORRECTIONS, compare_with_reference, describe_intervals, verdict
-from tunelab.study.runstore import RunStore, StoredRun
+from tunelab.study.runstore import StoredRun
+from tunelab.study.scaffold import (
+    Runner,
+    StudyRuns,
+    compared_metric,
+    override_text,
+    study_fingerprint,
+    study_free_raw,
+    study_recipe,
+    train_run,
+    value_label,
+)
 from tunelab.study.stats import PairedDifference, Summary, paired_difference, summarize
 from tunelab.train import load_bundle
 
 VariantKind = Literal["base", "remove", "regularizer", "add", "value"]
 Outcome = Literal["helped", "hurt", "no detectable difference", "needs ≥ 2 seeds", "reference", "failed"]
 
-# Fields that do not change what is learned or measured: two recipes differing only here share
-# their runs. The thread count is not one of them: it changes the order of float sums, and that
-# was seen to flip a val prediction of a digits MLP.
-_NO_EFFECT = {("train", "tensorboard"), ("train", "efficiency")}
 # Paths an ablation value may not vary: the data (and its split) must be the same for every
 # variant, or the runs are no longer paired; the seeds are the pairing itself.
 _FORBIDDEN_PREFIXES = ("data", "train.seed", "ablation", "search")
@@ -92,30 +97,6 @@ class Variant:
     @property
     def is_base(self) -> bool:
         return self.kind == "base"
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What one training run gives an ablation or a cross-validation (what a ``runner`` returns).
-
-    ``val`` / ``test``: the scalar metrics of the evaluated weights (``test`` is ignored for
-    selection runs, whose bundle holds no test split).
-    """
-
-    status: str
-    val: dict[str, float]
-    test: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    epochs: int = 0
-    message: str = ""
-    run_dir: str | None = None
-    # What the evaluated model costs in size: a method's price beside its effect (pruning,
-    # quantization, width). No timing: latency would cost seconds per run and add noise.
-    size: dict[str, int] = field(default_factory=dict)  # params, nonzero, size_bytes
-
-
-# runner(recipe, bundle, out) -> RunOutcome; the default trains with tunelab.fit.
-Runner = Callable[[Recipe, DataBundle, "str | Path | None"], RunOutcome]
 
 
 @dataclass(frozen=True)
@@ -294,35 +275,6 @@ class AblationResult:
 # --- variants ----------------------------------------------------------------------------------
 
 
-def override_text(path: str, value: Any) -> str:
-    """``path=value`` as ``--set`` reads it.
-
-    >>> override_text("model.hidden", [8]), override_text("optimizer.name", "sgd")
-    ('model.hidden=[8]', 'optimizer.name="sgd"')
-    """
-    # JSON is valid YAML: the override reads back as exactly this value (a string stays a string).
-    return f"{path}={json.dumps(value)}"
-
-
-def value_label(value: Any) -> str:
-    """How a value appears in a variant name: 0.01, false, adamw, [64, 64], {decay: 0.99}."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {value_label(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
-def study_free_raw(recipe: Recipe) -> dict[str, Any]:
-    """The resolved recipe as plain data, without its ``ablation:`` and ``search:`` sections."""
-    # Variants are plain recipes: without the ablation (and search) sections, a variant that adds
-    # a method of ablation.add is not rejected for naming it twice.
-    raw = recipe.to_dict()
-    raw.pop("ablation", None)
-    raw.pop("search", None)
-    return raw
-
-
 def variants(recipe: Recipe) -> list[Variant]:
     """The base and every variant the recipe's methods, model and ``ablation:`` section call for.
 
@@ -377,7 +329,7 @@ def check_ablation(recipe: Recipe) -> None:
     """
     spec = recipe.ablation
     base_raw = study_free_raw(recipe)
-    base_key = _fingerprint_of(base_raw)
+    base_key = study_fingerprint(base_raw)
     seen: set[str] = set()
     for i, item in enumerate(spec.add):
         path = f"ablation.add[{i}]"
@@ -423,69 +375,14 @@ def _check_variant(
         r = load_recipe(base_raw, overrides)
     except RecipeError as e:
         raise RecipeError(path, given, f"does not make a valid recipe: {e}") from None
-    if _fingerprint_of(r.to_dict()) == base_key:
+    if study_fingerprint(r.to_dict()) == base_key:
         raise RecipeError(path, given, "is the base recipe's own setting; the base is already a variant")
-
-
-def _fingerprint_of(raw: Mapping[str, Any]) -> str:
-    return json.dumps(study_identity(raw), sort_keys=True, default=str)
-
-
-def study_identity(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a resolved recipe dict that change a run's result (what a stored study keys on)."""
-    out = {k: v for k, v in raw.items() if k not in ("ablation", "search")}
-    out["train"] = {k: v for k, v in raw.get("train", {}).items() if ("train", k) not in _NO_EFFECT}
-    return out
 
 
 # --- running -----------------------------------------------------------------------------------
 
 
-def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    # Only the scalar metrics: the per-class report and the confusion matrix stay in run directories.
-    return {
-        k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-
-
 SIZE_KEYS = ("params", "nonzero", "size_bytes")
-
-
-def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None) -> RunOutcome:
-    """The default runner: ``tunelab.fit`` on ``bundle`` (a run directory only when ``out`` is given).
-
-    >>> from tunelab.recipe import load_recipe  # doctest: +SKIP
-    >>> r = load_recipe({"data": {"name": "iris"}, "train": {"epochs": 2}})  # doctest: +SKIP
-    >>> train_run(r, load_data(r.data)).status  # doctest: +SKIP
-    'completed'
-    """
-    from tunelab.metrics.efficiency import count_parameters, model_size_bytes
-    from tunelab.train import fit
-
-    result = fit(recipe, data=bundle, save=out is not None, out=out)
-    size = {}
-    if result.model is not None:
-        counts = count_parameters(result.model)
-        size = {"params": counts["params"], "nonzero": counts["nonzero"]}
-        size["size_bytes"] = model_size_bytes(result.model)
-    return RunOutcome(
-        status=result.status,
-        val=_scalars(result.val),
-        test=_scalars(result.test),
-        seconds=result.train_seconds,
-        epochs=result.epochs,
-        message=result.message,
-        run_dir=result.run_dir,
-        size=size,
-    )
-
-
-def resolve_monitor(recipe: Recipe, task: str) -> tuple[str, str, Literal["max", "min"]]:
-    """(monitor, val metric compared, mode). A ``train.loss`` monitor is compared on ``val.loss``:
-    a study's comparisons are always on held-out data."""
-    monitor = resolve_auto_monitor(recipe.train.monitor, task)
-    metric = monitor.split(".", 1)[1]
-    return monitor, metric, monitor_mode(monitor)
 
 
 def selection_bundle(bundle: DataBundle) -> DataBundle:
@@ -541,15 +438,8 @@ def run_ablation(
     >>> d = res.variant("-l2").difference  # doctest: +SKIP
     >>> d.estimate, d.ci_low, d.ci_high, res.variant("-l2").outcome, res.best  # doctest: +SKIP
     """
-    base = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
-    if seeds < 1:
-        raise TunelabError(f"--seeds {seeds}: must be at least 1 (5 or more to detect small effects)")
-    if test not in ("t", "wilcoxon"):
-        raise TunelabError(f"--test {test}: must be t or wilcoxon")
-    if not 0 < alpha < 1:
-        raise TunelabError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
-    if correction not in CORRECTIONS:
-        raise TunelabError(f"--correction {correction}: must be {' or '.join(CORRECTIONS)}")
+    base = study_recipe(recipe, overrides)
+    _check_options(seeds, test, alpha, correction)
     check_ablation(base)
     arms = variants(base)
     if len(arms) == 1:
@@ -558,80 +448,96 @@ def run_ablation(
             "`ablation:` section; add candidates, e.g. ablation: {add: [{name: ema}], values: "
             "{optimizer.lr: [0.01, 0.001]}}"
         )
-    runner = runner or train_run
     bundle = load_bundle(base, data)
-    monitor, metric, mode = resolve_monitor(base, bundle.task)
-    select_data = selection_bundle(bundle)
-    first = base.train.seed
-    seed_list = tuple(first + i for i in range(seeds))
-    name = study_name or f"ablate-{base.data.name}-{base.model.name}"
-    identity = study_identity(study_free_raw(base))
-    # Each run's key holds its own seed, so the base seed only says which runs to take: a study
-    # started at train.seed=0 serves --set train.seed=2 with the seeds they share.
-    identity["train"] = {k: v for k, v in identity["train"].items() if k != "seed"}
-    identity["study"] = {"monitor": monitor}
-    store = RunStore(
-        storage, name, kind="ablation", recipe=identity, direction="maximize" if mode == "max" else "minimize"
+    metric = compared_metric(base, bundle.task)
+    study = StudyRuns(
+        base,
+        kind="ablation",
+        storage=storage,
+        study_name=study_name or f"ablate-{base.data.name}-{base.model.name}",
+        metric=metric,
+        runner=runner or train_run,
+        study={"monitor": metric.monitor},
+        seed_in_keys=True,
     )
-    # Latency measurement and TensorBoard files cost seconds per run and change no metric compared.
-    quiet = ("train.efficiency=false", "train.tensorboard=false")
-    counts = {"computed": 0, "reused": 0}
+    select_data = selection_bundle(bundle)
+    seed_list = tuple(base.train.seed + i for i in range(seeds))
 
     def one(variant: Variant, seed: int, phase: Literal["select", "test"]) -> StoredRun:
-        key = {"phase": phase, "overrides": list(variant.overrides), "seed": seed}
-
-        def compute() -> tuple[str, float | None, dict[str, Any]]:
-            r = variant_recipe(base, variant, [f"train.seed={seed}", *quiet])
-            out = None
-            if phase == "test" and out_dir is not None:
-                out = Path(out_dir) / _slug(variant.name) / f"seed-{seed}"
-            o = runner(r, bundle if phase == "test" else select_data, out)
-            value = o.val.get(metric)
-            attrs = {
-                "variant": variant.name,
-                "seed": seed,
-                "phase": phase,
-                "val": o.val,
-                "seconds": o.seconds,
-                "epochs": o.epochs,
-                "message": o.message,
-                **o.size,
-            }
-            if phase == "test":  # selection runs hold val in their test slot: nothing to keep
-                attrs["test"] = o.test
-                attrs["run_dir"] = o.run_dir
-            return o.status, value, attrs
-
-        run = store.run(key, compute)
-        counts["reused" if run.cached else "computed"] += 1
-        if on_run is not None and not run.cached:
-            test_value = (run.attrs.get("test") or {}).get(metric) if phase == "test" else None
-            on_run(
-                RunRecord(variant.name, seed, phase, run.status, run.value, test_value,
-                          float(run.attrs.get("seconds", 0.0)), run.cached)
-            )  # fmt: skip
-        return run
+        data_ = bundle if phase == "test" else select_data
+        return _one_run(study, variant, seed, phase, data_, out_dir, on_run)
 
     # Seed by seed, every variant: an interrupted study already holds complete pairs.
-    runs: dict[tuple[str, int], StoredRun] = {}
-    for seed in seed_list:
-        for v in arms:
-            runs[(v.name, seed)] = one(v, seed, "select")
-
+    runs = {(v.name, seed): one(v, seed, "select") for seed in seed_list for v in arms}
     results = analyze(
-        arms, runs, seed_list, mode=mode, test=test, alpha=alpha, correction=correction, confidence=confidence
-    )
-    best = choose_best(results, mode)
-    notes: list[str] = []
+        arms, runs, seed_list, mode=metric.mode, test=test, alpha=alpha, correction=correction,
+        confidence=confidence,
+    )  # fmt: skip
+    best = choose_best(results, metric.mode)
 
     # The test split, read once the choice is made: the base and the best variant, every seed.
-    finished = [s for s in seed_list if runs[("base", s)].ok]
     chosen = [arms[0]] + ([best.variant] if best.name != "base" else [])
-    test_runs: dict[tuple[str, int], StoredRun] = {}
-    for v in chosen:
-        for s in seed_list:
-            if runs[(v.name, s)].ok:
-                test_runs[(v.name, s)] = one(v, s, "test")
+    test_runs = {(v.name, s): one(v, s, "test") for v in chosen for s in seed_list if runs[(v.name, s)].ok}
+    finished = [s for s in seed_list if runs[("base", s)].ok]
+    return AblationResult(
+        study_name=study.store.study_name,
+        storage=study.where,
+        monitor=metric.monitor,
+        mode=metric.mode,
+        seeds=seed_list,
+        test_name=test,
+        alpha=alpha,
+        confidence=confidence,
+        variants=tuple(results),
+        best=best.name,
+        test=_test_evaluation(metric.metric, best.name, test_runs, finished, confidence, test),
+        runs_computed=study.computed,
+        runs_reused=study.reused,
+        notes=tuple(_reproducibility_notes(runs, test_runs)),
+        correction=correction,
+    )
+
+
+def _check_options(seeds: int, test: str, alpha: float, correction: str) -> None:
+    if seeds < 1:
+        raise TunelabError(f"--seeds {seeds}: must be at least 1 (5 or more to detect small effects)")
+    if test not in ("t", "wilcoxon"):
+        raise TunelabError(f"--test {test}: must be t or wilcoxon")
+    if not 0 < alpha < 1:
+        raise TunelabError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
+    if correction not in CORRECTIONS:
+        raise TunelabError(f"--correction {correction}: must be {' or '.join(CORRECTIONS)}")
+
+
+def _one_run(
+    study: StudyRuns,
+    variant: Variant,
+    seed: int,
+    phase: Literal["select", "test"],
+    bundle: DataBundle,
+    out_dir: str | Path | None,
+    on_run: Callable[[RunRecord], None] | None,
+) -> StoredRun:
+    """One (variant, seed) run of ``phase``: read back, or trained now and reported to ``on_run``."""
+    key = {"phase": phase, "overrides": list(variant.overrides), "seed": seed}
+    out = None
+    if phase == "test" and out_dir is not None:
+        out = Path(out_dir) / _slug(variant.name) / f"seed-{seed}"
+    attrs = {"variant": variant.name, "seed": seed, "phase": phase}
+    overrides = [*variant.overrides, f"train.seed={seed}"]
+    run = study.run(key, overrides, bundle, out, keep_test=phase == "test", attrs=attrs)
+    if on_run is not None and not run.cached:
+        test_value = (run.attrs.get("test") or {}).get(study.metric.metric) if phase == "test" else None
+        seconds = float(run.attrs.get("seconds", 0.0))
+        on_run(RunRecord(variant.name, seed, phase, run.status, run.value, test_value, seconds, run.cached))
+    return run
+
+
+def _reproducibility_notes(
+    runs: Mapping[tuple[str, int], StoredRun], test_runs: Mapping[tuple[str, int], StoredRun]
+) -> list[str]:
+    """A note for each retrain for the test split whose val score differs from its selection run's."""
+    notes = []
     for (vname, s), tr in test_runs.items():
         sel = runs[(vname, s)]
         if tr.ok and sel.value is not None and not math.isclose(tr.value or 0.0, sel.value, rel_tol=1e-6):
@@ -639,24 +545,7 @@ def run_ablation(
                 f"{vname} seed {s}: the retrain for the test split scored val {tr.value:.6g}, not "
                 f"{sel.value:.6g}; training is not bit-reproducible on this device"
             )
-    test_eval = _test_evaluation(metric, best.name, test_runs, finished, confidence, test)
-    return AblationResult(
-        study_name=name,
-        storage=store.where,
-        monitor=monitor,
-        mode=mode,
-        seeds=seed_list,
-        test_name=test,
-        alpha=alpha,
-        confidence=confidence,
-        variants=tuple(results),
-        best=best.name,
-        test=test_eval,
-        runs_computed=counts["computed"],
-        runs_reused=counts["reused"],
-        notes=tuple(notes),
-        correction=correction,
-    )
+    return notes
 
 
 # --- analysis (pure: runs in, report data out) ---------------------------------------------------
@@ -778,7 +667,6 @@ def _test_evaluation(
 
 __all__ = [
     "AblationResult",
-    "RunOutcome",
     "RunRecord",
     "TestEvaluation",
     "Variant",
@@ -786,11 +674,7 @@ __all__ = [
     "analyze",
     "check_ablation",
     "choose_best",
-    "override_text",
     "run_ablation",
-    "study_free_raw",
-    "train_run",
-    "value_label",
     "variant_recipe",
     "variants",
 ]

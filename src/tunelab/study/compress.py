@@ -46,6 +46,7 @@ from tunelab.errors import ModelError, TunelabError
 from tunelab.io import atomic_write_text, finite
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
 from tunelab.recipe import Recipe
+from tunelab.study.scaffold import compared_metric
 
 __all__ = [
     "CompressResult",
@@ -308,7 +309,6 @@ def compress_run(
     >>> res = compress_run("runs/demo", sparsities=[0.9], seeds=3)  # doctest: +SKIP
     >>> [(r.name, r.nonzero_params, r.val["accuracy"], r.pareto) for r in res.rows]  # doctest: +SKIP
     """
-    from tunelab.spec import monitor_mode
     from tunelab.train import fit, resolve_device
 
     started = time.perf_counter()
@@ -333,11 +333,8 @@ def compress_run(
     torch.set_num_threads(threads)
     device = resolve_device(recipe.train.device)
     epochs = finetune_epochs if finetune_epochs is not None else max(1, round(recipe.train.epochs / 4))
-    monitor = recipe.train.monitor
-    if monitor == "auto":
-        monitor = "val.accuracy" if data.task == "classification" else "val.loss"
-    metric = monitor.split(".", 1)[1]
-    mode = monitor_mode(monitor)
+    compared = compared_metric(recipe, data.task)
+    metric, mode = compared.metric, compared.mode
     dense = dense.to(device)
     bundle = data.to(device)
     gen = torch.Generator().manual_seed(0)  # inputs for tracing and timing: never the global RNG

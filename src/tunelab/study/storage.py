@@ -24,13 +24,18 @@ A password never shows: every message, table, JSON field and file shows the URL 
 ``--storage``, or leave the password out of the URL and let the driver read ``PGPASSWORD`` or
 ``~/.pgpass``. Local workers get the URL through ``TUNELAB_STORAGE``, never on their command line.
 The storage stays readable by ``optuna-dashboard URL``: it is Optuna's own RDB schema, and
-tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker).
+tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker),
+and every study it makes records its kind (``KIND_ATTR``: search, ablation, cv).
+Optuna's own log lines are off while tunelab works on a study (``optuna_quiet``): it reports
+studies and trials itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +56,22 @@ GRACE_SECONDS = 20
 MAX_RETRY = 3  # a trial that kills its worker three times is a bug in the recipe, not bad luck
 HEARTBEAT_ENV = "TUNELAB_HEARTBEAT_SECONDS"
 GRACE_ENV = "TUNELAB_GRACE_SECONDS"
+KIND_ATTR = "tunelab_kind"  # the study user attribute every tunelab study records its kind in
+
+
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna logs only errors inside the block, and as before after it.
+
+    Optuna logs each study it creates, each trial, and a traceback for each failed trial (at
+    INFO and WARNING); tunelab reports its studies and trials itself, and keeps the messages.
+    """
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def heartbeat_settings() -> tuple[int, int]:

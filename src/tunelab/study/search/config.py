@@ -19,7 +19,6 @@ from tunelab.study.search.objectives import Objective
 from tunelab.study.search.options import Direction
 
 CONFIG_ATTR = "tunelab"  # study user attribute holding the StudyConfig
-KIND_ATTR = "tunelab_kind"  # the study type, as every tunelab study records it (search, ablation, ...)
 FINAL_ATTR = "tunelab_final"  # study user attribute holding the final runs' report
 
 

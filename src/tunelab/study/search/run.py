@@ -22,30 +22,28 @@ import yaml
 from optuna.trial import FrozenTrial
 
 from tunelab.errors import RecipeError, TunelabError
-from tunelab.io import atomic_write_text, finite
+from tunelab.io import atomic_write_text, finite, finite_scalars
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.redact import mask_url
-from tunelab.spec import resolve_auto_monitor
-from tunelab.study.search.config import CONFIG_ATTR, FINAL_ATTR, KIND_ATTR, StudyConfig
+from tunelab.study.scaffold import compared_metric
+from tunelab.study.search.config import CONFIG_ATTR, FINAL_ATTR, StudyConfig
 from tunelab.study.search.objectives import parse_objectives
 from tunelab.study.search.options import DEFAULT_FINAL_SEEDS, DEFAULT_OUT, DEFAULT_TRIALS
 from tunelab.study.search.results import Best, FinalReport, FinalRun, SearchResult, TrialRecord, select_best
 from tunelab.study.search.samplers import PRUNERS, make_pruner, make_sampler
 from tunelab.study.search.space import check_space, trial_recipe
-from tunelab.study.search.trial import finite_scalars
 from tunelab.study.search.workers import count_trials, run_local_workers, run_worker, worker_seed
-from tunelab.study.storage import heartbeat_settings, open_storage, storage_url
+from tunelab.study.storage import KIND_ATTR, heartbeat_settings, open_storage, optuna_quiet, storage_url
 
 
-def resolve_monitor(recipe: Recipe) -> str:
-    """The recipe's monitored val metric, resolving ``auto`` from the data's task (loads the data)."""
-    if recipe.train.monitor.startswith("train."):
-        return "val.loss"  # a search selects on val; train.loss is the monitor of runs without val
-    if recipe.train.monitor != "auto":
-        return recipe.train.monitor
-    from tunelab.data import load_data
+def default_objective(recipe: Recipe) -> str:
+    """The recipe's monitored metric, read on val (loads the data only to resolve ``auto``)."""
+    task = None
+    if recipe.train.monitor == "auto":
+        from tunelab.data import load_data
 
-    return resolve_auto_monitor("auto", load_data(recipe.data).task)
+        task = load_data(recipe.data).task
+    return compared_metric(recipe, task).objective
 
 
 def default_study_name(source: str | Path | Mapping[str, Any] | Recipe, recipe: Recipe) -> str:
@@ -130,7 +128,7 @@ def prepare_search(
     check_space(base)
     if trials is not None and trials < 1:
         raise RecipeError("--trials", trials, "must be >= 1")
-    objs = parse_objectives(objectives, resolve_monitor(base))
+    objs = parse_objectives(objectives, default_objective(base))
     if pruner != "none" and pruner in PRUNERS:
         if len(objs) > 1:
             raise TunelabError(
@@ -156,7 +154,8 @@ def prepare_search(
         trials=trials if trials is not None else DEFAULT_TRIALS,
         seed=base.train.seed,
     )
-    study = _open_study(open_storage(url), name, config, trials is not None)
+    with optuna_quiet():  # Optuna would log "A new study created"
+        study = _open_study(open_storage(url), name, config, trials is not None)
     existing = len(study.get_trials(deepcopy=False))
     return PreparedSearch(name, url, StudyConfig.from_attrs(study.user_attrs, name), existing)
 

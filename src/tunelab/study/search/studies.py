@@ -12,9 +12,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.errors import TunelabError, did_you_mean
 from tunelab.io import finite
 from tunelab.redact import mask_url
-from tunelab.study.search.config import FINAL_ATTR, KIND_ATTR, StudyConfig
+from tunelab.study.search.config import FINAL_ATTR, StudyConfig
 from tunelab.study.search.results import TrialRecord
-from tunelab.study.storage import open_storage, storage_url
+from tunelab.study.storage import KIND_ATTR, open_storage, storage_url
 
 
 @dataclass(frozen=True)

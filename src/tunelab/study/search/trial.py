@@ -15,10 +15,8 @@ slot) is dropped before it trains: FAIL, user attribute ``surplus``.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
-from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -26,6 +24,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tunelab.errors import RecipeError, TunelabError
+from tunelab.io import finite_scalars
 from tunelab.methods import Method, TrainState
 from tunelab.recipe import Recipe
 from tunelab.redact import redact_text
@@ -142,15 +141,6 @@ class TrialRunner:
             raise optuna.TrialPruned(f"diverged: {result.message}")
         values = [o.read(result) for o in self.config.objectives]
         return values[0] if len(values) == 1 else values
-
-
-def finite_scalars(d: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers of a metrics dict: what a trial keeps (no per-class report, no NaN)."""
-    return {
-        k: float(v)
-        for k, v in d.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
 
 
 def _past_budget(study: optuna.Study, number: int, budget: int) -> bool:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,7 @@ from tunelab.redact import mask_url
 from tunelab.study.search.config import StudyConfig
 from tunelab.study.search.samplers import make_pruner, make_sampler
 from tunelab.study.search.trial import TrialRunner
-from tunelab.study.storage import STORAGE_ENV, open_storage, storage_url
+from tunelab.study.storage import STORAGE_ENV, open_storage, optuna_quiet, storage_url
 
 # A worker waiting for the last running trials looks again this often (seconds); the heartbeat
 # grace period, not this, bounds how long a dead worker's trial goes unnoticed.
@@ -68,17 +68,6 @@ def _fail_stale(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-
-
-@contextlib.contextmanager
-def _optuna_quiet() -> Iterator[None]:
-    # Optuna logs each trial (and a traceback for each failed one); tunelab reports trials itself.
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
 
 
 def worker_seed(base: int, index: int, existing: int) -> int:
@@ -136,7 +125,7 @@ def run_worker(
     callbacks = [lambda _study, trial: on_trial(trial, names)] if on_trial is not None else None
     started = time.monotonic()
     ran = 0
-    with _optuna_quiet():
+    with optuna_quiet():
         while timeout is None or time.monotonic() - started < timeout:
             # The budget is re-read each time: `tunelab search --trials N` on a running study raises it.
             budget = StudyConfig.from_attrs(study.user_attrs, study_name).trials

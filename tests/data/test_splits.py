@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle
-from tunelab.data.splits import subsample_train
+from tunelab.data.splits import fit_standardization, subsample_train
 from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec
 
@@ -280,3 +280,36 @@ def test_train_fraction_in_a_recipe_on_digits() -> None:
     b = load_data(DataSpec(name="digits", train_fraction=0.1, params={"classes": [5, 6, 7, 8, 9]}))
     counts = b.summary()["class_counts"]["train"]
     assert sum(counts.values()) == len(b.x_train) and min(counts.values()) >= 10
+
+
+# --- standardization, the one function make_bundle and cross-validation fit -----------------------
+
+
+def test_fit_standardization_is_what_make_bundle_applies():
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=[3.0, -1.0, 7.0], scale=[2.0, 0.5, 0.0], size=(80, 3))  # the last column constant
+    y = 10.0 + 4.0 * rng.normal(size=(80, 2))
+    raw = RawData(x, y, "regression")
+    spec = DataSpec(test_fraction=0.25, val_fraction=0.2)
+    scaled = make_bundle(raw, spec)
+    plain = make_bundle(raw, dataclasses.replace(spec, standardize=False))  # the same split, unscaled
+    s = fit_standardization(plain.x_train.numpy(), plain.y_train.numpy(), "regression")
+    assert s.x_scope == "per_feature" and s.x_std[2] == 1.0  # a constant column is centred, not divided
+    assert s.to_dict()["x_mean"] == pytest.approx(scaled.preprocessing["x_mean"])
+    assert s.to_dict()["y_std"] == pytest.approx(scaled.preprocessing["y_std"])
+    for split in ("train", "val", "test"):
+        xs, ys = plain.split(split)
+        sx, sy = scaled.split(split)
+        assert s.transform(xs.numpy()) == pytest.approx(sx.numpy(), abs=1e-5)
+        assert s.transform_y(ys.numpy()) == pytest.approx(sy.numpy(), abs=1e-5)
+    assert torch.allclose(s.y_tensors()[1], scaled.y_std)
+
+
+def test_fit_standardization_off_or_for_labels_leaves_values_alone():
+    x, y = np.arange(12.0).reshape(6, 2), np.array([0, 1, 0, 1, 0, 1])
+    off = fit_standardization(x, y, "regression", enabled=False)
+    assert off.transform(x) is x and off.transform_y(y) is y
+    assert off.to_dict() == {} and off.y_tensors() == (None, None)
+    labels = fit_standardization(x, y, "classification")
+    assert labels.transform_y(y) is y and set(labels.to_dict()) == {"x_scope", "x_mean", "x_std"}
+    assert labels.transform(x).dtype == np.float32 and labels.transform(x).mean(0) == pytest.approx([0, 0])

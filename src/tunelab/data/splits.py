@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,75 @@ def x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int
     return mean, std, scope, shape
 
 
+@dataclass(frozen=True)
+class Standardization:
+    """Statistics fit on a train split, applied to every split: inputs per feature or channel
+    (``x_stats``), regression targets per target. Without statistics (``data.standardize:
+    false``, or a classification's targets) ``transform`` / ``transform_y`` return their input.
+
+    ``make_bundle`` and each fold of a cross-validation (``tunelab.study.cv.fold_bundle``) fit one
+    on their own train samples with ``fit_standardization``.
+    """
+
+    x_scope: str | None = None  # "per_feature" or "per_channel"
+    x_shape: tuple[int, ...] = ()  # how x_mean and x_std broadcast over a batch
+    x_mean: np.ndarray | None = None
+    x_std: np.ndarray | None = None
+    y_mean: np.ndarray | None = None
+    y_std: np.ndarray | None = None
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Inputs standardized, as float32."""
+        if self.x_mean is None or self.x_std is None:
+            return x
+        return ((x - self.x_mean.reshape(self.x_shape)) / self.x_std.reshape(self.x_shape)).astype(np.float32)
+
+    def transform_y(self, y: np.ndarray) -> np.ndarray:
+        """Regression targets standardized (float64; the bundle's tensors are float32)."""
+        if self.y_mean is None or self.y_std is None:
+            return y
+        return (y - self.y_mean) / self.y_std
+
+    def y_tensors(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(y_mean, y_std)`` for ``DataBundle.unscale_y``, or ``(None, None)``."""
+        if self.y_mean is None or self.y_std is None:
+            return None, None
+        return _tensor(self.y_mean, torch.float32), _tensor(self.y_std, torch.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``DataBundle.preprocessing``: what a predictor applies to new inputs ({} if nothing)."""
+        if self.x_mean is None or self.x_std is None:
+            return {}
+        out: dict[str, Any] = {
+            "x_scope": self.x_scope,
+            "x_mean": self.x_mean.tolist(),
+            "x_std": self.x_std.tolist(),
+        }
+        if self.y_mean is not None and self.y_std is not None:
+            out.update(y_mean=self.y_mean.tolist(), y_std=self.y_std.tolist())
+        return out
+
+
+def fit_standardization(
+    x_train: np.ndarray, y_train: np.ndarray, task: str, enabled: bool = True
+) -> Standardization:
+    """The statistics of the train samples: inputs always, targets for regression (none if not ``enabled``).
+
+    >>> s = fit_standardization(np.array([[1.0], [3.0]]), np.array([[0.0], [4.0]]), "regression")
+    >>> s.transform(np.array([[3.0]])).tolist(), s.transform_y(np.array([[4.0]])).tolist()
+    ([[1.0]], [[1.0]])
+    """
+    if not enabled:
+        return Standardization()
+    mean, std, scope, shape = x_stats(x_train)
+    y_mean = y_std = None
+    if task == "regression":
+        y_mean = y_train.mean(axis=0, dtype=np.float64)
+        y_std = y_train.std(axis=0, dtype=np.float64)
+        y_std = np.where(y_std < CONSTANT_STD, 1.0, y_std)  # a constant target: keep it centred, unscaled
+    return Standardization(scope, shape, mean, std, y_mean, y_std)
+
+
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
@@ -279,19 +349,11 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         x, y = x[keep], y[keep]
 
     x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
-    preprocessing: dict[str, Any] = {}
-    y_mean = y_std = None
-    if spec.standardize:
-        mean, std, scope, shape = x_stats(x)
-        x, xv, xt = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (x, xv, xt))
-        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
-        if not classification:
-            ym = y.mean(axis=0, dtype=np.float64)
-            ys = y.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target: keep it centred, unscaled
-            y, yv, yt = ((a - ym) / ys for a in (y, yv, yt))
-            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
-            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
+    # Fit on the train samples only, then applied to every split.
+    standardization = fit_standardization(x, y, raw.task, spec.standardize)
+    x, xv, xt = (standardization.transform(a) for a in (x, xv, xt))
+    y, yv, yt = (standardization.transform_y(a) for a in (y, yv, yt))
+    y_mean, y_std = standardization.y_tensors()
 
     y_dtype = torch.int64 if classification else torch.float32
     return DataBundle(
@@ -308,7 +370,7 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         name=raw.name or spec.name,
         class_names=list(class_names) if class_names is not None else None,
         feature_names=list(raw.feature_names) if raw.feature_names is not None else None,
-        preprocessing=preprocessing,
+        preprocessing=standardization.to_dict(),
         y_mean=y_mean,
         y_std=y_std,
     )

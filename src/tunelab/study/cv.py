@@ -45,7 +45,7 @@ from optuna.storages import BaseStorage
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
-from tunelab.data.splits import CONSTANT_STD, x_stats
+from tunelab.data.splits import fit_standardization
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.study.runstore import StoredRun
@@ -318,22 +318,15 @@ def fold_bundle(
     """A bundle whose train is ``x[train]`` and whose val (and test slot) is ``x[held]``.
 
     ``x`` and ``y`` are the pooled train+val *before* standardization; with ``standardize``, the
-    statistics are fit on ``x[train]`` only (per feature, or per channel), as ``make_bundle`` does.
+    statistics are fit on ``x[train]`` only (per feature, or per channel), with the function
+    ``make_bundle`` calls (``tunelab.data.splits.fit_standardization``).
     The test slot holds the held-out fold, so the real test split is never in a fold's bundle.
     """
     xt, xv, yt, yv = x[train], x[held], y[train], y[held]
-    preprocessing: dict[str, Any] = {}
-    y_mean = y_std = None
-    if standardize:
-        mean, std, scope, shape = x_stats(xt)
-        xt, xv = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (xt, xv))
-        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
-        if pool.task == "regression":
-            ym, ys = yt.mean(axis=0, dtype=np.float64), yt.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target stays centred, unscaled
-            yt, yv = ((a - ym) / ys for a in (yt, yv))
-            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
-            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
+    standardization = fit_standardization(xt, yt, pool.task, standardize)
+    xt, xv = standardization.transform(xt), standardization.transform(xv)
+    yt, yv = standardization.transform_y(yt), standardization.transform_y(yv)
+    y_mean, y_std = standardization.y_tensors()
     y_dtype = torch.int64 if pool.task == "classification" else torch.float32
     xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
     return dataclasses.replace(
@@ -344,7 +337,7 @@ def fold_bundle(
         y_val=yv_t,
         x_test=xv_t,
         y_test=yv_t,
-        preprocessing=preprocessing,
+        preprocessing=standardization.to_dict(),
         y_mean=y_mean,
         y_std=y_std,
     )

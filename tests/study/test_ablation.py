@@ -8,14 +8,8 @@ import pytest
 
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.recipe import load_recipe
-from tunelab.study.ablation import (
-    Variant,
-    analyze,
-    check_ablation,
-    run_ablation,
-    variant_recipe,
-    variants,
-)
+from tunelab.study.ablation import check_ablation, run_ablation, variant_recipe, variants
+from tunelab.study.ablation_analysis import Variant, analyze
 from tunelab.study.comparisons import holm
 from tunelab.study.runstore import StoredRun
 from tunelab.study.scaffold import RunOutcome, train_run

@@ -145,7 +145,7 @@ class CVChoice:
 
 
 @dataclass(frozen=True)
-class FinalRun:
+class CVRetrain:
     """The retrain with the chosen value on the recipe's train/val split, and its test evaluation."""
 
     label: str
@@ -181,7 +181,7 @@ class CVResult:
     values: tuple[CVValue, ...]
     folds: tuple[FoldRun, ...]
     choice: CVChoice
-    final: FinalRun
+    final: CVRetrain
     runs_computed: int
     runs_reused: int
     notes: tuple[str, ...] = ()
@@ -478,7 +478,7 @@ def run_cv(
         values=tuple(results),
         folds=tuple(fold_runs),
         choice=choice,
-        final=FinalRun(
+        final=CVRetrain(
             chosen.label,
             chosen.value,
             final.status,
@@ -518,8 +518,8 @@ def _cv_value(
 __all__ = [
     "CVChoice",
     "CVResult",
+    "CVRetrain",
     "CVValue",
-    "FinalRun",
     "FoldRun",
     "fold_bundle",
     "fold_indices",

@@ -177,8 +177,3 @@ def _wal(storage: RDBStorage) -> None:
     # WAL lets readers proceed while one process writes; set once per database file.
     with storage.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-
-def list_studies(url: str | None = None) -> list[optuna.study.StudySummary]:
-    """Summaries of every study in the storage."""
-    return optuna.study.get_all_study_summaries(open_storage(url, heartbeat=False))

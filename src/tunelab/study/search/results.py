@@ -93,7 +93,7 @@ class Best:
 
 
 @dataclass(frozen=True)
-class FinalRun:
+class BestRecipeRun:
     """One retraining of the best recipe on one seed; test was read once, here."""
 
     seed: int
@@ -131,7 +131,7 @@ class FinalReport:
 
     trial: int  # the best trial's number
     seeds: list[int]
-    runs: list[FinalRun]
+    runs: list[BestRecipeRun]
     metrics: list[MetricSummary]
     note: str = ""  # e.g. why there is no summary
 
@@ -145,7 +145,9 @@ class FinalReport:
         }
 
     @classmethod
-    def from_runs(cls, trial: int, runs: Sequence[FinalRun], objectives: Sequence[Objective]) -> FinalReport:
+    def from_runs(
+        cls, trial: int, runs: Sequence[BestRecipeRun], objectives: Sequence[Objective]
+    ) -> FinalReport:
         from tunelab.study.stats import summarize  # scipy: only the final phase needs it
 
         ok = [r for r in runs if r.status in ("completed", "stopped_early")]

@@ -29,7 +29,14 @@ from tunelab.study.scaffold import compared_metric
 from tunelab.study.search.config import CONFIG_ATTR, FINAL_ATTR, StudyConfig
 from tunelab.study.search.objectives import parse_objectives
 from tunelab.study.search.options import DEFAULT_FINAL_SEEDS, DEFAULT_OUT, DEFAULT_TRIALS
-from tunelab.study.search.results import Best, FinalReport, FinalRun, SearchResult, TrialRecord, select_best
+from tunelab.study.search.results import (
+    Best,
+    BestRecipeRun,
+    FinalReport,
+    SearchResult,
+    TrialRecord,
+    select_best,
+)
 from tunelab.study.search.samplers import PRUNERS, make_pruner, make_sampler
 from tunelab.study.search.space import check_space, trial_recipe
 from tunelab.study.search.workers import count_trials, run_local_workers, run_worker, worker_seed
@@ -292,10 +299,10 @@ def _final_runs(
     seeds = [recipe.train.seed + i for i in range(n)]
     recipe_yaml = recipe.to_yaml()
     stored = study.user_attrs.get(FINAL_ATTR) or {}
-    done: dict[int, FinalRun] = {}
+    done: dict[int, BestRecipeRun] = {}
     if stored.get("trial") == trial and stored.get("recipe") == recipe_yaml:
         for r in stored.get("runs", []):
-            done[int(r["seed"])] = FinalRun(**r)
+            done[int(r["seed"])] = BestRecipeRun(**r)
     runs = []
     for seed in seeds:
         if seed in done:  # a resumed search with the same best trial: nothing to recompute
@@ -303,7 +310,7 @@ def _final_runs(
             continue
         result = fit(recipe, overrides=[f"train.seed={seed}"], out=study_dir / "final" / f"seed-{seed}")
         runs.append(
-            FinalRun(
+            BestRecipeRun(
                 seed=seed,
                 status=result.status,
                 val=finite_scalars(result.val),

@@ -130,8 +130,8 @@ class RunStore:
             self.study.set_user_attr("recipe", recipe)
         elif attrs.get(KIND_ATTR) != kind:
             raise TunelabError(
-                f"study {study_name!r} in {self.where} is a {attrs.get(KIND_ATTR, 'non-tunelab')} "
-                f"study, not an {kind}; choose another name with --study"
+                f"study {study_name!r} in {self.where} is of kind {attrs.get(KIND_ATTR, 'non-tunelab')}, "
+                f"not {kind}; choose another name with --study"
             )
         elif canonical(attrs.get("recipe")) != canonical(recipe):
             changes = "; ".join(recipe_changes(attrs.get("recipe") or {}, recipe))

@@ -123,7 +123,13 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path.split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a file where a directory should be, no permission
+                raise TunelabError(
+                    f"--storage {mask_url(url)}: cannot create the directory of its file ({e.strerror}); "
+                    "choose a path in a writable directory"
+                ) from None
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
         url = _postgres_driver(url)

@@ -8,44 +8,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tunelab.cli import main
 from tunelab.recipe import load_recipe
 from tunelab.study.comparisons import holm
 from tunelab.study.stats import level_text
 
-RECIPE = """\
-data: {name: iris}
-model: {name: mlp, hidden: [8], dropout: 0.1}
-optimizer: {name: adam, lr: 0.01}
-train: {epochs: 2, batch_size: 32, threads: 1}
-methods:
-  - {name: l2, weight: 0.001}
-ablation:
-  values:
-    optimizer.lr: [0.05]
-"""
 
-
-@pytest.fixture
-def recipe(tmp_path):
-    path = tmp_path / "iris_small.yaml"
-    path.write_text(RECIPE)
-    return path
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return f"sqlite:///{tmp_path / 'studies.db'}"
-
-
-def cli(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_ablate_json_has_every_variant_with_its_difference_interval_and_p(recipe, storage, capsys):
-    code, out, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--json"], capsys)
+def test_ablate_json_has_every_variant_with_its_difference_interval_and_p(recipe, storage, cli):
+    code, out, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--json"])
     assert code == 0 and err == ""  # --json prints no progress lines
     d = json.loads(out)
     assert d["study"] == "ablate-iris_small" and d["seeds"] == [0, 1]
@@ -103,13 +72,13 @@ class Planted:
 
 @pytest.mark.parametrize("correction", ["holm", "bonferroni"])
 def test_ablate_json_verdicts_follow_planted_effects_and_agree_with_their_intervals(
-    recipe, storage, capsys, monkeypatch, correction
+    recipe, storage, monkeypatch, correction, cli
 ):
-    from tunelab.study import ablation
+    from tunelab.study import scaffold
 
-    monkeypatch.setattr(ablation, "train_run", Planted())
+    monkeypatch.setattr(scaffold, "train_run", Planted())  # the runner `tunelab ablate` uses
     args = ["ablate", recipe, "--seeds", 6, "--storage", storage, "--json", "--correction", correction]
-    code, out, _ = cli(args, capsys)
+    code, out, _ = cli(args)
     assert code == 0
     d = json.loads(out)
     v = {x["name"]: x for x in d["variants"]}
@@ -132,15 +101,15 @@ def test_ablate_json_verdicts_follow_planted_effects_and_agree_with_their_interv
         assert v["dropout=0"]["ci_level"] == v["-l2"]["ci_level"] == pytest.approx(0.975)
 
 
-def test_ablate_tables_show_differences_with_intervals_and_resume(recipe, storage, capsys):
-    code, table, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage], capsys)
+def test_ablate_tables_show_differences_with_intervals_and_resume(recipe, storage, cli):
+    code, table, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage])
     assert code == 0
     assert "p (Holm)" in table and "verdict" in table and "intervals: 95% Holm step-down" in table
     assert "best on val" in table and "read once after the choice" in table
     assert err.count("select ") == 8  # one progress line per computed run
-    code, out, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--quiet"], capsys)
+    code, out, err = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--quiet"])
     assert code == 0 and out == "" and err == ""
-    code, out, _ = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--json"], capsys)
+    code, out, _ = cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--json"])
     d = json.loads(out)
     assert d["runs_computed"] == 0  # everything came back from the storage
     # The table names the level of its intervals: in the header when the rows share one.
@@ -167,22 +136,22 @@ def test_the_table_gives_each_row_its_level_when_holm_finds_something(recipe):
     assert "97.5%" in row and "no detectable" in row
 
 
-def test_ablate_user_errors_exit_2_with_one_line(recipe, storage, capsys):
+def test_ablate_user_errors_exit_2_with_one_line(recipe, storage, cli):
     code, _, err = cli(
-        ["ablate", recipe, "--storage", storage, "--set", "ablation.add=[{name: emma}]"], capsys
+        ["ablate", recipe, "--storage", storage, "--set", "ablation.add=[{name: emma}]"],
     )
     assert code == 2 and err.startswith("error: ablation.add[0].name") and 'did you mean "ema"?' in err
-    code, _, err = cli(["ablate", recipe, "--seeds", 0, "--storage", storage], capsys)
+    code, _, err = cli(["ablate", recipe, "--seeds", 0, "--storage", storage])
     assert code == 2 and "--seeds 0" in err
     empty = ["--set", "methods.l2=null", "--set", "model.dropout=0", "--set", "ablation.values={}"]
-    code, _, err = cli(["ablate", recipe, "--storage", storage, *empty], capsys)
+    code, _, err = cli(["ablate", recipe, "--storage", storage, *empty])
     assert code == 2 and "nothing to ablate" in err and "Traceback" not in err
 
 
-def test_ablate_refuses_a_study_of_another_recipe(recipe, storage, capsys):
-    assert cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--quiet"], capsys)[0] == 0
+def test_ablate_refuses_a_study_of_another_recipe(recipe, storage, cli):
+    assert cli(["ablate", recipe, "--seeds", 2, "--storage", storage, "--quiet"])[0] == 0
     code, _, err = cli(
-        ["ablate", recipe, "--seeds", 2, "--storage", storage, "--set", "train.epochs=3", "--quiet"], capsys
+        ["ablate", recipe, "--seeds", 2, "--storage", storage, "--set", "train.epochs=3", "--quiet"],
     )
     assert code == 2 and "different recipe (train.epochs: 2 -> 3)" in err and "--study" in err
 

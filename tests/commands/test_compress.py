@@ -5,25 +5,24 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from tunelab import fit
 from tunelab.cli import main
 
-RECIPE = {
-    "data": {"name": "iris"},
-    "model": {"name": "mlp", "hidden": [32, 32]},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "train": {"epochs": 5, "batch_size": 16, "efficiency": False, "tensorboard": False},
-}
+RECIPE = """\
+data: {name: iris}
+model: {name: mlp, hidden: [32, 32]}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 5, batch_size: 16, threads: 1, efficiency: false, tensorboard: false}
+"""
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("compress") / "run"
-    torch.set_num_threads(1)
-    fit(RECIPE, out=out)
-    return out
+    """A run directory made by `tunelab train`, as a user would make it."""
+    out = tmp_path_factory.mktemp("compress")
+    (out / "iris.yaml").write_text(RECIPE)
+    assert main(["train", str(out / "iris.yaml"), "--out", str(out / "run"), "--quiet"]) == 0
+    return out / "run"
 
 
 def test_json_has_the_documented_keys_and_the_table_renders_it(run_dir, capsys):

@@ -7,37 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tunelab.cli import main
 
-RECIPE = """\
-data: {name: iris}
-model: {name: mlp, hidden: [8], dropout: 0.1}
-optimizer: {name: adam, lr: 0.01}
-train: {epochs: 2, batch_size: 32, threads: 1}
-methods:
-  - {name: l2, weight: 0.001}
-"""
-
-
-@pytest.fixture
-def recipe(tmp_path):
-    path = tmp_path / "iris_small.yaml"
-    path.write_text(RECIPE)
-    return path
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return f"sqlite:///{tmp_path / 'studies.db'}"
-
-
-def cli(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cv_json_has_folds_values_and_chosen(recipe, storage, capsys):
+def test_cv_json_has_folds_values_and_chosen(recipe, storage, cli):
     code, out, _ = cli(
         [
             "cv",
@@ -50,7 +21,6 @@ def test_cv_json_has_folds_values_and_chosen(recipe, storage, capsys):
             storage,
             "--json",
         ],
-        capsys,
     )
     assert code == 0
     d = json.loads(out)
@@ -67,11 +37,10 @@ def test_cv_json_has_folds_values_and_chosen(recipe, storage, capsys):
     assert d["final"]["status"] == "completed" and "accuracy" in d["final"]["test"]
 
 
-def test_cv_table_and_the_one_se_choice(recipe, storage, capsys):
+def test_cv_table_and_the_one_se_choice(recipe, storage, cli):
     code, out, err = cli(
         ["cv", recipe, "--folds", 3, "--param", "methods.l2.weight=0.1,0.001", "--choose", "1se",
          "--storage", storage],
-        capsys,
     )  # fmt: skip
     assert code == 0
     assert "fold 1" in out and "95% CI" in out and "one-SE rule" in out and "best mean" in out
@@ -79,17 +48,17 @@ def test_cv_table_and_the_one_se_choice(recipe, storage, capsys):
     assert err.count("fold ") == 6
 
 
-def test_cv_errors_exit_2(recipe, storage, capsys):
-    code, _, err = cli(["cv", recipe, "--folds", 50, "--storage", storage], capsys)
+def test_cv_errors_exit_2(recipe, storage, cli):
+    code, _, err = cli(["cv", recipe, "--folds", 50, "--storage", storage])
     assert code == 2 and "fewer than the 50 folds" in err and "--folds" in err
-    code, _, err = cli(["cv", recipe, "--param", "optimizer.lr", "--storage", storage], capsys)
+    code, _, err = cli(["cv", recipe, "--param", "optimizer.lr", "--storage", storage])
     assert code == 2 and "must look like path=v1,v2" in err
-    code, _, err = cli(["cv", recipe, "--param", "optimizer.lr=0.1,-1", "--storage", storage], capsys)
+    code, _, err = cli(["cv", recipe, "--param", "optimizer.lr=0.1,-1", "--storage", storage])
     assert code == 2 and "optimizer.lr: got -1" in err
 
 
-def test_cv_exits_1_when_the_final_retrain_fails(recipe, storage, capsys, monkeypatch):
-    from tunelab.study import cv
+def test_cv_exits_1_when_the_final_retrain_fails(recipe, storage, monkeypatch, cli):
+    from tunelab.study import scaffold
     from tunelab.study.scaffold import RunOutcome
 
     def runner(recipe, bundle, out):  # folds finish; the final retrain (real test split) diverges
@@ -97,7 +66,7 @@ def test_cv_exits_1_when_the_final_retrain_fails(recipe, storage, capsys, monkey
             return RunOutcome("completed", {"accuracy": 0.9})
         return RunOutcome("diverged", {}, message="the loss became nan at epoch 1")
 
-    monkeypatch.setattr(cv, "train_run", runner)
-    code, out, err = cli(["cv", recipe, "--folds", 2, "--storage", storage], capsys)
+    monkeypatch.setattr(scaffold, "train_run", runner)  # the runner `tunelab cv` uses
+    code, out, err = cli(["cv", recipe, "--folds", 2, "--storage", storage])
     assert code == 1 and "retrained with recipe" in out and "diverged" in out
     assert "error: the final retrain diverged" in err

@@ -7,27 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.cli import main
-
-
-def run_cli(args, capsys):
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.mark.parametrize("command", ["methods", "models", "datasets"])
-def test_listings(command, capsys):
-    code, out, _ = run_cli([command, "--json"], capsys)
+def test_listings(command, cli):
+    code, out, _ = cli([command, "--json"])
     assert code == 0
     entries = json.loads(out)
     assert entries and all(e["description"] for e in entries)
-    code, out, _ = run_cli([command], capsys)
+    code, out, _ = cli([command])
     assert code == 0 and entries[0]["name"] in out
 
 
-def test_listing_shows_parameters_and_defaults(capsys):
-    _, out, _ = run_cli(["methods", "--json"], capsys)
+def test_listing_shows_parameters_and_defaults(cli):
+    _, out, _ = cli(["methods", "--json"])
     l2 = next(e for e in json.loads(out) if e["name"] == "l2")
     weight = next(p for p in l2["params"] if p["name"] == "weight")
     assert weight["default"] > 0 and "float" in weight["type"]

@@ -6,19 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from tunelab.cli import main
 from tunelab.lr_find import RULE
 from tunelab.recipe import load_recipe
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _write_recipe(tmp_path: Path) -> Path:

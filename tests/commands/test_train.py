@@ -6,14 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.cli import main
-
-
-def run_cli(args, capsys):
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.fixture
 def recipe(tmp_path):
@@ -22,9 +14,9 @@ def recipe(tmp_path):
     return path
 
 
-def test_train_json_has_the_documented_keys(recipe, tmp_path, capsys):
-    code, out, _ = run_cli(
-        ["train", str(recipe), "--json", "--out", str(tmp_path / "run"), "--set", "train.epochs=2"], capsys
+def test_train_json_has_the_documented_keys(recipe, tmp_path, cli):
+    code, out, _ = cli(
+        ["train", str(recipe), "--json", "--out", str(tmp_path / "run"), "--set", "train.epochs=2"],
     )
     assert code == 0
     d = json.loads(out)
@@ -35,14 +27,14 @@ def test_train_json_has_the_documented_keys(recipe, tmp_path, capsys):
     assert Path(d["run_dir"]) == tmp_path / "run"
 
 
-def test_train_prints_tables(recipe, tmp_path, capsys):
-    code, out, _ = run_cli(["train", str(recipe), "--out", str(tmp_path / "run")], capsys)
+def test_train_prints_tables(recipe, tmp_path, cli):
+    code, out, _ = cli(["train", str(recipe), "--out", str(tmp_path / "run")])
     assert code == 0
     assert "accuracy" in out and "val" in out and "test" in out and "run directory" in out
 
 
-def test_quiet_prints_nothing(recipe, tmp_path, capsys):
-    code, out, err = run_cli(["train", str(recipe), "--quiet", "--out", str(tmp_path / "r")], capsys)
+def test_quiet_prints_nothing(recipe, tmp_path, cli):
+    code, out, err = cli(["train", str(recipe), "--quiet", "--out", str(tmp_path / "r")])
     assert code == 0 and out == "" and err == ""
 
 
@@ -60,31 +52,31 @@ def test_quiet_prints_nothing(recipe, tmp_path, capsys):
         (["--set", "nonsense"], "must look like path.to.key=value"),
     ],
 )
-def test_user_errors_exit_2_with_one_clear_line(recipe, args, fragment, capsys):
-    code, _out, err = run_cli(["train", str(recipe), *args], capsys)
+def test_user_errors_exit_2_with_one_clear_line(recipe, args, fragment, cli):
+    code, _out, err = cli(["train", str(recipe), *args])
     assert code == 2
     assert fragment in err
     assert "Traceback" not in err and err.startswith("error: ")
 
 
-def test_missing_recipe_file(capsys):
-    code, _, err = run_cli(["train", "nope.yaml"], capsys)
+def test_missing_recipe_file(cli):
+    code, _, err = cli(["train", "nope.yaml"])
     assert code == 2 and "file not found" in err
 
 
-def test_data_errors_are_clear(tmp_path, capsys):
+def test_data_errors_are_clear(tmp_path, cli):
     csv = tmp_path / "d.csv"
     csv.write_text("a,b,label\n1,2,x\n3,4,y\n")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"data: {{name: csv, path: {csv}, target: lable}}\n")
-    code, _, err = run_cli(["train", str(recipe)], capsys)
+    code, _, err = cli(["train", str(recipe)])
     assert code == 2 and "lable" in err and 'did you mean "label"?' in err
 
 
-def test_diverged_run_exits_1(tmp_path, capsys):
+def test_diverged_run_exits_1(tmp_path, cli):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         "data: {name: diabetes}\nmodel: {name: linear}\noptimizer: {name: sgd, lr: 50}\ntrain: {epochs: 30}\n"
     )
-    code, out, _err = run_cli(["train", str(recipe), "--json", "--out", str(tmp_path / "run")], capsys)
+    code, out, _err = cli(["train", str(recipe), "--json", "--out", str(tmp_path / "run")])
     assert code == 1 and json.loads(out)["status"] == "diverged"

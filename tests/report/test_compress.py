@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Console
-
 from tunelab.report.compress import compress_json, print_compress
 from tunelab.study.compress import CompressResult, CompressRow
 
@@ -44,10 +42,8 @@ def result() -> CompressResult:
     )  # fmt: skip
 
 
-def test_each_row_holds_its_counts_sizes_timings_and_quality():
-    console = Console(record=True, width=250)
-    print_compress(result(), console)
-    text = console.export_text()
+def test_each_row_holds_its_counts_sizes_timings_and_quality(render):
+    text = render(print_compress, result())
     assert "compress · runs/iris · fine-tuning 4 epoch(s) · 3 seed(s) · 2 thread(s) on cpu" in text
     assert "samples/s (b=1024)" in text and "Δ val accuracy" in text
     dense = next(line for line in text.splitlines() if line.startswith("│ dense "))

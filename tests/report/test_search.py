@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 
 import optuna
-from rich.console import Console
 
 from tunelab.report.search import (
     fmt_counts,
@@ -30,12 +29,6 @@ from tunelab.study.search.results import (
 )
 from tunelab.study.search.studies import StudyInfo, StudyReport
 from tunelab.study.stats import Summary
-
-
-def render(fn, obj) -> str:
-    console = Console(record=True, width=200)
-    fn(obj, console)
-    return console.export_text()
 
 
 def record(number, value, state="COMPLETE", lr=0.01, message=""):
@@ -82,7 +75,7 @@ def test_summaries_counts_and_numbers_are_formatted_as_documented():
     assert num(67.0) == "67" and num(1234.0) == "1,234" and num(0.5) == "0.5000"
 
 
-def test_the_search_result_shows_its_counts_best_trial_and_final_runs():
+def test_the_search_result_shows_its_counts_best_trial_and_final_runs(render):
     text = render(print_search, search_result())
     assert "study iris_search · 2 complete, 1 pruned (budget 5) · sqlite:///runs/studies.db" in text
     assert "best trial 1" in text
@@ -95,7 +88,7 @@ def test_the_search_result_shows_its_counts_best_trial_and_final_runs():
     assert "final runs: out/s/final/seed-0, out/s/final/seed-1, out/s/final/seed-2" in text
 
 
-def test_a_pareto_front_is_listed_and_a_search_without_a_best_says_so():
+def test_a_pareto_front_is_listed_and_a_search_without_a_best_says_so(render):
     front = [record(0, 0.9), record(1, 0.95)]
     text = render(print_search, search_result(pareto_front=front))
     assert "Pareto front (2 trials)" in text
@@ -103,7 +96,7 @@ def test_a_pareto_front_is_listed_and_a_search_without_a_best_says_so():
     assert "no trial completed" in text and "best trial" not in text
 
 
-def test_a_cost_objective_has_one_value_and_no_test_column_value():
+def test_a_cost_objective_has_one_value_and_no_test_column_value(render):
     latency = Summary(3, 0.25, 0.02, 0.21, 0.30, 0.95, "log-t")
     report = FinalReport(
         0, [0, 1, 2], [], [MetricSummary("latency_ms", value=latency)], note="one run left out"
@@ -114,7 +107,7 @@ def test_a_cost_objective_has_one_value_and_no_test_column_value():
     assert "one run left out" in text
 
 
-def test_show_prints_the_best_trials_importances_sorted_and_the_final_runs():
+def test_show_prints_the_best_trials_importances_sorted_and_the_final_runs(render):
     report = StudyReport(
         name="iris_search",
         storage="sqlite:///runs/studies.db",
@@ -140,7 +133,7 @@ def test_show_prints_the_best_trials_importances_sorted_and_the_final_runs():
     assert fmt_summary(TEST.to_dict()) in text
 
 
-def test_show_without_complete_trials_gives_the_reason_for_missing_importances():
+def test_show_without_complete_trials_gives_the_reason_for_missing_importances(render):
     note = "parameter importances need at least 4 complete trials (this study has 0)"
     objectives, directions = ["objective 0", "objective 1"], ["maximize", "minimize"]
     report = StudyReport("s", "sqlite:///x.db", objectives, directions, None, {"FAIL": 2}, [], {}, note, None)
@@ -149,7 +142,7 @@ def test_show_without_complete_trials_gives_the_reason_for_missing_importances()
     assert "budget" not in text
 
 
-def test_studies_lists_each_study_with_its_kind_counts_and_best_value():
+def test_studies_lists_each_study_with_its_kind_counts_and_best_value(render):
     studies = [
         StudyInfo(
             "iris_search", "search", ["maximize"], {"COMPLETE": 3, "FAIL": 1}, 0.9412, "2024-05-01T10:00:00"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import optuna
-from rich.console import Console
 
 from tunelab.recipe import load_recipe
 from tunelab.report.study import (
@@ -26,12 +25,6 @@ from tunelab.study.ablation_analysis import TestEvaluation as SplitEvaluation  #
 from tunelab.study.cv import CVChoice, CVResult, CVRetrain, CVValue, FoldRun
 from tunelab.study.scaffold import RunOutcome
 from tunelab.study.stats import PairedDifference, Summary
-
-
-def render(fn, result) -> str:
-    console = Console(record=True, width=250)
-    fn(result, console)
-    return console.export_text()
 
 
 def row(text: str, name: str) -> str:
@@ -98,7 +91,7 @@ def test_differences_and_p_values_are_formatted_with_their_sign_and_interval():
     assert (fmt_p(None), fmt_p(0.0004), fmt_p(0.2)) == ("-", "<0.001", "0.200")
 
 
-def test_each_row_holds_its_variants_numbers_level_p_and_verdict():
+def test_each_row_holds_its_variants_numbers_level_p_and_verdict(render):
     text = render(print_ablation, ablation())
     assert "study ablate-iris · 3 seeds (0, 1, 2) · val.accuracy (higher is better)" in text
     assert "paired t-test, Holm across 2 variants" in text
@@ -120,7 +113,7 @@ def test_each_row_holds_its_variants_numbers_level_p_and_verdict():
     )
 
 
-def test_the_conclusions_the_choice_and_the_test_split_follow_the_result():
+def test_the_conclusions_the_choice_and_the_test_split_follow_the_result(render):
     result = ablation()
     text = render(print_ablation, result)
     assert "helped: l2" in text and "no detectable difference (at 3 seeds): adding ema" in text
@@ -135,14 +128,14 @@ def test_the_conclusions_the_choice_and_the_test_split_follow_the_result():
     assert "runs: 12 computed, 3 reused · study ablate-iris in sqlite:///runs/studies.db" in text
 
 
-def test_rows_that_share_one_level_name_it_in_the_header():
+def test_rows_that_share_one_level_name_it_in_the_header(render):
     same = VariantResult(**{**NO_L2.__dict__, "difference": difference(-0.05, -0.07, -0.03, 0.001, 0.975)})
     text = render(print_ablation, ablation(variants=(BASE, same, ADD_EMA), best="base", test=None))
     assert "Δ vs base [97.5% CI]" in text and "CI level" not in text
     assert "best on val: base (mean 0.9100)" in text and "by mean only" not in text
 
 
-def test_a_size_column_appears_when_every_row_has_it_and_it_varies():
+def test_a_size_column_appears_when_every_row_has_it_and_it_varies(render):
     text = render(print_ablation, ablation(variants=(BASE, NO_L2, ADD_EMA), test=None))
     assert "nonzero" in text and "size" not in text.replace("size_bytes", "")  # size_bytes is the same
     assert row(text, "-l2").rstrip(" │").endswith("500") and row(text, "base").rstrip(" │").endswith("1,000")
@@ -179,7 +172,7 @@ def cv_result() -> CVResult:
     )  # fmt: skip
 
 
-def test_the_cv_table_holds_each_values_fold_scores_interval_and_choice():
+def test_the_cv_table_holds_each_values_fold_scores_interval_and_choice(render):
     text = render(print_cv, cv_result())
     assert "3 stratified folds of train+val · methods.l2.weight · val.accuracy (higher is better)" in text
     strong = row(text, "0.1")
@@ -192,7 +185,7 @@ def test_the_cv_table_holds_each_values_fold_scores_interval_and_choice():
     assert "diverged" in failed and "not eligible: failed on a fold" in failed
 
 
-def test_the_cv_report_names_both_choices_and_the_retrains_test_read():
+def test_the_cv_report_names_both_choices_and_the_retrains_test_read(render):
     text = " ".join(render(print_cv, cv_result()).split())
     assert "best mean: 0.01 (0.9000)" in text
     assert (
@@ -206,7 +199,7 @@ def test_the_cv_report_names_both_choices_and_the_retrains_test_read():
     assert "note: a note" in text and "runs: 7 computed, 0 reused · study cv-iris" in text
 
 
-def test_one_seed_renders_no_interval_and_says_why():
+def test_one_seed_renders_no_interval_and_says_why(render):
     def runner(recipe, bundle, out):  # a scripted objective: the variants differ by a known amount
         value = 0.9 - 0.05 * (recipe.method("l2") is None)
         return RunOutcome("completed", {"accuracy": value}, {"accuracy": value})
@@ -227,6 +220,6 @@ def test_one_seed_renders_no_interval_and_says_why():
     assert "best on val: base" in text and "by mean only" not in text
 
 
-def test_a_loss_is_lower_is_better():
+def test_a_loss_is_lower_is_better(render):
     text = render(print_ablation, ablation(mode="min", monitor="val.loss"))
     assert "val.loss (lower is better)" in text

@@ -100,15 +100,13 @@ def test_print_run_adds_the_message_the_methods_facts_and_the_directory():
     assert "run directory: runs/iris-1" in text
 
 
-def test_registry_listing_shows_each_entry_with_its_parameters():
+def test_registry_listing_shows_each_entry_with_its_parameters(render):
     reg = Registry("shape")
 
     @reg.register("square", "A square of a given side.", aliases=("sq",))
     def square(*, side: float = 1.5) -> float:
         return side * side
 
-    console = Console(record=True, width=200)
-    print_registry(reg, console)
-    text = console.export_text()
+    text = render(print_registry, reg)
     assert "shapes" in text and "square (sq)" in text and "A square of a given side." in text
     assert "side: float (default 1.5)" in text

@@ -87,12 +87,12 @@ def test_check_ablation_names_the_path_and_the_fix(ablation, path, fragment):
 
 def test_a_bad_ablation_section_fails_before_any_run(monkeypatch):
     # run_ablation checks the section against the recipe before it trains anything.
-    import tunelab.study.ablation as ablation_module
+    import tunelab.study.scaffold as scaffold
 
     def no_run(*args, **kwargs):
         raise AssertionError("a run started")
 
-    monkeypatch.setattr(ablation_module, "train_run", no_run)
+    monkeypatch.setattr(scaffold, "train_run", no_run)
     recipe = load_recipe({**IRIS, "ablation": {"add": [{"name": "emma"}]}})
     with pytest.raises(RecipeError, match='did you mean "ema"'):
         run_ablation(recipe, seeds=2, storage=memory())

@@ -71,7 +71,6 @@ from tunelab.study.scaffold import (
     study_fingerprint,
     study_free_raw,
     study_recipe,
-    train_run,
     value_label,
 )
 from tunelab.train import load_bundle
@@ -260,9 +259,9 @@ def run_ablation(
         base,
         kind="ablation",
         storage=storage,
-        study_name=study_name or f"ablate-{base.data.name}-{base.model.name}",
+        study_name=study_name,
         metric=metric,
-        runner=runner or train_run,
+        runner=runner,
         study={"monitor": metric.monitor},
         seed_in_keys=True,
     )

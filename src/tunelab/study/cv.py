@@ -57,7 +57,6 @@ from tunelab.study.scaffold import (
     override_text,
     study_free_raw,
     study_recipe,
-    train_run,
     value_label,
 )
 from tunelab.study.stats import Summary, summarize
@@ -440,9 +439,9 @@ def run_cv(
         base,
         kind="cv",
         storage=storage,
-        study_name=study_name or f"cv-{base.data.name}-{base.model.name}",
+        study_name=study_name,
         metric=metric,
-        runner=runner or train_run,
+        runner=runner,
         study={"monitor": metric.monitor, "metric": metric.metric},
     )
 

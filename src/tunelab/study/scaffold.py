@@ -41,6 +41,8 @@ QUIET_OVERRIDES = ("train.efficiency=false", "train.tensorboard=false")
 # their runs. The thread count is not one of them: it changes the order of float sums, and that
 # was seen to flip a val prediction of a digits MLP.
 _NO_EFFECT = {("train", "tensorboard"), ("train", "efficiency")}
+# The default study name starts with the command that makes it: ablate-iris-mlp, cv-iris-mlp.
+_NAME_PREFIX = {"ablation": "ablate"}
 
 
 def study_recipe(recipe: Recipe | str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> Recipe:
@@ -197,7 +199,8 @@ class StudyRuns:
     (what else the study's numbers depend on, such as the metric): another recipe is refused.
     With ``seed_in_keys``, each run's key holds its own seed, so the base seed only says which
     runs to take: a study started at ``train.seed=0`` serves ``train.seed=2`` with the seeds they
-    share. ``computed`` and ``reused`` count what ``run`` did.
+    share. ``computed`` and ``reused`` count what ``run`` did. The default study name is
+    ``<kind>-<dataset>-<model>`` (``ablate-iris-mlp``); the default runner ``train_run``.
     """
 
     def __init__(
@@ -206,14 +209,15 @@ class StudyRuns:
         *,
         kind: str,
         storage: str | BaseStorage | None,
-        study_name: str,
+        study_name: str | None,
         metric: ComparedMetric,
-        runner: Runner,
+        runner: Runner | None,
         study: Mapping[str, Any],
         seed_in_keys: bool = False,
     ) -> None:
         self.base_raw = study_free_raw(base)
-        self.metric, self.runner = metric, runner
+        self.metric, self.runner = metric, runner or train_run
+        study_name = study_name or f"{_NAME_PREFIX.get(kind, kind)}-{base.data.name}-{base.model.name}"
         identity = study_identity(self.base_raw)
         if seed_in_keys:
             identity["train"] = {k: v for k, v in identity["train"].items() if k != "seed"}

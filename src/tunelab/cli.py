@@ -1,7 +1,11 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
-    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet]
-    tunelab methods | models | datasets [--json]
+    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe]
+    tunelab predict RUN_DIR INPUT [--out predictions.csv] [--batch-size N] [--json]
+    tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
+    tunelab methods | models | datasets | optimizers | schedules [--json]
+    tunelab catalogue [--out FILE]
+    tunelab --version              (also: python -m tunelab ...)
 
 User errors print one line naming what is wrong and how to fix it, and exit with status 2;
 a failed (diverged) run exits with 1; Ctrl-C exits with 130 and leaves consistent files.
@@ -15,16 +19,18 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from tunelab import __version__
 from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR
 from tunelab.errors import TunelabError
 from tunelab.redact import redact_text
 
 # The command modules, in the order `tunelab --help` lists them.
-COMMANDS = ("train", "search", "ablate", "cv", "lr_find", "compress", "listing")
+COMMANDS = ("train", "predict", "export", "search", "ablate", "cv", "lr_find", "compress", "listing")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description="Measured, reproducible deep-learning tuning.")
+    p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"tunelab.commands.{name}").register(sub)

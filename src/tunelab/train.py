@@ -249,7 +249,7 @@ def fit(
     if save:
         name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
         run = RunDir(out if out is not None else default_run_dir(name), tensorboard=t.tensorboard)
-        run.start(recipe, environment(recipe, device))
+        run.start(recipe, environment(recipe, device), bundle, model_from_recipe=model is None)
 
     status, message = "completed", ""
     best_value: float | None = None

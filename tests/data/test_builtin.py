@@ -242,5 +242,6 @@ def test_dataset_contract(name: str) -> None:
             assert y.dtype == torch.float32 and y.ndim == 2 and y.shape[1] == b.num_outputs
             assert torch.isfinite(y).all()
     json.dumps(b.summary())  # JSON-able, for reports
-    json.dumps(b.preprocessing)
+    json.dumps(b.preprocessing.to_json())
+    json.dumps(b.card())  # a run's data.json
     assert b.name == name

@@ -74,6 +74,25 @@ def test_csv_integer_labels_are_classes_in_numeric_order(tmp_path: Path) -> None
     raw = csv_file(path=path, target="grade")
     assert raw.task == "classification" and raw.class_names == ["2", "9", "10"]
     assert raw.y[:3].tolist() == [2, 0, 1]
+    assert raw.label_values == [2, 9, 10]  # the original labels, numbers (a predictor returns them)
+
+
+def test_csv_id_column_is_no_feature_and_reaches_the_bundle(tmp_path: Path) -> None:
+    rows = ["id,a,b,kind"] + [f"r{i},{i},{i % 3},{'xy'[i % 2]}" for i in range(20)]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    raw = csv_file(path=path, target="kind", id_column="id")
+    assert raw.feature_names == ["a", "b"] and raw.x.shape == (20, 2)
+    assert raw.label_values == ["x", "y"]
+    assert raw.meta == {"target_column": "kind", "id_column": "id", "delimiter": ","}
+    b = load_data(DataSpec(name="csv", params={"path": path, "target": "kind", "id_column": "id"}))
+    card = b.card()
+    assert card["feature_names"] == ["a", "b"] and card["id_column"] == "id"
+    assert card["target_column"] == "kind" and card["label_values"] == ["x", "y"]
+    assert card["dataset"] == {"name": "d", "loader": "csv", "source": "file"}
+    with pytest.raises(DataError, match=r"no id column 'idd'; the columns are: id, a, b, kind \(did you"):
+        csv_file(path=path, target="kind", id_column="idd")
+    with pytest.raises(DataError, match=r"data\.id_column and data\.target are both 'kind'"):
+        csv_file(path=path, target="kind", id_column="kind")
 
 
 def test_csv_booleans_are_classes(tmp_path: Path) -> None:
@@ -97,7 +116,7 @@ def test_csv_regression_round_trip(tmp_path: Path) -> None:
     b = load_data(DataSpec(name="csv", params={"path": path, "target": "price", "delimiter": ";"}))
     assert b.task == "regression" and b.num_outputs == 1 and b.y_train.shape[1] == 1
     # Predictions come back in the CSV's units.
-    assert abs(float(b.unscale_y(b.y_train).mean()) - float(b.preprocessing["y_mean"][0])) < 1e-4
+    assert abs(float(b.unscale_y(b.y_train).mean()) - b.preprocessing.y.mean[0]) < 1e-4
 
 
 def test_csv_many_distinct_integers_are_regression(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle
-from tunelab.data.splits import fit_standardization, subsample_train
+from tunelab.data.splits import subsample_train
 from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec
 
@@ -93,10 +93,11 @@ def test_tabular_standardization_is_fit_on_train_only() -> None:
     for split in ("val", "test"):
         expected = (plain.split(split)[0].double().numpy() - mean) / std
         np.testing.assert_allclose(scaled.split(split)[0].numpy(), expected, rtol=1e-5, atol=1e-5)
-    assert scaled.preprocessing["x_scope"] == "per_feature"
-    np.testing.assert_allclose(scaled.preprocessing["x_mean"], mean, rtol=1e-6)
-    np.testing.assert_allclose(scaled.preprocessing["x_std"], std, rtol=1e-6)
-    json.dumps(scaled.preprocessing)
+    (step,) = scaled.preprocessing.x
+    assert step.scope == "per_feature"
+    np.testing.assert_allclose(step.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(step.std, std, rtol=1e-6)
+    json.dumps(scaled.preprocessing.to_json())
 
 
 def test_channel_standardization_and_constant_features() -> None:
@@ -106,8 +107,9 @@ def test_channel_standardization_and_constant_features() -> None:
     x[:, 1] = 7.0  # channel 1 constant: std 0 must not divide by zero
     y = np.arange(200) % 2
     b = make_bundle(RawData(x, y, "classification"), DataSpec())
-    assert b.preprocessing["x_scope"] == "per_channel" and len(b.preprocessing["x_mean"]) == 2
-    assert b.preprocessing["x_std"][1] == 1.0
+    (step,) = b.preprocessing.x
+    assert step.scope == "per_channel" and len(step.mean) == 2
+    assert step.std[1] == 1.0
     ch0 = b.x_train[:, 0]
     assert abs(float(ch0.mean())) < 1e-5 and abs(float(ch0.std(unbiased=False)) - 1) < 1e-4
     assert torch.equal(b.x_train[:, 1], torch.zeros_like(b.x_train[:, 1]))
@@ -128,7 +130,7 @@ def test_regression_targets_are_standardized_on_train_and_unscaled() -> None:
         np.testing.assert_allclose(back.numpy(), plain.split(split)[1].numpy(), rtol=1e-5, atol=1e-3)
     assert plain.unscale_y(plain.y_val) is plain.y_val  # nothing to undo
     train_std = plain.y_train.double().std(0, unbiased=False).tolist()
-    assert scaled.preprocessing["y_std"] == pytest.approx(train_std)
+    assert scaled.preprocessing.y.std == pytest.approx(train_std)
 
 
 # --- the bundle ----------------------------------------------------------------------------------
@@ -280,36 +282,3 @@ def test_train_fraction_in_a_recipe_on_digits() -> None:
     b = load_data(DataSpec(name="digits", train_fraction=0.1, params={"classes": [5, 6, 7, 8, 9]}))
     counts = b.summary()["class_counts"]["train"]
     assert sum(counts.values()) == len(b.x_train) and min(counts.values()) >= 10
-
-
-# --- standardization, the one function make_bundle and cross-validation fit -----------------------
-
-
-def test_fit_standardization_is_what_make_bundle_applies():
-    rng = np.random.default_rng(0)
-    x = rng.normal(loc=[3.0, -1.0, 7.0], scale=[2.0, 0.5, 0.0], size=(80, 3))  # the last column constant
-    y = 10.0 + 4.0 * rng.normal(size=(80, 2))
-    raw = RawData(x, y, "regression")
-    spec = DataSpec(test_fraction=0.25, val_fraction=0.2)
-    scaled = make_bundle(raw, spec)
-    plain = make_bundle(raw, dataclasses.replace(spec, standardize=False))  # the same split, unscaled
-    s = fit_standardization(plain.x_train.numpy(), plain.y_train.numpy(), "regression")
-    assert s.x_scope == "per_feature" and s.x_std[2] == 1.0  # a constant column is centred, not divided
-    assert s.to_dict()["x_mean"] == pytest.approx(scaled.preprocessing["x_mean"])
-    assert s.to_dict()["y_std"] == pytest.approx(scaled.preprocessing["y_std"])
-    for split in ("train", "val", "test"):
-        xs, ys = plain.split(split)
-        sx, sy = scaled.split(split)
-        assert s.transform(xs.numpy()) == pytest.approx(sx.numpy(), abs=1e-5)
-        assert s.transform_y(ys.numpy()) == pytest.approx(sy.numpy(), abs=1e-5)
-    assert torch.allclose(s.y_tensors()[1], scaled.y_std)
-
-
-def test_fit_standardization_off_or_for_labels_leaves_values_alone():
-    x, y = np.arange(12.0).reshape(6, 2), np.array([0, 1, 0, 1, 0, 1])
-    off = fit_standardization(x, y, "regression", enabled=False)
-    assert off.transform(x) is x and off.transform_y(y) is y
-    assert off.to_dict() == {} and off.y_tensors() == (None, None)
-    labels = fit_standardization(x, y, "classification")
-    assert labels.transform_y(y) is y and set(labels.to_dict()) == {"x_scope", "x_mean", "x_std"}
-    assert labels.transform(x).dtype == np.float32 and labels.transform(x).mean(0) == pytest.approx([0, 0])

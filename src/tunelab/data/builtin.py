@@ -162,6 +162,7 @@ def mnist1d() -> RawData:
         y_test=arrays["y_test"],
         class_names=[str(i) for i in range(10)],
         name="mnist1d",
+        label_values=list(range(10)),
     )
 
 
@@ -214,14 +215,15 @@ def digits(
     # Pixel intensities are integers 0..16 (counts of set bits in 4x4 blocks of the scan).
     x = (d.images / 16.0).astype(np.float32)[:, None, :, :]  # [N, 8, 8] -> [N, 1, 8, 8]
     y = d.target.astype(np.int64)
-    names = [str(int(t)) for t in d.target_names]
+    digits_kept = [int(t) for t in d.target_names]
     if classes is not None:
         keep = np.isin(y, classes)
         relabel = np.full(10, -1, dtype=np.int64)
         relabel[list(classes)] = np.arange(len(classes))
         x, y = x[keep], relabel[y[keep]]
-        names = [str(c) for c in classes]
-    return RawData(x, y, "classification", class_names=names, name="digits")
+        digits_kept = [int(c) for c in classes]
+    names = [str(c) for c in digits_kept]
+    return RawData(x, y, "classification", class_names=names, name="digits", label_values=digits_kept)
 
 
 def _sklearn_tabular(bunch: Any, name: str) -> RawData:

@@ -156,14 +156,16 @@ def arrays_to_raw(
                 "both must have the same features"
             )
     resolved: Task = infer_task(y_arr) if task == "auto" else task
-    names = None
+    names = values = None
     if resolved == "classification":
         if y_arr.ndim != 1:
             raise DataError(
                 f"{source}: classification needs one label per sample (y of shape [N]); got y of shape "
                 f"{y_arr.shape}. For several numeric targets use task: regression"
             )
+        labels = y_arr
         y_arr, yt_arr, names = encode_labels(y_arr, yt_arr, source)
+        values = label_values(labels, names)
     else:
         y_arr = _regression_target(y_arr, source, "y", task)
         if yt_arr is not None:
@@ -179,7 +181,23 @@ def arrays_to_raw(
         class_names=names,
         feature_names=list(feature_names) if feature_names is not None else None,
         name=name,
+        label_values=values,
     )
+
+
+def label_values(labels: np.ndarray, names: list[str]) -> list[Any]:
+    """The original label of each class (the order of ``encode_labels``), as plain JSON values:
+    numbers stay numbers (``3.0`` read from text becomes ``3``), anything else is its text.
+
+    >>> label_values(np.array([2.0, 10.0, 2.0]), ["2", "10"]), label_values(np.array(["b", "a"]), ["a", "b"])
+    ([2, 10], ['a', 'b'])
+    """
+    if not _is_numeric(labels):
+        return list(names)
+    out: list[Any] = []
+    for v in np.unique(labels).tolist():  # encode_labels' order: sorted, numerically
+        out.append(int(v) if isinstance(v, float) and v.is_integer() else v)
+    return out
 
 
 def _features(x: Any, source: str, key: str) -> np.ndarray:
@@ -320,8 +338,11 @@ def csv_file(
         Doc(f"auto: {TASK_RULE}"),
     ] = "auto",
     delimiter: Annotated[str, Doc('the field separator, e.g. "," ";" or "\\t"')] = ",",
+    id_column: Annotated[
+        str | None, Doc("a column naming each row (kept out of the features; `tunelab predict` echoes it)")
+    ] = None,
 ) -> RawData:
-    """Load a CSV file: every column but ``target`` is a numeric feature.
+    """Load a CSV file: every column but ``target`` (and ``id_column``) is a numeric feature.
 
     With ``task: auto`` the target decides: classification when it holds non-numeric values
     (strings, booleans) or integers with at most 20 distinct values; otherwise regression. Class
@@ -353,35 +374,23 @@ def csv_file(
             + (f" ({hint})" if hint else "")
             + "; set data.target to one of them"
         )
-    for row, line in zip(rows, lines, strict=True):
-        if len(row) != len(header):
-            raise DataError(
-                f"{p}: line {line} has {len(row)} fields but the header has {len(header)} columns; "
-                "every row needs one value per column (check for a stray delimiter or a missing value, "
-                "or set data.delimiter if the file uses another separator)"
-            )
-    features = [h for h in header if h != target]
+    _check_row_lengths(p, header, rows, lines)
+    if id_column is not None and id_column not in header:
+        hint = did_you_mean(id_column, header)
+        raise DataError(
+            f"{p}: no id column {id_column!r}; the columns are: {', '.join(header)}"
+            + (f" ({hint})" if hint else "")
+            + "; set data.id_column to one of them, or drop it"
+        )
+    if id_column == target:
+        raise DataError(f"{p}: data.id_column and data.target are both {target!r}; they must differ")
+    features = [h for h in header if h not in (target, id_column)]
     if not features:
         raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
     n = len(rows)
     cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
     index = {h: j for j, h in enumerate(header)}
-    x = np.empty((n, len(features)), dtype=np.float64)
-    for k, name in enumerate(features):
-        x[:, k] = _parse_column(list(cols[index[name]]), name, lines, p, "feature")
-    bad_cols = [(name, np.flatnonzero(~np.isfinite(x[:, k]))) for k, name in enumerate(features)]
-    bad_cols = [(name, bad) for name, bad in bad_cols if len(bad)]
-    if bad_cols:
-        name, bad = bad_cols[0]
-        others = f" (also in {', '.join(repr(c) for c, _ in bad_cols[1:])})" if len(bad_cols) > 1 else ""
-        raise _non_finite_error(
-            p,
-            name,
-            bad,
-            lines,
-            n,
-            f"impute them (e.g. with the column's train median) or drop those rows{others}",
-        )
+    x = _parse_features(p, header, cols, lines, features)
     y_text = [c.strip() for c in cols[index[target]]]
     y_missing = [i for i, c in enumerate(y_text) if not c or (_is_number(c) and not np.isfinite(float(c)))]
     if y_missing:
@@ -401,12 +410,124 @@ def csv_file(
             f"{y_text[i]!r} on line {lines[i]}; use task: classification for labels, or fix that value"
         )
     y = np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
-    return arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
+    raw = arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
+    raw.meta.update(target_column=target, id_column=id_column, delimiter=delimiter)
+    if raw.task == "regression":
+        raw.meta["targets"] = [target]
+    return raw
+
+
+def _check_row_lengths(p: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> None:
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != len(header):
+            raise DataError(
+                f"{p}: line {line} has {len(row)} fields but the header has {len(header)} columns; "
+                "every row needs one value per column (check for a stray delimiter or a missing value, "
+                "or set data.delimiter if the file uses another separator)"
+            )
+
+
+def _parse_features(
+    p: Path, header: list[str], cols: list[tuple[str, ...]], lines: list[int], features: list[str]
+) -> np.ndarray:
+    """float64 ``[N, F]`` of the ``features`` columns; a DataError names a non-numeric or missing value."""
+    index = {h: j for j, h in enumerate(header)}
+    n = len(lines)
+    x = np.empty((n, len(features)), dtype=np.float64)
+    for k, name in enumerate(features):
+        x[:, k] = _parse_column(list(cols[index[name]]), name, lines, p, "feature")
+    bad_cols = [(name, np.flatnonzero(~np.isfinite(x[:, k]))) for k, name in enumerate(features)]
+    bad_cols = [(name, bad) for name, bad in bad_cols if len(bad)]
+    if bad_cols:
+        name, bad = bad_cols[0]
+        others = f" (also in {', '.join(repr(c) for c, _ in bad_cols[1:])})" if len(bad_cols) > 1 else ""
+        raise _non_finite_error(
+            p,
+            name,
+            bad,
+            lines,
+            n,
+            f"impute them (e.g. with the column's train median) or drop those rows{others}",
+        )
+    return x
+
+
+def read_feature_csv(
+    path: str | Path, features: Sequence[str], id_column: str | None = None, delimiter: str = ","
+) -> tuple[np.ndarray, list[str] | None]:
+    """The ``features`` columns of a CSV file, in that order, as float32 ``[N, F]``, and the text of
+    its ``id_column`` (None when the file has no such column). Other columns are ignored.
+
+    Read, and checked, as ``csv_file`` reads training data: a missing column, a non-numeric cell
+    or an empty/NaN/inf value is a DataError naming it.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "new.csv"
+    >>> _ = p.write_text("id,b,a,note\\n7,2,1,x\\n8,4,3,y\\n")
+    >>> x, ids = read_feature_csv(p, ["a", "b"], id_column="id")
+    >>> x.tolist(), ids
+    ([[1.0, 2.0], [3.0, 4.0]], ['7', '8'])
+    """
+    p = _existing_file(str(path), "CSV")
+    header, rows, lines = _read_rows(p, delimiter)
+    dupes = sorted({h for h in header if header.count(h) > 1 and h in features})
+    if dupes:
+        raise DataError(f"{p}: the header repeats the column names {dupes}; give each column a unique name")
+    missing = [f for f in features if f not in header]
+    if missing:
+        more = f", ... ({len(missing)} in all)" if len(missing) > _SHOW_ROWS else ""
+        shown = ", ".join(missing[:_SHOW_ROWS]) + more
+        hint = did_you_mean(missing[0], header)
+        raise DataError(
+            f"{p}: missing the feature column(s) {shown}"
+            + (f" ({hint})" if hint else "")
+            + f"; the model was trained on {len(features)} columns: {', '.join(list(features)[:8])}"
+            + (", ..." if len(features) > 8 else "")
+            + "; the file has: "
+            + ", ".join(header[:8])
+            + (", ..." if len(header) > 8 else "")
+        )
+    _check_row_lengths(p, header, rows, lines)
+    cols = list(zip(*rows, strict=True))
+    x = _parse_features(p, header, cols, lines, list(features))
+    ids = None
+    if id_column is not None and id_column in header:
+        ids = [c.strip() for c in cols[header.index(id_column)]]
+    return x.astype(np.float32), ids
 
 
 # --- npz ---------------------------------------------------------------------------------------
 
 _NPZ_HOW = "save the arrays with np.savez(path, x=features, y=targets[, x_test=..., y_test=...])"
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a NumPy ``.npz`` archive, read without unpickling anything.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npz"
+    >>> np.savez(p, x=np.zeros((2, 3)))
+    >>> {k: v.shape for k, v in read_npz(p).items()}
+    {'x': (2, 3)}
+    """
+    p = _existing_file(str(path), "NPZ")
+    with p.open("rb") as f:
+        magic = f.read(6)
+    # Check the format first: np.load takes any other file for a pickle, and says only that.
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{p}: holds a single .npy array, not an .npz archive; {_NPZ_HOW}")
+    if not magic.startswith(b"PK"):
+        raise DataError(f"{p}: is not an .npz archive (a zip file); {_NPZ_HOW}")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except ValueError as e:  # an object array inside the archive is refused when read
+        raise DataError(
+            f"{p}: holds object (pickled) arrays, which are not loaded for safety; save plain numeric "
+            f"or string arrays with np.savez ({e})"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{p}: not a readable .npz file ({e}); {_NPZ_HOW}") from None
 
 
 @DATASETS.register(
@@ -433,23 +554,7 @@ def npz_file(
     """
     _check_task(task, "data.task")
     p = _existing_file(path, "NPZ")
-    with p.open("rb") as f:
-        magic = f.read(6)
-    # Check the format first: np.load takes any other file for a pickle, and says only that.
-    if magic == b"\x93NUMPY":
-        raise DataError(f"{p}: holds a single .npy array, not an .npz archive; {_NPZ_HOW}")
-    if not magic.startswith(b"PK"):
-        raise DataError(f"{p}: is not an .npz archive (a zip file); {_NPZ_HOW}")
-    try:
-        with np.load(p, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except ValueError as e:  # an object array inside the archive is refused when read
-        raise DataError(
-            f"{p}: holds object (pickled) arrays, which are not loaded for safety; save plain numeric "
-            f"or string arrays with np.savez ({e})"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: not a readable .npz file ({e}); {_NPZ_HOW}") from None
+    arrays = read_npz(p)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(

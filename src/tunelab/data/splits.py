@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,13 +23,12 @@ from sklearn.model_selection import train_test_split
 
 from tunelab.data.bundle import DATASETS, DataBundle, RawData
 from tunelab.data.files import TaskOption, arrays_to_raw
+from tunelab.data.preprocess import CONSTANT_STD, Preprocessing, Standardize
 from tunelab.errors import DataError
 from tunelab.schema import check, field_hints
 from tunelab.spec import DataSpec
 
-# A standard deviation below this is a constant column up to float rounding (the threshold
-# scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.
-CONSTANT_STD = 10 * np.finfo(np.float64).eps
+__all__ = ["CONSTANT_STD", "bundle_from_arrays", "check_finite", "load_data", "make_bundle", "x_stats"]
 
 
 def _check_spec(spec: DataSpec) -> None:
@@ -41,7 +39,15 @@ def _check_spec(spec: DataSpec) -> None:
             check(getattr(spec, f.name), hints[f.name], f"data.{f.name}")
 
 
-def _non_finite(a: np.ndarray, what: str, source: str) -> None:
+def check_finite(a: np.ndarray, what: str, source: str) -> None:
+    """A DataError naming how many samples of ``a`` hold NaN or inf, and the first of them.
+
+    >>> try:
+    ...     check_finite(np.array([[1.0], [np.nan]]), "x", "data")
+    ... except DataError as e:
+    ...     print(str(e)[:55])
+    data: x has NaN or inf values in 1 of 2 samples (first:
+    """
     if a.dtype.kind != "f":
         return
     bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
@@ -171,88 +177,13 @@ def subsample_train(
 
 
 def x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
-    """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``."""
-    if x_train.ndim == 2:
-        axes: tuple[int, ...] = (0,)
-        scope, shape = "per_feature", (1, x_train.shape[1])
-    else:
-        axes = (0, *range(2, x_train.ndim))
-        scope, shape = "per_channel", (1, x_train.shape[1]) + (1,) * (x_train.ndim - 2)
-    mean = x_train.mean(axis=axes, dtype=np.float64)
-    std = x_train.std(axis=axes, dtype=np.float64)
-    # A constant feature or channel (e.g. the always-blank border pixels of digits) has std 0;
-    # scaling it by 1 leaves it at 0 after centering instead of dividing by zero.
-    std = np.where(std < CONSTANT_STD, 1.0, std)
-    return mean, std, scope, shape
+    """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``.
 
-
-@dataclass(frozen=True)
-class Standardization:
-    """Statistics fit on a train split, applied to every split: inputs per feature or channel
-    (``x_stats``), regression targets per target. Without statistics (``data.standardize:
-    false``, or a classification's targets) ``transform`` / ``transform_y`` return their input.
-
-    ``make_bundle`` and each fold of a cross-validation (``tunelab.study.cv.fold_bundle``) fit one
-    on their own train samples with ``fit_standardization``.
+    The arrays of ``Standardize.fit`` (``tunelab.data.preprocess``), for callers that apply them
+    by hand; new code fits a ``Preprocessing`` and calls its ``transform``.
     """
-
-    x_scope: str | None = None  # "per_feature" or "per_channel"
-    x_shape: tuple[int, ...] = ()  # how x_mean and x_std broadcast over a batch
-    x_mean: np.ndarray | None = None
-    x_std: np.ndarray | None = None
-    y_mean: np.ndarray | None = None
-    y_std: np.ndarray | None = None
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Inputs standardized, as float32."""
-        if self.x_mean is None or self.x_std is None:
-            return x
-        return ((x - self.x_mean.reshape(self.x_shape)) / self.x_std.reshape(self.x_shape)).astype(np.float32)
-
-    def transform_y(self, y: np.ndarray) -> np.ndarray:
-        """Regression targets standardized (float64; the bundle's tensors are float32)."""
-        if self.y_mean is None or self.y_std is None:
-            return y
-        return (y - self.y_mean) / self.y_std
-
-    def y_tensors(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(y_mean, y_std)`` for ``DataBundle.unscale_y``, or ``(None, None)``."""
-        if self.y_mean is None or self.y_std is None:
-            return None, None
-        return _tensor(self.y_mean, torch.float32), _tensor(self.y_std, torch.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``DataBundle.preprocessing``: what a predictor applies to new inputs ({} if nothing)."""
-        if self.x_mean is None or self.x_std is None:
-            return {}
-        out: dict[str, Any] = {
-            "x_scope": self.x_scope,
-            "x_mean": self.x_mean.tolist(),
-            "x_std": self.x_std.tolist(),
-        }
-        if self.y_mean is not None and self.y_std is not None:
-            out.update(y_mean=self.y_mean.tolist(), y_std=self.y_std.tolist())
-        return out
-
-
-def fit_standardization(
-    x_train: np.ndarray, y_train: np.ndarray, task: str, enabled: bool = True
-) -> Standardization:
-    """The statistics of the train samples: inputs always, targets for regression (none if not ``enabled``).
-
-    >>> s = fit_standardization(np.array([[1.0], [3.0]]), np.array([[0.0], [4.0]]), "regression")
-    >>> s.transform(np.array([[3.0]])).tolist(), s.transform_y(np.array([[4.0]])).tolist()
-    ([[1.0]], [[1.0]])
-    """
-    if not enabled:
-        return Standardization()
-    mean, std, scope, shape = x_stats(x_train)
-    y_mean = y_std = None
-    if task == "regression":
-        y_mean = y_train.mean(axis=0, dtype=np.float64)
-        y_std = y_train.std(axis=0, dtype=np.float64)
-        y_std = np.where(y_std < CONSTANT_STD, 1.0, y_std)  # a constant target: keep it centred, unscaled
-    return Standardization(scope, shape, mean, std, y_mean, y_std)
+    step = Standardize.fit(x_train)
+    return np.array(step.mean), np.array(step.std), step.scope, step._shape(x_train.ndim)
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -289,7 +220,7 @@ def _checked_arrays(
         if arr is not None:
             if arr.dtype.kind not in "biuf":
                 raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
-            _non_finite(arr, what, source)
+            check_finite(arr, what, source)
     return x, y, xt, yt
 
 
@@ -365,11 +296,12 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         x, y = x[keep], y[keep]
 
     x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
-    # Fit on the train samples only, then applied to every split.
-    standardization = fit_standardization(x, y, raw.task, spec.standardize)
-    x, xv, xt = (standardization.transform(a) for a in (x, xv, xt))
-    y, yv, yt = (standardization.transform_y(a) for a in (y, yv, yt))
-    y_mean, y_std = standardization.y_tensors()
+    # Fit on the train samples only; the same object is saved with a run and applied by its predictor.
+    pre = Preprocessing.fit(x, y, task=raw.task, standardize=spec.standardize)
+    x, xv, xt = (pre.transform(a) for a in (x, xv, xt))
+    if not classification:
+        y, yv, yt = (pre.transform_y(a) for a in (y, yv, yt))
+    y_mean, y_std = pre.y_tensors()
 
     y_dtype = torch.int64 if classification else torch.float32
     return DataBundle(
@@ -386,10 +318,20 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         name=raw.name or spec.name,
         class_names=list(class_names) if class_names is not None else None,
         feature_names=list(raw.feature_names) if raw.feature_names is not None else None,
-        preprocessing=standardization.to_dict(),
+        preprocessing=pre,
         y_mean=y_mean,
         y_std=y_std,
+        label_values=_label_values(raw, class_names),
+        meta=dict(raw.meta),
     )
+
+
+def _label_values(raw: RawData, class_names: list[str] | None) -> list[Any] | None:
+    if raw.task != "classification":
+        return None
+    if raw.label_values is not None:
+        return list(raw.label_values)
+    return list(class_names) if class_names is not None else None
 
 
 def load_data(spec: DataSpec) -> DataBundle:
@@ -404,7 +346,8 @@ def load_data(spec: DataSpec) -> DataBundle:
     raw = entry.build(**params)
     if not raw.name:
         raw = dataclasses.replace(raw, name=entry.name)
-    return make_bundle(raw, spec)
+    meta = {"loader": entry.name, "source": entry.tags.get("source", "builtin"), **raw.meta}
+    return make_bundle(dataclasses.replace(raw, meta=meta), spec)
 
 
 def _numpy(a: Any) -> Any:
@@ -438,4 +381,5 @@ def bundle_from_arrays(
     """
     spec = DataSpec(name=name) if spec is None else spec
     raw = arrays_to_raw(_numpy(x), _numpy(y), task, _numpy(x_test), _numpy(y_test), name=name, source=name)
+    raw.meta.update(loader="arrays", source="arrays")
     return make_bundle(raw, spec)

@@ -42,7 +42,7 @@ from tunelab.compress.artifacts import save_compressed
 from tunelab.compress.prune import count_nonzero_params, prune_magnitude_, weight_sparsity
 from tunelab.compress.quantize import linear_weight_bytes, quantize_int8
 from tunelab.compress.structured import prune_channels
-from tunelab.errors import ModelError, TunelabError
+from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_text, finite
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
 from tunelab.recipe import Recipe
@@ -183,11 +183,13 @@ class _Variant:
     tests: list[dict[str, Any]]
     seeds: list[int]
     notes: list[str] = field(default_factory=list)
+    scheme: str | None = None  # int8 rows: the torchao scheme, saved so a predictor can rebuild it
 
 
 def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
     from tunelab.data import load_data
-    from tunelab.models import build_model
+    from tunelab.models.pretrained import load_state_dict_file
+    from tunelab.predict import run_model
     from tunelab.recipe import load_recipe
 
     if not (run_dir / "recipe.yaml").is_file():
@@ -200,23 +202,12 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
         )
     recipe = load_recipe(run_dir / "recipe.yaml")
     data = load_data(recipe.data)
-    model = build_model(recipe.model, data.input_shape, data.num_outputs)
-    from tunelab.compress.quantize import dequantized
-    from tunelab.compress.structured import resize_to_state_dict
-    from tunelab.models.pretrained import load_state_dict_file
-
-    try:
-        # A run with channel_prune saved the narrowed model, one with quantize an int8 one: the
-        # recipe's architecture is narrowed to fit, and int8 weights are compressed as floats.
-        state = dequantized(load_state_dict_file(run_dir / "final.pt"))
-        if any(m.name == "channel_prune" for m in recipe.methods):
-            resize_to_state_dict(model, state)
-        model.load_state_dict(state)
-    except (RuntimeError, ModelError) as e:
-        raise TunelabError(
-            f"{run_dir}/final.pt does not fit the model its recipe.yaml builds ({str(e).splitlines()[0]}); "
-            "was the recipe edited after training?"
-        ) from None
+    # A run with channel_prune saved the narrowed model, one with quantize an int8 one: the
+    # recipe's architecture is narrowed to fit, and int8 weights are compressed as floats.
+    state = load_state_dict_file(run_dir / "final.pt")
+    model = run_model(
+        recipe, data.input_shape, data.num_outputs, state, quantized=False, source=f"{run_dir}/final.pt"
+    )
     return recipe, data, model
 
 
@@ -465,7 +456,7 @@ def _quantized(setting: _Setting, dense: nn.Module, say: Callable[[str], None]) 
         if setting.device.type != "cpu":
             q.to(setting.device)
         val, test = _evaluate(q, setting.bundle, setting.recipe)
-        v = _Variant(name, "int8", 0.0, [q], [val], [test], [setting.recipe.train.seed])
+        v = _Variant(name, "int8", 0.0, [q], [val], [test], [setting.recipe.train.seed], scheme=scheme)
         if scheme == "int8_weight_only":
             v.notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")
         out.append(v)
@@ -527,6 +518,8 @@ def _rows(
         if run_dir is not None and v.kind != "dense":
             for seed, model, seed_val in zip(v.seeds, v.models, v.vals, strict=True):
                 meta = {"row": v.name, "seed": seed, "sparsity": v.sparsity, "val": seed_val}
+                if v.scheme is not None:
+                    meta["scheme"] = v.scheme
                 out = save_compressed(model, v.kind, run_dir / path / f"seed-{seed}", one, meta)
                 notes.extend(n for n in out["notes"] if n not in notes)
                 if v.kind == "unstructured" and seed == v.seeds[0]:

@@ -45,7 +45,7 @@ from optuna.storages import BaseStorage
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
-from tunelab.data.splits import fit_standardization
+from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.study.runstore import StoredRun
@@ -317,15 +317,15 @@ def fold_bundle(
     """A bundle whose train is ``x[train]`` and whose val (and test slot) is ``x[held]``.
 
     ``x`` and ``y`` are the pooled train+val *before* standardization; with ``standardize``, the
-    statistics are fit on ``x[train]`` only (per feature, or per channel), with the function
-    ``make_bundle`` calls (``tunelab.data.splits.fit_standardization``).
+    statistics are fit on ``x[train]`` only (per feature, or per channel), by the same
+    ``Preprocessing.fit`` that ``make_bundle`` calls (``tunelab.data.preprocess``).
     The test slot holds the held-out fold, so the real test split is never in a fold's bundle.
     """
     xt, xv, yt, yv = x[train], x[held], y[train], y[held]
-    standardization = fit_standardization(xt, yt, pool.task, standardize)
-    xt, xv = standardization.transform(xt), standardization.transform(xv)
-    yt, yv = standardization.transform_y(yt), standardization.transform_y(yv)
-    y_mean, y_std = standardization.y_tensors()
+    pre = Preprocessing.fit(xt, yt, task=pool.task, standardize=standardize)
+    xt, xv = pre.transform(xt), pre.transform(xv)
+    yt, yv = pre.transform_y(yt), pre.transform_y(yv)
+    y_mean, y_std = pre.y_tensors()
     y_dtype = torch.int64 if pool.task == "classification" else torch.float32
     xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
     return dataclasses.replace(
@@ -336,7 +336,7 @@ def fold_bundle(
         y_val=yv_t,
         x_test=xv_t,
         y_test=yv_t,
-        preprocessing=standardization.to_dict(),
+        preprocessing=pre,
         y_mean=y_mean,
         y_std=y_std,
     )

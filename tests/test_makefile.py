@@ -1,0 +1,64 @@
+"""`make postgres`: installs Debian's PostgreSQL only as root and says so; otherwise says why not.
+
+`id` and `apt-get` are replaced by scripts on PATH, so nothing is installed and the outcome does
+not depend on who runs the tests; the server binaries are looked for where none are.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAKE = shutil.which("make")
+pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
+
+
+def make_postgres(tmp_path: Path, uid: int, with_apt: bool = True) -> tuple[subprocess.CompletedProcess, str]:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    log = tmp_path / "apt.log"
+    scripts = {"id": f"echo {uid}"}
+    if with_apt:
+        scripts["apt-get"] = f'echo "apt-get $*" >> {log}'
+    for name, body in scripts.items():
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    # Only the fake scripts and the shell's own tools: no initdb or apt-get of this machine.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("sh", "ls", "echo", "true", "env"):
+        if (found := shutil.which(tool)) is not None:
+            (tools / tool).symlink_to(found)
+    env = {**os.environ, "PATH": f"{fake}:{tools}"}
+    proc = subprocess.run(
+        [MAKE, "-s", "-C", str(ROOT), "postgres", f"PG_BINDIR_GLOB={tmp_path}/none/*/bin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc, log.read_text() if log.exists() else ""
+
+
+def test_as_root_it_says_what_it_installs(tmp_path):
+    proc, apt = make_postgres(tmp_path, uid=0)
+    assert proc.returncode == 0, proc.stderr
+    assert "installing Debian's postgresql for the study tests (root)" in proc.stdout
+    assert "apt-get install -y -qq postgresql" in apt
+
+
+def test_not_root_installs_nothing_and_says_the_test_will_skip(tmp_path):
+    proc, apt = make_postgres(tmp_path, uid=1000)
+    assert proc.returncode == 0, proc.stderr
+    assert apt == ""
+    assert "not root" in proc.stdout and "PostgreSQL study test will be skipped" in proc.stdout
+    assert "sudo apt-get install postgresql" in proc.stdout  # how to get it
+
+
+def test_as_root_without_apt_it_says_so(tmp_path):
+    proc, _ = make_postgres(tmp_path, uid=0, with_apt=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "no apt-get" in proc.stdout and "will be skipped" in proc.stdout

@@ -190,26 +190,11 @@ def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
-def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
-    """Split ``raw`` into train / val / test and standardize with statistics fit on train only.
-
-    Without a published test split, ``spec.test_fraction`` is split off first; then
-    ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
-    and are stratified for classification. ``spec.train_fraction`` < 1 then keeps a stratified
-    subsample of train only (see ``subsample_train``): val and test are the samples of the
-    full-data run, and standardization is fit on the kept train samples. Regression targets are
-    standardized too (train statistics, kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
-
-    >>> import numpy as np
-    >>> raw = RawData(np.arange(40, dtype="float32")[:, None], np.arange(40, dtype="float32"), "regression")
-    >>> b = make_bundle(raw, DataSpec(test_fraction=0.25, val_fraction=0.2))
-    >>> [len(b.split(s)[0]) for s in ("train", "val", "test")], b.y_train.shape
-    ([24, 6, 10], torch.Size([24, 1]))
-    """
-    _check_spec(spec)
-    source = raw.name or spec.name or "data"
-    if raw.task not in ("classification", "regression"):
-        raise DataError(f"{source}: task must be classification or regression, got {raw.task!r}")
+def _checked_arrays(
+    raw: RawData, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(x, y, x_test, y_test)`` of ``raw`` as arrays, checked: matching lengths and sample shapes,
+    numeric, finite; a 1-D ``x`` is N samples of one feature. No published test split: None, None."""
     x, y = np.asarray(raw.x), np.asarray(raw.y)
     if x.ndim == 1:
         x = x[:, None]  # N samples of one feature
@@ -217,11 +202,10 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)}; they must match")
     if len(x) == 0:
         raise DataError(f"{source}: the dataset has no samples")
-    has_test = raw.x_test is not None
-    if has_test != (raw.y_test is not None):
+    if (raw.x_test is None) != (raw.y_test is None):
         raise DataError(f"{source}: a published test split needs both x_test and y_test")
     xt = yt = None
-    if has_test:
+    if raw.x_test is not None:
         xt, yt = np.asarray(raw.x_test), np.asarray(raw.y_test)
         if xt.ndim == 1:
             xt = xt[:, None]
@@ -237,11 +221,17 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
             if arr.dtype.kind not in "biuf":
                 raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
             check_finite(arr, what, source)
+    return x, y, xt, yt
 
-    classification = raw.task == "classification"
+
+def _targets(
+    raw: RawData, y: np.ndarray, yt: np.ndarray | None, source: str
+) -> tuple[int | None, list[str] | None, np.ndarray, np.ndarray | None]:
+    """``(num_classes, class_names, y, y_test)``: classification labels checked (integers 0..C-1,
+    two classes at least) and named; regression targets shaped ``[N, T]``."""
     num_classes: int | None = None
     class_names = raw.class_names
-    if classification:
+    if raw.task == "classification":
         labels = y if yt is None else np.concatenate([y, yt])
         if y.ndim != 1 or labels.dtype.kind not in "iu" or labels.min() < 0:
             raise DataError(
@@ -262,9 +252,35 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
     else:
         y = y.reshape(len(y), -1)  # regression targets are always [N, T]
         yt = None if yt is None else yt.reshape(len(yt), -1)
+    return num_classes, class_names, y, yt
+
+
+def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
+    """Split ``raw`` into train / val / test and standardize with statistics fit on train only.
+
+    Without a published test split, ``spec.test_fraction`` is split off first; then
+    ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
+    and are stratified for classification. ``spec.train_fraction`` < 1 then keeps a stratified
+    subsample of train only (see ``subsample_train``): val and test are the samples of the
+    full-data run, and standardization is fit on the kept train samples. Regression targets are
+    standardized too (train statistics, kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
+
+    >>> import numpy as np
+    >>> raw = RawData(np.arange(40, dtype="float32")[:, None], np.arange(40, dtype="float32"), "regression")
+    >>> b = make_bundle(raw, DataSpec(test_fraction=0.25, val_fraction=0.2))
+    >>> [len(b.split(s)[0]) for s in ("train", "val", "test")], b.y_train.shape
+    ([24, 6, 10], torch.Size([24, 1]))
+    """
+    _check_spec(spec)
+    source = raw.name or spec.name or "data"
+    if raw.task not in ("classification", "regression"):
+        raise DataError(f"{source}: task must be classification or regression, got {raw.task!r}")
+    x, y, xt, yt = _checked_arrays(raw, source)
+    classification = raw.task == "classification"
+    num_classes, class_names, y, yt = _targets(raw, y, yt, source)
 
     names = class_names or []
-    if not has_test:
+    if xt is None:  # no published test split: cut one
         kept, out = _split(
             y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction", names, source
         )

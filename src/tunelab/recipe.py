@@ -8,7 +8,7 @@ before anything runs; errors name the dotted path, the value and what is allowed
 
 The ``search`` and ``ablation`` sections are checked here for their form (keys and types); their
 paths and values are checked against the rest of the recipe by the study that reads them
-(``tunelab.study.space.check_space``, ``tunelab.study.ablation.check_ablation``), before its first
+(``tunelab.study.search.space.check_space``, ``tunelab.study.ablation.check_ablation``), before its first
 run: the config layer does not import the study layer.
 
     >>> from tunelab.recipe import load_recipe

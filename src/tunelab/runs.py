@@ -206,11 +206,3 @@ def environment(recipe: Recipe, device: torch.device) -> dict[str, Any]:
         "command": [redact_text(arg) for arg in sys.argv],  # `--storage URL` may hold a password
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def load_result(run_dir: str | Path) -> dict[str, Any]:
-    """Read result.json of a finished run."""
-    path = Path(run_dir) / "result.json"
-    if not path.is_file():
-        raise TunelabError(f"{run_dir}: no result.json; is this a finished tunelab run directory?")
-    return json.loads(path.read_text())

@@ -1,9 +1,11 @@
-"""Runs the command tests share: a CSV run with string labels and an id column, and a digits run."""
+"""What the command tests share: `tunelab ARGS` run in this process, a small recipe, a study storage
+of their own, and runs to predict with: a CSV run with string labels and an id column, a digits run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 from sklearn.datasets import load_wine
 
 from tunelab import fit, load_recipe
+from tunelab.cli import main
 from tunelab.data import load_data
 from tunelab.spec import PreprocessSpec
 
@@ -79,3 +82,43 @@ def _raw_test_split(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 def raw_test_split() -> Callable[[Path], tuple[np.ndarray, np.ndarray]]:
     """The run's test split before preprocessing (x, class codes): what a user hands predict."""
     return _raw_test_split
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[Sequence[Any]], tuple[int, str, str]]:
+    """``cli(args) -> (exit status, stdout, stderr)`` of ``tunelab ARGS`` (each arg str()-ed)."""
+
+    def run(args: Sequence[Any]) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+# Small and fast: two epochs of a tiny MLP on iris, with one method to ablate and one value to try.
+RECIPE = """\
+data: {name: iris}
+model: {name: mlp, hidden: [8], dropout: 0.1}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 2, batch_size: 32, threads: 1}
+methods:
+  - {name: l2, weight: 0.001}
+ablation:
+  values:
+    optimizer.lr: [0.05]
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    """``iris_small.yaml`` (so a study's default name is ``ablate-iris_small``, ``cv-iris_small``)."""
+    path = tmp_path / "iris_small.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.fixture
+def storage(tmp_path) -> str:
+    """An SQLite study storage in the test's own directory."""
+    return f"sqlite:///{tmp_path / 'studies.db'}"

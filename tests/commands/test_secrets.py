@@ -218,7 +218,7 @@ def test_a_resumed_search_masks_an_error_stored_unmasked_by_an_older_tunelab(
 ):
     import optuna
 
-    from tunelab.study.search import prepare_search
+    from tunelab.study.search.run import prepare_search
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     prepare_search(recipe, trials=2, storage=url)

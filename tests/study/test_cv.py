@@ -7,10 +7,11 @@ import torch
 from scipy import stats
 
 from tunelab.data import load_data
+from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import load_recipe
-from tunelab.study.ablation import RunOutcome, train_run
 from tunelab.study.cv import CVValue, fold_bundle, fold_indices, parse_param, run_cv, select_value
+from tunelab.study.scaffold import RunOutcome, train_run
 from tunelab.study.stats import summarize
 
 IRIS = {
@@ -74,6 +75,11 @@ def test_each_fold_fits_standardization_on_its_own_training_part_only():
     assert b.x_train.mean(0).abs().max() < 1e-5  # centred with its own statistics
     assert b.x_train.std(0, unbiased=False) == pytest.approx(torch.ones(4), abs=1e-5)
     assert b.preprocessing.table.scaler["center"] == pytest.approx(x[train].mean(0).tolist())
+    # The very statistics make_bundle would fit on these train samples: one Preprocessing.fit.
+    fit_here = Preprocessing.fit(
+        pool.raw.x[train], y[train], spec=recipe.preprocess, names=pool.feature_names
+    )
+    assert b.preprocessing == fit_here
     # The held-out fold is scaled with the training part's statistics, not its own.
     expected = (x[held] - x[train].mean(0)) / x[train].std(0)
     assert b.x_val.numpy() == pytest.approx(expected, abs=1e-5)

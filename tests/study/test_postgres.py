@@ -23,7 +23,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tunelab.study.search import list_studies, prepare_search, study_report
+from tunelab.study.search.run import prepare_search
+from tunelab.study.search.studies import list_studies, study_report
 from tunelab.study.storage import open_storage
 
 pytestmark = pytest.mark.slow

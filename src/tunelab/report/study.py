@@ -1,6 +1,6 @@
 """Terminal rendering of study results (ablation, cross-validation) with rich.
 
-Renderers only format: every number comes from the typed results of ``tunelab.study.ablation``
+Renderers only format: every number comes from the typed results of ``tunelab.study.ablation_analysis``
 and ``tunelab.study.cv``. A difference is never printed without its interval (or, with too few
 seeds for one, without saying so). Text that holds data goes through ``rich.markup.escape``:
 an interval such as ``[needs ≥ 2 seeds]`` would otherwise be read as a markup tag and vanish.
@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunelab.report.terminal import fmt, fmt_bytes
-from tunelab.study.ablation import AblationResult, RunRecord, VariantResult
+from tunelab.study.ablation_analysis import AblationResult, RunRecord, VariantResult
 from tunelab.study.cv import CVResult, FoldRun
 from tunelab.study.stats import PairedDifference, Summary, level_text
 

@@ -32,6 +32,7 @@ Runs are stored like an ablation's (``tunelab.study.runstore``): interrupted, a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,17 +49,17 @@ from tunelab.data import DataBundle, bundle_from_arrays, load_data
 from tunelab.data.splits import refit_fold
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import Recipe, load_recipe
-from tunelab.study.ablation import (
+from tunelab.study.runstore import StoredRun
+from tunelab.study.scaffold import (
+    ComparedMetric,
     Runner,
-    RunOutcome,
+    StudyRuns,
+    compared_metric,
     override_text,
-    resolve_monitor,
     study_free_raw,
-    study_identity,
-    train_run,
+    study_recipe,
     value_label,
 )
-from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import Summary, summarize
 from tunelab.train import load_bundle
 from tunelab.yaml_loader import DuplicateKeyError, load_yaml
@@ -144,7 +145,7 @@ class CVChoice:
 
 
 @dataclass(frozen=True)
-class FinalRun:
+class CVRetrain:
     """The retrain with the chosen value on the recipe's train/val split, and its test evaluation."""
 
     label: str
@@ -180,7 +181,7 @@ class CVResult:
     values: tuple[CVValue, ...]
     folds: tuple[FoldRun, ...]
     choice: CVChoice
-    final: FinalRun
+    final: CVRetrain
     runs_computed: int
     runs_reused: int
     notes: tuple[str, ...] = ()
@@ -398,45 +399,26 @@ def run_cv(
     ...              param=("methods.l2.weight", [0.1, 0.01, 0.001]))  # doctest: +SKIP
     >>> res.choice.best.value, res.choice.one_se.value, res.final.test["accuracy"]  # doctest: +SKIP
     """
-    base = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
+    base = study_recipe(recipe, overrides)
     if choose not in ("best", "1se"):
         raise TunelabError(f"--choose {choose}: must be best or 1se")
     candidates = _values(base, param)
-    runner = runner or train_run
     pool = _raw_pool(base, data)
-    monitor, metric, mode = resolve_monitor(base, pool.task)
-    notes = []
-    if pool.task == "regression" and metric == "loss":
-        # The loss of a regression is computed on targets standardized with each fold's own
-        # statistics; the MSE in the data's units is comparable across folds.
-        metric, mode = "mse", "min"
-        notes.append("regression: folds are scored on val.mse in the data's units (the loss is on "
-                     "targets standardized per fold)")  # fmt: skip
+    metric, notes = _fold_metric(base, pool.task)
     assert pool.raw is not None  # loaded with keep_raw
     y = pool.raw.y
     splits = fold_indices(
         y, folds, base.data.split_seed, pool.task == "classification", pool.class_names or ()
     )
-    name = study_name or f"cv-{base.data.name}-{base.model.name}"
-    identity = {**study_identity(study_free_raw(base)), "study": {"monitor": monitor, "metric": metric}}
-    store = RunStore(
-        storage, name, kind="cv", recipe=identity, direction="maximize" if mode == "max" else "minimize"
+    study = StudyRuns(
+        base,
+        kind="cv",
+        storage=storage,
+        study_name=study_name,
+        metric=metric,
+        runner=runner,
+        study={"monitor": metric.monitor, "metric": metric.metric},
     )
-    quiet = ("train.efficiency=false", "train.tensorboard=false")
-    counts = {"computed": 0, "reused": 0}
-
-    def run_one(key: dict[str, Any], overrides_: Sequence[str], bundle: DataBundle, out_: Any) -> StoredRun:
-        def compute() -> tuple[str, float | None, dict[str, Any]]:
-            r = load_recipe(study_free_raw(base), [*overrides_, *quiet])
-            o: RunOutcome = runner(r, bundle, out_)
-            attrs = {"val": o.val, "seconds": o.seconds, "epochs": o.epochs, "message": o.message}
-            if key["phase"] == "final":  # fold runs hold the held-out fold in their test slot
-                attrs.update(test=o.test, run_dir=o.run_dir)
-            return o.status, o.val.get(metric), attrs
-
-        run = store.run(key, compute)
-        counts["reused" if run.cached else "computed"] += 1
-        return run
 
     # Fold by fold, every value: an interrupted CV already holds comparable scores.
     fold_runs: list[FoldRun] = []
@@ -444,42 +426,33 @@ def run_cv(
     for i, (tr, va) in enumerate(splits):
         bundle = fold_bundle(pool, tr, va)
         for value, label, ov in candidates:
-            key = {"phase": "fold", "overrides": list(ov), "k": folds, "fold": i}
-            run = run_one(key, ov, bundle, None)
+            run = study.run({"phase": "fold", "overrides": list(ov), "k": folds, "fold": i}, ov, bundle)
             by_value[label][i] = run
             seconds = float(run.attrs.get("seconds", 0.0))
             fr = FoldRun(value, label, i, run.value, run.status, len(tr), len(va), seconds, run.cached)
             fold_runs.append(fr)
             if on_run is not None and not run.cached:
                 on_run(fr)
-
-    results = []
-    for value, label, ov in candidates:
-        runs = by_value[label]
-        scores = tuple(float(r.value) for r in runs.values() if r.ok)  # type: ignore[arg-type]
-        failed = tuple((i, r.status) for i, r in runs.items() if not r.ok)
-        results.append(
-            CVValue(value, label, ov, scores, failed, summarize(scores, confidence) if scores else None)
-        )
-    choice = select_value(results, mode, choose)
+    results = [_cv_value(value, label, ov, by_value[label], confidence) for value, label, ov in candidates]
+    choice = select_value(results, metric.mode, choose)
 
     # The one retrain with the chosen value on the recipe's own split, and the one test read.
     chosen = choice.chosen
-    full = load_bundle(base, data)
-    final = run_one({"phase": "final", "overrides": list(chosen.overrides)}, chosen.overrides, full, out)
+    key = {"phase": "final", "overrides": list(chosen.overrides)}
+    final = study.run(key, chosen.overrides, load_bundle(base, data), out, keep_test=True)
     return CVResult(
-        study_name=name,
-        storage=store.where,
+        study_name=study.store.study_name,
+        storage=study.where,
         param=param[0] if param else None,
         k=folds,
-        monitor=monitor,
-        metric=metric,
-        mode=mode,
+        monitor=metric.monitor,
+        metric=metric.metric,
+        mode=metric.mode,
         stratified=pool.task == "classification",
         values=tuple(results),
         folds=tuple(fold_runs),
         choice=choice,
-        final=FinalRun(
+        final=CVRetrain(
             chosen.label,
             chosen.value,
             final.status,
@@ -487,17 +460,40 @@ def run_cv(
             dict(final.attrs.get("test") or {}),
             final.attrs.get("run_dir"),
         ),
-        runs_computed=counts["computed"],
-        runs_reused=counts["reused"],
+        runs_computed=study.computed,
+        runs_reused=study.reused,
         notes=tuple(notes),
     )
+
+
+def _fold_metric(base: Recipe, task: str) -> tuple[ComparedMetric, list[str]]:
+    """The metric each fold is scored on, and a note when it is not the recipe's own."""
+    metric = compared_metric(base, task)
+    if task == "regression" and metric.metric == "loss":
+        # The loss of a regression is computed on targets standardized with each fold's own
+        # statistics; the MSE in the data's units is comparable across folds.
+        note = (
+            "regression: folds are scored on val.mse in the data's units (the loss is on targets "
+            "standardized per fold)"
+        )
+        return dataclasses.replace(metric, metric="mse", mode="min"), [note]
+    return metric, []
+
+
+def _cv_value(
+    value: Any, label: str, overrides: tuple[str, ...], runs: Mapping[int, StoredRun], confidence: float
+) -> CVValue:
+    """One value's fold scores (the folds that finished) and their summary."""
+    scores = tuple(float(r.value) for r in runs.values() if r.ok)  # type: ignore[arg-type]
+    failed = tuple((i, r.status) for i, r in runs.items() if not r.ok)
+    return CVValue(value, label, overrides, scores, failed, summarize(scores, confidence) if scores else None)
 
 
 __all__ = [
     "CVChoice",
     "CVResult",
+    "CVRetrain",
     "CVValue",
-    "FinalRun",
     "FoldRun",
     "fold_bundle",
     "fold_indices",

@@ -24,13 +24,18 @@ A password never shows: every message, table, JSON field and file shows the URL 
 ``--storage``, or leave the password out of the URL and let the driver read ``PGPASSWORD`` or
 ``~/.pgpass``. Local workers get the URL through ``TUNELAB_STORAGE``, never on their command line.
 The storage stays readable by ``optuna-dashboard URL``: it is Optuna's own RDB schema, and
-tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker).
+tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker),
+and every study it makes records its kind (``KIND_ATTR``: search, ablation, cv).
+Optuna's own log lines are off while tunelab works on a study (``optuna_quiet``): it reports
+studies and trials itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +56,22 @@ GRACE_SECONDS = 20
 MAX_RETRY = 3  # a trial that kills its worker three times is a bug in the recipe, not bad luck
 HEARTBEAT_ENV = "TUNELAB_HEARTBEAT_SECONDS"
 GRACE_ENV = "TUNELAB_GRACE_SECONDS"
+KIND_ATTR = "tunelab_kind"  # the study user attribute every tunelab study records its kind in
+
+
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna logs only errors inside the block, and as before after it.
+
+    Optuna logs each study it creates, each trial, and a traceback for each failed trial (at
+    INFO and WARNING); tunelab reports its studies and trials itself, and keeps the messages.
+    """
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -102,7 +123,13 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path.split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a file where a directory should be, no permission
+                raise TunelabError(
+                    f"--storage {mask_url(url)}: cannot create the directory of its file ({e.strerror}); "
+                    "choose a path in a writable directory"
+                ) from None
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
         url = _postgres_driver(url)
@@ -156,8 +183,3 @@ def _wal(storage: RDBStorage) -> None:
     # WAL lets readers proceed while one process writes; set once per database file.
     with storage.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-
-def list_studies(url: str | None = None) -> list[optuna.study.StudySummary]:
-    """Summaries of every study in the storage."""
-    return optuna.study.get_all_study_summaries(open_storage(url, heartbeat=False))

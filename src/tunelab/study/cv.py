@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import yaml
 from optuna.storages import BaseStorage
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -306,10 +305,6 @@ def fold_indices(y: np.ndarray, k: int, seed: int, stratify: bool, class_names: 
         splitter: Any = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros(len(y)), y))
     return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y))))
-
-
-def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
 def fold_bundle(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBundle:

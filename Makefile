@@ -53,7 +53,7 @@ FLOORS := .venv-floors
 FLOOR_TESTS := \
   tests/test_train.py::test_run_directory_is_complete_and_repeatable \
   tests/test_train.py::test_same_seed_same_metrics_and_other_seed_differs \
-  tests/test_cli.py::test_train_prints_tables \
+  tests/commands/test_train.py::test_train_prints_tables \
   tests/test_recipe.py \
   tests/test_train.py::test_regression_reports_metrics_in_data_units \
   tests/data/test_splits.py::test_split_sizes_and_stratification \
@@ -64,8 +64,8 @@ FLOOR_TESTS := \
   tests/compress/test_quantize.py \
   tests/study/test_stats.py \
   tests/study/test_cv.py::test_stratified_folds_partition_the_data_and_keep_class_proportions \
-  tests/study/test_search.py::test_every_sampler_runs \
-  tests/study/test_search.py::test_running_again_resumes_without_recomputing \
+  tests/study/search/test_samplers.py::test_every_sampler_runs \
+  tests/study/search/test_run.py::test_running_again_resumes_without_recomputing \
   tests/study/test_postgres.py \
   tests/test_lr_find.py::test_plot_writes_a_png
 

@@ -62,3 +62,16 @@ def test_as_root_without_apt_it_says_so(tmp_path):
     proc, _ = make_postgres(tmp_path, uid=0, with_apt=False)
     assert proc.returncode == 0, proc.stderr
     assert "no apt-get" in proc.stdout and "will be skipped" in proc.stdout
+
+
+def test_every_floor_test_the_makefile_names_exists():
+    # `make floors` runs these node IDs; a moved or renamed test would make it fail in CI only.
+    text = (ROOT / "Makefile").read_text()
+    block = text.split("FLOOR_TESTS := \\\n", 1)[1].split("\n\n", 1)[0]
+    ids = [line.strip().rstrip("\\").strip() for line in block.splitlines() if line.strip()]
+    assert len(ids) > 10
+    for node in ids:
+        path, _, name = node.partition("::")
+        assert (ROOT / path).is_file(), f"FLOOR_TESTS names {path}, which does not exist"
+        if name:
+            assert f"def {name}(" in (ROOT / path).read_text(), f"FLOOR_TESTS names {node}, not found"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import pytest
 import torch
@@ -87,7 +88,7 @@ def test_step_groups_cover_the_epoch_in_order_and_fold_a_single_sample():
                 groups = step_groups(n, batch_size, k)
                 flat = [b for g in groups for b in g]
                 assert flat[0][0] == 0 and flat[-1][1] == n
-                assert all(a[1] == b[0] for a, b in zip(flat, flat[1:], strict=False))  # contiguous
+                assert all(a[1] == b[0] for a, b in itertools.pairwise(flat))  # contiguous
                 assert all(1 <= len(g) <= k for g in groups) and all(len(g) == k for g in groups[:-1])
                 assert all(hi - lo > 1 for lo, hi in flat) or n == 1 or batch_size == 1
     assert step_groups(100, 16, 4)[-1] == [(64, 80), (80, 96), (96, 100)]  # the shorter last step
@@ -101,7 +102,7 @@ def test_k_micro_batches_give_the_update_of_one_batch_of_their_samples(sizes):
     accumulated = TrainStep(_state(split, f"train.grad_accum={len(sizes)}"), [])
     loss_one = one([(x, y)])
     bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
-    micro = [(x[lo:hi], y[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    micro = [(x[lo:hi], y[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
     loss_acc = accumulated(micro)
     # The uneven case is weighted by sample counts: an unweighted mean of the three micro-batch
     # losses would differ from the mean over all samples.

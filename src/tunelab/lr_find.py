@@ -5,10 +5,9 @@ then trains a copy of the initial weights (a model you pass is left untouched) f
 optimizer steps on shuffled training batches, the learning rate growing exponentially from
 ``start_lr`` to ``end_lr`` (one step = one optimizer step of ``fit``: ``train.grad_accum``
 micro-batches, in the recipe's precision, through the same ``tunelab.step.TrainStep``; the data is
-cycled as often as needed). The
-recorded loss is smoothed with an exponential moving average (bias-corrected, as in Adam), and
-the ramp stops once that ``smoothed`` loss exceeds ``diverge_factor`` times its minimum or the
-loss becomes NaN/inf: the lr has diverged.
+cycled as often as needed). The recorded loss is smoothed with an exponential moving average
+(bias-corrected, as in Adam), and the ramp stops once that ``smoothed`` loss exceeds
+``diverge_factor`` times its minimum or the loss becomes NaN/inf: the lr has diverged.
 
 The suggestion follows one rule, ``RULE``: the lr at the minimum of the smoothed loss, divided by
 10 (fastai's "minimum" rule). At the minimum the lr is already near the edge of stability, so a

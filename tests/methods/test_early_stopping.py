@@ -52,9 +52,9 @@ def test_nan_never_improves_and_epoch_labels():
 def test_best_epoch_forgets_epochs_before_the_comparable_one():
     b = BestEpoch("min")
     assert [b.update(v, e) for e, v in [(1, 0.5), (2, 0.7), (3, 0.4)]] == [True, False, True]
-    assert not b.forget_before(comparable_since=3)  # epoch 3 (from 1) is 0-based epoch 2: kept
+    assert not b.forget_before(comparable_since=2)  # epoch 3 (from 1) is 0-based epoch 2: kept
     assert (b.best, b.best_epoch) == (0.4, 3)
-    assert b.forget_before(comparable_since=4)
+    assert b.forget_before(comparable_since=3)
     assert (b.best, b.best_epoch) == (math.inf, None)
     assert b.update(0.9, 5)  # any value is the first comparable best
 

@@ -11,9 +11,10 @@
 * ``update`` returns True (stop now) when ``bad_epochs`` reaches ``patience``, so training runs
   ``patience`` epochs past the best one.
 
-The ``EarlyStopping`` adapter feeds it the monitored value at every ``epoch_end``, keeps a CPU
-copy of the evaluated weights (``state.eval_net``, possibly an EMA average) at each improvement,
-and puts them back at ``fit_end``.
+The best value and epoch are kept by ``BestEpoch``, the rule the loop also uses for ``best.pt``.
+The ``EarlyStopping`` adapter feeds ``EarlyStopper`` the monitored value at every ``epoch_end``,
+keeps a CPU copy of the evaluated weights (``state.eval_net``, possibly an EMA average) at each
+improvement, and puts them back at ``fit_end``.
 """
 
 from __future__ import annotations

@@ -124,21 +124,34 @@ def test_micro_batch_hooks_run_per_micro_batch_and_step_hooks_once_per_step():
     assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)  # two schedule steps
 
 
-def test_the_ddp_seam_wraps_every_micro_batch_but_the_last():
+def test_the_ddp_seam_holds_back_every_micro_batch_but_the_last():
+    # DDP reads its sync flag in the forward pass: the whole micro-batch must run inside no_sync.
     x, y = _data(30)
-    entered = []
+    inside = [False]
+    seen = []
 
     @contextlib.contextmanager
     def no_sync():
-        entered.append(True)
+        inside[0] = True
         yield
+        inside[0] = False
 
-    step = TrainStep(_state(_net()), [])
+    class Where(Method):
+        def batch(self, state, x, y):
+            seen.append(("batch", inside[0]))
+            return x, y
+
+        def loss(self, state, loss, out, y):
+            seen.append(("loss", inside[0]))
+            return loss
+
+    step = TrainStep(_state(_net()), [Where()])
     step.no_sync = no_sync
     step([(x[i : i + 10], y[i : i + 10]) for i in (0, 10, 20)])
-    assert len(entered) == 2
+    assert seen == [("batch", True), ("loss", True)] * 2 + [("batch", False), ("loss", False)]
+    seen.clear()
     step([(x, y)])
-    assert len(entered) == 2  # one micro-batch: nothing to hold back
+    assert seen == [("batch", False), ("loss", False)]  # one micro-batch: nothing to hold back
 
 
 @pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])

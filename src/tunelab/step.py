@@ -3,11 +3,11 @@
 A step is one optimizer update over ``train.grad_accum`` = K micro-batches::
 
     zero the gradients
-    for each micro-batch (x, y) of the step:
+    for each micro-batch (x, y) of the step:          DDP: all but the last inside no_sync()
         x, y = batch(state, x, y)                      every micro-batch
         with autocast(precision): out = model(x); loss = criterion(out, y)
         loss = loss(state, loss, out, y)               every micro-batch
-        backward(scale(loss * n_i / N))                DDP: no_sync() on all but the last
+        backward(scale(loss * n_i / N))                n_i / N: its share of the step's samples
     unscale the gradients                              fp16: true values for the hooks
     after_backward(state)                              once per step (gradient clipping)
     scaler.step(optimizer); scaler.update()            fp16: skipped when a gradient overflowed
@@ -108,32 +108,24 @@ class TrainStep:
 
     def __call__(self, micro_batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
         """Train one optimizer step on ``micro_batches``; return its loss (detached, on device)."""
-        state, scaler = self.state, self.scaler
-        model, optimizer, criterion = state.model, state.optimizer, state.criterion
+        state, scaler, optimizer = self.state, self.scaler, self.state.optimizer
         last = len(micro_batches) - 1
         if last < 0:
             raise ValueError("a training step needs at least one micro-batch")
         # The common case, one micro-batch, is weighted by nothing: not even a multiply by 1.
-        weights = [len(x) for x, _ in micro_batches] if last else None
-        total_n = sum(weights) if weights else 1
+        sizes = [len(x) for x, _ in micro_batches] if last else None
+        total_n = sum(sizes) if sizes else 1
         optimizer.zero_grad(set_to_none=True)
         step_loss: Tensor | None = None
         for i, (x, y) in enumerate(micro_batches):
-            for hook in self.batch_hooks:
-                x, y = hook(state, x, y)
-            with self.autocast:
-                out = model(x)
-                loss = criterion(out, y)
-            for hook in self.loss_hooks:
-                loss = hook(state, loss, out, y)
-            if weights is not None:
-                loss = loss * (weights[i] / total_n)
+            weight = sizes[i] / total_n if sizes is not None else None
             if i < last:
+                # DDP reads its sync flag in the forward pass: forward and backward both go inside.
                 with self.no_sync():
-                    scaler.scale(loss).backward()
+                    loss = self._forward_backward(x, y, weight)
             else:
-                scaler.scale(loss).backward()
-            step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+                loss = self._forward_backward(x, y, weight)
+            step_loss = loss if step_loss is None else step_loss + loss
         scaler.unscale_(optimizer)  # clipping and other hooks see the true gradients
         for hook in self.after_backward:
             hook(state)
@@ -145,3 +137,18 @@ class TrainStep:
         for hook in self.after_step:
             hook(state)
         return step_loss  # type: ignore[return-value]  # set by the first micro-batch
+
+    def _forward_backward(self, x: Tensor, y: Tensor, weight: float | None) -> Tensor:
+        """One micro-batch: its hooks, forward, loss and backward; its weighted loss, detached."""
+        state = self.state
+        for hook in self.batch_hooks:
+            x, y = hook(state, x, y)
+        with self.autocast:
+            out = state.model(x)
+            loss = state.criterion(out, y)
+        for hook in self.loss_hooks:
+            loss = hook(state, loss, out, y)
+        if weight is not None:
+            loss = loss * weight
+        self.scaler.scale(loss).backward()
+        return loss.detach()

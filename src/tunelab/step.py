@@ -22,8 +22,8 @@ of an epoch may hold fewer or shorter micro-batches: the weights follow its real
 equals the shorter last batch of a K*B run. A penalty a ``loss`` hook adds (L2) is added to every
 micro-batch's loss; the weights sum to 1, so it counts once per step.
 
-One code path serves every precision: ``torch.autocast(enabled=...)`` and
-``GradScaler(enabled=...)`` are no-ops in fp32 (and the scaler in bf16, which keeps fp32's range).
+One code path serves every precision: the autocast context is a no-op in fp32, and
+``GradScaler(enabled=...)`` is one in fp32 and bf16 (which keeps fp32's range).
 """
 
 from __future__ import annotations
@@ -95,9 +95,15 @@ class TrainStep:
         self.after_backward = hooks_of(methods, "after_backward")
         self.after_step = hooks_of(methods, "after_step")
         amp_dtype = AMP_DTYPES.get(t.precision)
-        # One autocast object, entered once per micro-batch (it saves and restores the previous
-        # autocast state on each entry, so sequential reuse is safe): no construction per batch.
-        self.autocast = torch.autocast(state.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+        # One context object, entered once per micro-batch (autocast saves and restores the
+        # previous state on each entry, so sequential reuse is safe): no construction per batch.
+        # fp32 enters a nullcontext rather than autocast(enabled=False): on the CPU a disabled
+        # autocast still cost ~10 us per entry (measured: 3% of a 0.4 ms step of a small MLP).
+        self.autocast: AbstractContextManager[Any] = (
+            torch.autocast(state.device.type, dtype=amp_dtype)
+            if amp_dtype is not None
+            else contextlib.nullcontext()
+        )
         # fp16 needs loss scaling so small gradients do not flush to zero.
         self.scaler = torch.amp.GradScaler(state.device.type, enabled=t.precision == "fp16")
         schedule = state.schedule

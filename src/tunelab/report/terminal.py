@@ -175,12 +175,21 @@ class Progress(Method):
             transient=True,
         )
         self._task = self._bar.add_task("train", total=epochs, status="")
+        self._done = 0  # epochs shown as done (a resumed run starts where it stopped)
         self._bar.start()
 
     def epoch_end(self, state: TrainState) -> None:
         rec = state.history[-1]
         status = f"train loss {rec['train']['loss']:.4f} · {state.monitor} {state.last():.4f}"
-        self._bar.update(self._task, advance=1, status=status)
+        self._done += 1
+        self._bar.update(self._task, completed=self._done, status=status)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self._done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._done = state["done"]
+        self._bar.update(self._task, completed=self._done, status="resumed")
 
     def close(self) -> None:
         self._bar.stop()

@@ -51,15 +51,28 @@ class PruneOnEpoch(Method):
     def __init__(self, trial: optuna.trial.Trial, metric: str, prune: bool = True) -> None:
         self.trial, self.metric, self.prune = trial, metric, prune
         self.pruned_at: int | None = None
+        self.reported: list[tuple[int, float]] = []  # (epoch, value) sent to the trial
 
     def epoch_end(self, state: TrainState) -> None:
         value = state.last(self.metric)
         step = state.epoch + 1  # epochs done: the resource ASHA and Hyperband allocate
         self.trial.report(value, step)
+        self.reported.append((step, value))
         if self.prune and self.trial.should_prune():
             state.stop = True
             state.stop_reason = f"pruned after epoch {step}: {self.metric} {value:.4f}"
             self.pruned_at = step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reported": self.reported, "pruned_at": self.pruned_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # A retried trial is a new Optuna trial without the killed one's learning curve: the
+        # epochs it resumes after are reported again, so the pruner compares whole curves.
+        self.pruned_at = state["pruned_at"]
+        self.reported = [(int(step), float(value)) for step, value in state["reported"]]
+        for step, value in self.reported:
+            self.trial.report(value, step)
 
 
 def worker_id() -> str:

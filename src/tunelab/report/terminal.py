@@ -175,21 +175,14 @@ class Progress(Method):
             transient=True,
         )
         self._task = self._bar.add_task("train", total=epochs, status="")
-        self._done = 0  # epochs shown as done (a resumed run starts where it stopped)
         self._bar.start()
 
     def epoch_end(self, state: TrainState) -> None:
         rec = state.history[-1]
         status = f"train loss {rec['train']['loss']:.4f} · {state.monitor} {state.last():.4f}"
-        self._done += 1
-        self._bar.update(self._task, completed=self._done, status=status)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"done": self._done}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._done = state["done"]
-        self._bar.update(self._task, completed=self._done, status="resumed")
+        # Epochs done, read from the history: a resumed run's bar starts where the run stopped,
+        # and the bar keeps no state of its own to checkpoint.
+        self._bar.update(self._task, completed=len(state.history), status=status)
 
     def close(self) -> None:
         self._bar.stop()

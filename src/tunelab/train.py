@@ -49,6 +49,8 @@ from tunelab.spec import monitor_mode, resolve_auto_monitor
 from tunelab.step import AMP_DTYPES, TrainStep, step_groups
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
+# The largest share of a run without a run directory (a study trial) spent writing last.pt.
+TRIAL_CHECKPOINT_SHARE = 0.02
 
 LOSSES: dict[str, Criterion] = {
     "cross_entropy": F.cross_entropy,
@@ -290,7 +292,9 @@ def fit(
         path.mkdir(parents=True, exist_ok=True)
 
     prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
-    loop = Loop(prep, len(recipe.methods), last=path / LAST if path is not None else None)
+    # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
+    share = None if save else TRIAL_CHECKPOINT_SHARE
+    loop = Loop(prep, len(recipe.methods), last=path / LAST if path is not None else None, max_share=share)
     checkpoint = source.checkpoint if source is not None else None
     if checkpoint is not None:
         check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
@@ -418,9 +422,13 @@ class Loop:
     (no per-batch sync), and methods are visited only for the hooks they override.
     """
 
-    def __init__(self, prep: Prepared, n_recipe_methods: int, last: Path | None = None) -> None:
+    def __init__(
+        self, prep: Prepared, n_recipe_methods: int, last: Path | None = None, max_share: float | None = None
+    ) -> None:
+        """``last``: where to write last.pt (None: nowhere). ``max_share``: space the writes so they
+        take at most this share of the time (a study trial's); None writes at every chance."""
         state, methods = prep.state, prep.methods
-        self.state, self.methods, self.last = state, methods, last
+        self.state, self.methods, self.last, self.max_share = state, methods, last, max_share
         self.epoch_start = hooks_of(methods, "epoch_start")
         self.eval_hooks = hooks_of(methods, "eval_model")
         self.epoch_end = hooks_of(methods, "epoch_end")
@@ -439,6 +447,7 @@ class Loop:
         self.data_hash = data_fingerprint(splits) if last is not None else ""
         self.seconds_before = 0.0  # training time of the sessions before a resume
         self.checkpoint_seconds = 0.0  # time spent writing last.pt in this session
+        self._write_end, self._write_cost = -math.inf, 0.0  # of the last write
         self._started = time.perf_counter()
 
     def run(self, run: RunDir | None) -> Outcome:
@@ -540,8 +549,12 @@ class Loop:
         if self.last is None:
             return
         t0 = time.perf_counter()
+        if self.max_share is not None and t0 - self._write_end < self._write_cost / self.max_share:
+            return  # any checkpoint resumes exactly: skipping some only means redoing more work
         write_last(self.last, self.state_dict())
-        self.checkpoint_seconds += time.perf_counter() - t0
+        self._write_end = time.perf_counter()
+        self._write_cost = self._write_end - t0
+        self.checkpoint_seconds += self._write_cost
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the loop needs to continue from where it stands (see ``tunelab.resume``)."""

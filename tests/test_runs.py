@@ -137,7 +137,9 @@ def test_resume_keeps_exactly_the_checkpoints_epochs(tmp_path):
     assert epochs == [1, 2, 3]  # epoch 3 once: the killed session's record was dropped
     assert leftovers(path) == []
     env = json.loads((path / "env.json").read_text())
-    assert env["seed"] == 0 and env["resumed"] == [{"command": ["tunelab", "train", "--resume"], "epochs_done": 2}]
+    assert env["seed"] == 0 and env["resumed"] == [
+        {"command": ["tunelab", "train", "--resume"], "epochs_done": 2}
+    ]
 
 
 def test_check_resumable_says_what_is_wrong(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tunelab import fit, load_recipe
+from tunelab import Method, fit, load_recipe
 from tunelab.cli import main
 from tunelab.errors import TunelabError
 from tunelab.resume import (
@@ -225,7 +225,6 @@ IRIS = {
 
 def _killed_run(tmp_path: Path, recipe=IRIS, at_epoch: int = 2) -> Path:
     """A run stopped in-process at the start of ``at_epoch`` (0-based), its last.pt in place."""
-    from tunelab import Method
 
     class Stop(BaseException):
         pass
@@ -291,3 +290,48 @@ def test_tensorboard_continues_at_the_step_after_the_checkpoint(tmp_path):
     events.Reload()
     steps = [e.step for e in events.Scalars("train/loss")]
     assert steps == [1, 2, 3, 4]
+
+
+class Interrupted(BaseException):
+    """Stands for a kill: fit does not catch it, as it catches Ctrl-C."""
+
+
+class InterruptAt(Method):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def after_step(self, state):
+        if state.step == self.step:
+            raise Interrupted
+
+
+VARIANTS = [
+    *(
+        [f"schedule.name={name}", "schedule.warmup_epochs=1"]
+        for name in ("constant", "cosine", "exponential", "plateau", "step")
+    ),
+    ["schedule.name=multistep", "schedule.milestones=[2, 3]"],
+    ["schedule.name=onecycle"],  # stepped per batch
+    ["schedule.name=cyclic", "optimizer.name=sgd"],  # per batch, cycling momentum
+    *([f"optimizer.name={name}"] for name in ("gd", "momentum", "nesterov", "rmsprop", "sgd", "adamw")),
+    ["train.precision=fp16", "train.grad_accum=2"],  # GradScaler state, accumulated steps
+    ["train.precision=bf16", "model.dropout=0.3"],
+]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=[" ".join(v) for v in VARIANTS])
+def test_every_schedule_optimizer_and_precision_resume_exactly(overrides, tmp_path):
+    recipe = load_recipe(
+        {**IRIS, "model": {"name": "mlp", "hidden": [8], "batch_norm": True}},
+        [*overrides, "train.batch_size=16", "train.checkpoint_every=4", "train.epochs=4"],
+    )
+    whole = fit(recipe, save=False)
+    # Step 10 of 24 (12 with grad_accum=2): mid-epoch, two steps after the checkpoint of step 8.
+    # gd takes one step per epoch: step 3 is in epoch 3, after the checkpoint of epoch 2.
+    at = 3 if recipe.optimizer.name == "gd" else 10
+    with pytest.raises(Interrupted):
+        fit(recipe, out=tmp_path / "run", methods=[InterruptAt(at)])
+    resumed = fit(resume=tmp_path / "run")
+    pairs = zip(whole.history, resumed.history, strict=True)
+    assert resumed.history == [{**h, "seconds": r["seconds"]} for h, r in pairs]
+    assert resumed.val == whole.val and resumed.test == whole.test and resumed.best_epoch == whole.best_epoch

@@ -26,10 +26,11 @@ import hashlib
 import io
 import json
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,13 +42,19 @@ from tunelab.methods import Method
 from tunelab.recipe import Recipe, recipe_changes
 from tunelab.runs import check_resumable
 
+if TYPE_CHECKING:
+    from tunelab.train import Loop
+
 __all__ = [
     "FORMAT",
     "LAST",
+    "Position",
     "ResumeSource",
     "capture_rng",
     "check_same_run",
     "data_fingerprint",
+    "load_loop_checkpoint",
+    "loop_checkpoint",
     "method_keys",
     "read_last",
     "restore_rng",
@@ -212,3 +219,83 @@ def resume_source(
         path.mkdir(parents=True)
     last = path / LAST
     return ResumeSource(path, read_last(last) if last.is_file() else None)
+
+
+@dataclass
+class Position:
+    """Where a loop stands: the epoch to run (0-based) and, mid-epoch, how far it went."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0  # optimizer steps of ``epoch`` already taken (0: at its start)
+    epoch_order: Tensor | None = None  # mid-epoch: the data-order generator at the epoch's start
+    total: Tensor | None = None  # mid-epoch: the epoch's loss sum so far (loss x samples)
+    seconds: float = 0.0  # mid-epoch: the epoch's time so far
+
+
+def loop_checkpoint(loop: Loop) -> dict[str, Any]:
+    """Everything ``loop`` needs to continue from where it stands (see the module doc)."""
+    from tunelab import __version__
+
+    state, pos = loop.state, loop.pos
+    methods = {k: m.state_dict() for k, m in zip(loop.keys, loop.methods, strict=True)}
+    return {
+        "versions": {"tunelab": __version__, "torch": str(torch.__version__)},
+        "recipe": json.dumps(state.recipe.to_dict()),
+        "data": loop.data_hash,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "schedule": state.schedule.state_dict(),
+        "scaler": loop.train_step.scaler.state_dict(),
+        "methods": {k: v for k, v in methods.items() if v},
+        "rng": capture_rng(loop.gen),
+        "loop": {
+            "epoch": pos.epoch,
+            "step_in_epoch": pos.step_in_epoch,
+            "epoch_order": pos.epoch_order,
+            "total": None if pos.total is None else pos.total.detach().cpu(),
+            "seconds": pos.seconds,
+            "train_seconds": loop.seconds_before + time.perf_counter() - loop.session_start,
+            "step": state.step,
+            "best": loop.best.state_dict(),
+            "comparable_since": state.comparable_since,
+            "stop": state.stop,
+            "stop_reason": state.stop_reason,
+            # JSON text: what result.json will hold anyway, and types torch.load always reads.
+            "history": json.dumps(state.history),
+            "info": json.dumps(state.info),
+        },
+    }
+
+
+def load_loop_checkpoint(loop: Loop, checkpoint: Mapping[str, Any]) -> None:
+    """Continue from ``loop_checkpoint``'s output, into a loop ``prepare`` set up afresh."""
+    state, saved_loop = loop.state, checkpoint["loop"]
+    state.model.load_state_dict(checkpoint["model"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    state.schedule.load_state_dict(checkpoint["schedule"])
+    loop.train_step.scaler.load_state_dict(checkpoint["scaler"])
+    saved = checkpoint["methods"]
+    for key, method in zip(loop.keys, loop.methods, strict=True):
+        if key in saved:
+            method.load_state_dict(saved[key])
+    state.step, state.comparable_since = saved_loop["step"], saved_loop["comparable_since"]
+    state.stop, state.stop_reason = saved_loop["stop"], saved_loop["stop_reason"]
+    state.history, state.info = json.loads(saved_loop["history"]), json.loads(saved_loop["info"])
+    loop.best.load_state_dict(saved_loop["best"])
+    loop.seconds_before = saved_loop["train_seconds"]
+    mid = saved_loop["step_in_epoch"] > 0
+    loop.pos = Position(
+        saved_loop["epoch"],
+        saved_loop["step_in_epoch"],
+        saved_loop["epoch_order"],
+        saved_loop["total"],
+        saved_loop["seconds"] if mid else 0.0,
+    )
+    if state.history:
+        # The weights the last epoch evaluated: what fit_end and the final evaluation read when
+        # no epoch is left to run (killed during the final evaluation).
+        net = state.model
+        for hook in loop.eval_hooks:
+            net = hook(state, net)
+        state.eval_net = net
+    restore_rng(checkpoint["rng"], loop.gen)  # last: nothing may draw after it

@@ -11,7 +11,6 @@ a killed run continues where it stopped (``fit(resume=RUN_DIR)``, see ``tunelab.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time
@@ -36,11 +35,12 @@ from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.resume import (
     LAST,
-    capture_rng,
+    Position,
     check_same_run,
     data_fingerprint,
+    load_loop_checkpoint,
+    loop_checkpoint,
     method_keys,
-    restore_rng,
     resume_source,
     write_last,
 )
@@ -281,15 +281,15 @@ def fit(
             raise TunelabError("fit: give a recipe (or resume=RUN_DIR to continue a run)")
         recipe = source.path / "recipe.yaml"
     recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
-    path = None
     if save:
         name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
         path = source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
         if source is None:
             check_out_dir(path, overwrite=overwrite)  # before the data loads: fail fast
-    elif checkpoint_dir is not None or source is not None:
-        path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path  # type: ignore[union-attr]
-        path.mkdir(parents=True, exist_ok=True)
+    else:  # no run directory; last.pt only where asked (a search trial's checkpoint directory)
+        path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
 
     prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
     # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
@@ -298,15 +298,15 @@ def fit(
     checkpoint = source.checkpoint if source is not None else None
     if checkpoint is not None:
         check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
-        loop.load_state_dict(checkpoint)
+        load_loop_checkpoint(loop, checkpoint)
     run = None
-    if path is not None and save:
+    if save:
         # A resumed run without a checkpoint yet (killed in its first epoch) starts again.
         run = RunDir(
-            path,
+            path,  # type: ignore[arg-type]
             recipe.train.tensorboard,
             overwrite=overwrite or source is not None,
-            resumed=bool(checkpoint),
+            resumed=checkpoint is not None,
         )
         env = environment(recipe, prep.state.device)
         if checkpoint is not None:
@@ -401,21 +401,10 @@ def _efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:
 Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best epoch, best value
 
 
-@dataclass
-class Position:
-    """Where the loop stands: the epoch to run (0-based) and, mid-epoch, how far it went."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0  # optimizer steps of ``epoch`` already taken (0: at its start)
-    epoch_order: Tensor | None = None  # mid-epoch: the data-order generator at the epoch's start
-    total: Tensor | None = None  # mid-epoch: the epoch's loss sum so far (loss x samples)
-    seconds: float = 0.0  # mid-epoch: the epoch's time so far
-
-
 class Loop:
-    """The epochs of ``fit`` (the pseudocode of ``tunelab.methods._base``), resumable: its
-    ``state_dict`` is what ``last.pt`` holds, written at every epoch end and every
-    ``train.checkpoint_every`` optimizer steps when ``last`` is a path (``tunelab.resume``).
+    """The epochs of ``fit`` (the pseudocode of ``tunelab.methods._base``), resumable: it writes
+    ``last.pt`` (``tunelab.resume.loop_checkpoint``) at every epoch end and every
+    ``train.checkpoint_every`` optimizer steps when ``last`` is a path.
 
     The hot loop does the minimum a plain PyTorch loop does: data stays on the device and is
     batched by index permutation, the train loss is summed on the device and read once per epoch
@@ -448,12 +437,12 @@ class Loop:
         self.seconds_before = 0.0  # training time of the sessions before a resume
         self.checkpoint_seconds = 0.0  # time spent writing last.pt in this session
         self._write_end, self._write_cost = -math.inf, 0.0  # of the last write
-        self._started = time.perf_counter()
+        self.session_start = time.perf_counter()
 
     def run(self, run: RunDir | None) -> Outcome:
         """Run the remaining epochs; return (status, message, best epoch, best value)."""
         state = self.state
-        self._started = time.perf_counter()
+        self.session_start = time.perf_counter()
         for epoch in range(self.pos.epoch, state.recipe.train.epochs):
             if state.stop:  # resumed after the epoch that stopped it
                 break
@@ -551,74 +540,7 @@ class Loop:
         t0 = time.perf_counter()
         if self.max_share is not None and t0 - self._write_end < self._write_cost / self.max_share:
             return  # any checkpoint resumes exactly: skipping some only means redoing more work
-        write_last(self.last, self.state_dict())
+        write_last(self.last, loop_checkpoint(self))
         self._write_end = time.perf_counter()
         self._write_cost = self._write_end - t0
         self.checkpoint_seconds += self._write_cost
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything the loop needs to continue from where it stands (see ``tunelab.resume``)."""
-        from tunelab import __version__
-
-        state, pos = self.state, self.pos
-        methods = {k: m.state_dict() for k, m in zip(self.keys, self.methods, strict=True)}
-        return {
-            "versions": {"tunelab": __version__, "torch": str(torch.__version__)},
-            "recipe": json.dumps(state.recipe.to_dict()),
-            "data": self.data_hash,
-            "model": state.model.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "schedule": state.schedule.state_dict(),
-            "scaler": self.train_step.scaler.state_dict(),
-            "methods": {k: v for k, v in methods.items() if v},
-            "rng": capture_rng(self.gen),
-            "loop": {
-                "epoch": pos.epoch,
-                "step_in_epoch": pos.step_in_epoch,
-                "epoch_order": pos.epoch_order,
-                "total": None if pos.total is None else pos.total.detach().cpu(),
-                "seconds": pos.seconds,
-                "train_seconds": self.seconds_before + time.perf_counter() - self._started,
-                "step": state.step,
-                "best": self.best.state_dict(),
-                "comparable_since": state.comparable_since,
-                "stop": state.stop,
-                "stop_reason": state.stop_reason,
-                # JSON text: what result.json will hold anyway, and types torch.load always reads.
-                "history": json.dumps(state.history),
-                "info": json.dumps(state.info),
-            },
-        }
-
-    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from ``state_dict()``'s output, into a loop ``prepare`` set up afresh."""
-        state, loop = self.state, checkpoint["loop"]
-        state.model.load_state_dict(checkpoint["model"])
-        state.optimizer.load_state_dict(checkpoint["optimizer"])
-        state.schedule.load_state_dict(checkpoint["schedule"])
-        self.train_step.scaler.load_state_dict(checkpoint["scaler"])
-        saved = checkpoint["methods"]
-        for key, method in zip(self.keys, self.methods, strict=True):
-            if key in saved:
-                method.load_state_dict(saved[key])
-        state.step, state.comparable_since = loop["step"], loop["comparable_since"]
-        state.stop, state.stop_reason = loop["stop"], loop["stop_reason"]
-        state.history, state.info = json.loads(loop["history"]), json.loads(loop["info"])
-        self.best.load_state_dict(loop["best"])
-        self.seconds_before = loop["train_seconds"]
-        mid = loop["step_in_epoch"] > 0
-        self.pos = Position(
-            loop["epoch"],
-            loop["step_in_epoch"],
-            loop["epoch_order"],
-            loop["total"],
-            loop["seconds"] if mid else 0.0,
-        )
-        if state.history:
-            # The weights the last epoch evaluated: what fit_end and the final evaluation read when
-            # no epoch is left to run (killed during the final evaluation).
-            net = state.model
-            for hook in self.eval_hooks:
-                net = hook(state, net)
-            state.eval_net = net
-        restore_rng(checkpoint["rng"], self.gen)  # last: nothing may draw after it

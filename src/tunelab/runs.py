@@ -181,7 +181,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self._tensorboard = tensorboard
         self._purge_step: int | None = None
-        # Opened at the first epoch: a run that stops before writes no empty logs.
+        # Opened by start() or resume() (or the first epoch), never before recipe.yaml is written.
         self._metrics: Any = None
         self._tb: Any = None
 
@@ -215,6 +215,7 @@ class RunDir:
             atomic_write_text(self.path / "data.json", json.dumps(card, indent=2))
             preprocess = json.dumps(data.preprocessing.to_json(), indent=2)
             atomic_write_text(self.path / "preprocess.json", preprocess)
+        self._open_logs()  # after recipe.yaml: a directory with logs is always a recognizable run
 
     def resume(self, history: list[dict[str, Any]], env: dict[str, Any]) -> None:
         """Continue after the checkpoint's ``history``: metrics.jsonl holds exactly its epochs (a
@@ -235,6 +236,7 @@ class RunDir:
             {k: env[k] for k in keep if k in env} | {"epochs_done": len(history)}
         )
         atomic_write_text(env_path, json.dumps(old, indent=2))
+        self._open_logs()
 
     def _open_logs(self) -> None:
         self._metrics = open(self.path / "metrics.jsonl", "a")

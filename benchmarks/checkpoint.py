@@ -4,7 +4,8 @@ Trains examples/mnist1d_cnn.yaml (its model, optimizer, schedule and methods) in
 for a few epochs, with last.pt written at every epoch end as in every run, and reads the time of
 each write (``RunResult.efficiency["checkpoint_seconds"]``, measured around ``write_last``: the
 state_dict, serialization, checksum, write, fsync and rename) against the epoch's time (the
-history's ``seconds``, which include that write's). Goal: at most 2% of an epoch.
+history's ``seconds``: training and evaluation, the write itself comes after). Goal: at most 2% of
+an epoch.
 
     .venv/bin/python benchmarks/checkpoint.py [--epochs 5] [--repeats 3]
 

@@ -144,7 +144,7 @@ def read_last(path: Path) -> dict[str, Any]:
     path = Path(path)
     fix = f"start the run again with --overwrite, or restore {path.name} from a copy"
     try:
-        envelope = torch.load(path, weights_only=True)
+        envelope = torch.load(path, map_location="cpu", weights_only=True)
         state = envelope["state"].numpy()
         digest = envelope["sha256"]
         fmt = envelope["format"]
@@ -159,7 +159,8 @@ def read_last(path: Path) -> dict[str, Any]:
         )
     if hashlib.sha256(state).hexdigest() != digest:
         raise TunelabError(f"{path}: the checkpoint is damaged (its checksum does not match); {fix}")
-    return torch.load(io.BytesIO(state.tobytes()), weights_only=True)
+    # On the CPU: load_state_dict copies each part to where its owner lives (the run's device).
+    return torch.load(io.BytesIO(state.tobytes()), map_location="cpu", weights_only=True)
 
 
 def check_same_run(checkpoint: Mapping[str, Any], recipe: Recipe, data_hash: str, where: Path) -> None:

@@ -217,7 +217,10 @@ class Prune(Method):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # The gradient hooks read self.masks at each call: new masks take effect at once.
-        self.masks = state["masks"]
+        masks = state["masks"]
+        self.masks = (
+            None if masks is None else [m.to(w.device) for m, w in zip(masks, self.weights, strict=True)]
+        )
         self.history = [tuple(h) for h in state["history"]]
         self.snapshot = state["snapshot"]
 

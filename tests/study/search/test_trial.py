@@ -103,10 +103,10 @@ def test_a_search_over_the_preprocessing_gives_each_trial_its_own_preprocessed_d
 
 
 SLOW_TRIAL = {
-    "data": {"name": "mnist1d", "train_fraction": 0.5},
+    "data": {"name": "mnist1d", "train_fraction": 0.3},
     "model": {"name": "cnn1d", "channels": [8], "hidden": [16], "dropout": 0.1},
     "schedule": {"name": "cosine"},
-    "train": {"epochs": 6, "batch_size": 32, "threads": 1, "efficiency": False, "tensorboard": False},
+    "train": {"epochs": 5, "batch_size": 32, "threads": 1, "efficiency": False, "tensorboard": False},
     "methods": [{"name": "signal_augment", "shift": 4}, {"name": "ema"}],
     "search": {"optimizer.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
 }

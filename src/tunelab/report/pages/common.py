@@ -1,0 +1,80 @@
+"""What several report builders share: number formatting, masked URLs, plural words, flat dicts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def num(v: Any, digits: int = 4) -> str:
+    """A number as a report shows it: ``num(0.91234) == "0.9123"``, ``num(135274) == "135,274"``.
+
+    >>> num(0.91234), num(135274), num(None), num(2.0e-5)
+    ('0.9123', '135,274', '-', '2e-05')
+    """
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        if v != 0 and abs(v) < 10 ** -(digits - 1):
+            return f"{v:.{max(1, digits - 3)}g}"
+        return f"{v:.{digits}f}" if abs(v) < 1e3 else f"{v:,.0f}"
+    return str(v)
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "seed") == "1 seed"``, ``plural(3, "seed") == "3 seeds"``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def masked_url(url: str | None) -> str:
+    """A storage URL with its password hidden (what a report may show).
+
+    >>> masked_url("postgresql://ann:secret@db/studies")
+    'postgresql://ann:***@db/studies'
+    """
+    if not url:
+        return ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (an in-memory storage's description)
+        return url
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys; a recipe's ``methods`` list is keyed by method name.
+
+    >>> flatten({"train": {"epochs": 3}, "methods": [{"name": "l2", "weight": 0.1}]})
+    {'train.epochs': 3, 'methods.l2.weight': 0.1}
+    """
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if k == "methods" and isinstance(v, list) and all(isinstance(m, Mapping) and "name" in m for m in v):
+            for m in v:
+                params = {p: x for p, x in m.items() if p != "name"}
+                out.update(flatten(params, f"{key}.{m['name']}.") if params else {f"{key}.{m['name']}": {}})
+        elif isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def interval_text(low: float | None, high: float | None) -> str:
+    """``[low, high]`` or "no interval" when one of them is missing.
+
+    >>> interval_text(0.1, 0.2), interval_text(None, 0.2)
+    ('[0.1000, 0.2000]', 'no interval')
+    """
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "no interval"
+    return f"[{num(low)}, {num(high)}]"

@@ -1,6 +1,7 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
-    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet]
+    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--no-report]
+    tunelab report PATH [--out report.html] [--open] [--json]
     tunelab methods | models | datasets [--json]
 
 User errors print one line naming what is wrong and how to fix it, and exit with status 2;
@@ -18,7 +19,7 @@ from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from tunelab.errors import TunelabError
 
 # The command modules, in the order `tunelab --help` lists them.
-COMMANDS = ("train", "search", "ablate", "cv", "lr_find", "compress", "listing")
+COMMANDS = ("train", "search", "ablate", "cv", "lr_find", "compress", "report", "listing")
 
 
 def _parser() -> argparse.ArgumentParser:

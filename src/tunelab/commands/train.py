@@ -1,4 +1,4 @@
-"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet]"""
+"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--no-report]"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides
+from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides, add_report_option, report_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<model>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no tables")
+    add_report_option(p)
     p.set_defaults(run=run)
 
 
@@ -32,12 +33,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
+    report = None
+    if args.report and result.run_dir is not None:
+        from tunelab.report import write_report
+
+        report = write_report(result)  # after fit: the loop itself never imports the report layer
     if args.json:
         data = result.to_dict()
         data.pop("history")
+        data["report"] = str(report) if report else None
         print(json.dumps(data, indent=2))
     elif not args.quiet:
         print_run(result)
+        if report:
+            print(report_line(report))
     if not result.ok:
         if not args.json:
             print(f"error: run {result.status}: {result.message}", file=sys.stderr)

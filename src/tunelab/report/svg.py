@@ -118,21 +118,27 @@ def _legend(ax: Any, n_entries: int, above: bool = False) -> None:
     on the right when long, or in a row above the axes (bars, which leave no free corner)."""
     if n_entries < 2:
         return
-    if above:
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=min(n_entries, 5), borderaxespad=0)
-    elif n_entries > 6:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if above or n_entries > 4:  # many entries inside the axes would cover the data
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=min(n_entries, 3), borderaxespad=0)
     else:
         ax.legend(loc="best")
+
+
+def _log(axis: Any, set_scale: Any) -> None:
+    """A log axis labelled at its decades only: minor labels (2×10⁻³, 3×10⁻³, ...) overlap."""
+    from matplotlib.ticker import NullFormatter
+
+    set_scale("log")
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _axes(ax: Any, fig: Figure) -> None:
     ax.set_xlabel(fig.x_label)
     ax.set_ylabel(fig.y_label)
     if fig.x_log:
-        ax.set_xscale("log")
+        _log(ax.xaxis, ax.set_xscale)
     if fig.y_log:
-        ax.set_yscale("log")
+        _log(ax.yaxis, ax.set_yscale)
     if fig.y_range:
         ax.set_ylim(*fig.y_range)
 
@@ -238,9 +244,8 @@ def draw_intervals(mpl: Any, fig: Figure) -> list[list[str]]:
     cats = [str(c) for c in fig.series[0].x] if fig.series else []
     index = {c: j for j, c in enumerate(cats)}
     seen: set[str] = set()
-    k = len(fig.series)
     for i, s in enumerate(fig.series):
-        shift = (i - (k - 1) / 2) * 0.18 if k > 1 else 0.0
+        shift = 0.15 if s.kind == "scatter" else 0.0  # raw points just beside their interval
         for j, c in enumerate(s.x):
             pos = index[str(c)] + shift
             y, lo, hi = _num(s.y[j]), _num(s.low[j] if s.low else None), _num(s.high[j] if s.high else None)
@@ -272,9 +277,7 @@ def draw_intervals(mpl: Any, fig: Figure) -> list[list[str]]:
         ax.grid(axis="x", visible=False)
     _markers(ax, fig.markers)
     _axes(ax, fig)
-    entries = len(ax.get_legend_handles_labels()[1])
-    if entries:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    _legend(ax, len(ax.get_legend_handles_labels()[1]), above=True)
     return []
 
 
@@ -314,7 +317,7 @@ def draw_slices(mpl: Any, fig: Figure) -> list[list[str]]:
         ax.set_xlabel(s.name if fig.kind == "slices" and not fig.x_label else fig.x_label)
         ax.set_title(s.name, fontsize=9)
         if s.log_x:
-            ax.set_xscale("log")
+            _log(ax.xaxis, ax.set_xscale)
         if categorical:
             ax.tick_params(axis="x", labelrotation=30)
         if n % cols == 0:

@@ -173,6 +173,9 @@ def _from_study(name: str, storage: str | None) -> tuple[Report, Path]:
     from tunelab.study.storage import open_storage, storage_url
 
     url = storage_url(storage)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        # Opening a missing SQLite file would create it: a mistyped PATH must leave nothing behind.
+        raise TunelabError(f"{name}: neither a directory nor a study (there is no {url}); give {EXPECTED}")
     try:
         attrs = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).user_attrs
     except KeyError:
@@ -184,9 +187,10 @@ def _from_study(name: str, storage: str | None) -> tuple[Report, Path]:
         return _search(name, url, out), out
     if (out / "result.json").is_file():
         return _from_dir(out, storage)
-    kind = attrs.get(KIND_ATTR, "non-tunelab")
+    kind = str(attrs.get(KIND_ATTR, "non-tunelab"))
+    article = "an" if kind[:1] in "aeiou" else "a"
     raise TunelabError(
-        f"study {name!r} is a {kind} study and {out}/result.json is missing: run its command again (it reads "
+        f"study {name!r} is {article} {kind} study and {out}/result.json is missing: run its command again (it reads "
         "every finished run back from the storage and writes the report), or give its --out directory"
     )
 
@@ -225,6 +229,7 @@ def write_report(
         html = _html_path(out)
         result_json = None
         report = _build_dict("lr_find", source.to_dict(), str(html.parent))
+        _mkdir(html)
         atomic_write_text(html.parent / "lr_find.json", json.dumps(finite(source.to_dict()), indent=2))
     else:
         report, where = build_report(source, storage=storage)
@@ -247,13 +252,16 @@ def save(report: Report, html: Path, result_json: Mapping[str, Any] | None = Non
     """Write ``html`` and the model beside it (``report.json``, or ``<name>.json``)."""
     from tunelab.report.html import render_html
 
-    if not html.parent.is_dir():
-        try:
-            html.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise TunelabError(f"--out {html}: cannot create its directory ({e.strerror})") from None
+    _mkdir(html)
     if result_json is not None:
         atomic_write_text(html.parent / "result.json", json.dumps(finite(dict(result_json)), indent=2))
     atomic_write_text(html.with_suffix(".json"), json.dumps(report.to_dict(), indent=2))
     atomic_write_text(html, render_html(report))
     return html
+
+
+def _mkdir(html: Path) -> None:
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TunelabError(f"--out {html}: cannot create its directory ({e.strerror})") from None

@@ -66,7 +66,8 @@ def score_figure(d: Mapping[str, Any]) -> Item:
     same = best_label == one_se_label
     markers = []
     if c.get("one_se_threshold") is not None:
-        markers.append(Marker("y", c["one_se_threshold"], "one-SE bar (best mean ∓ 1 SE)", role="neutral"))
+        sign = "−" if d["mode"] == "max" else "+"
+        markers.append(Marker("y", c["one_se_threshold"], f"one-SE bar (best mean {sign} 1 SE)", role="neutral"))
     return Figure(
         "cv-scores",
         "intervals",

@@ -387,6 +387,6 @@ def provenance_section(files: RunFiles, where: str) -> Section:
     command = env.pop("command", None)
     if command:
         section.items.append(Code("command", " ".join(str(c) for c in command), "shell"))
-    rows = [["run directory", where]] + [[k, v] for k, v in env.items()]
+    rows = [["run directory", where]] + [[k, str(v)] for k, v in env.items()]
     section.items.append(Table("environment", ["", "value"], rows))
     return section

@@ -313,7 +313,7 @@ def final_section(final: Mapping[str, Any] | None, names: Sequence[str]) -> Sect
             s = m.get(split)
             if not s:
                 continue
-            label = m["name"] if split == "value" else f"{split} {m['name']}"
+            label = m["name"] if split == "value" else f"{split} {m['name'].split('.', 1)[-1]}"
             cats.append(label)
             ys.append(s["mean"])
             lows.append(s.get("ci_low"))
@@ -331,6 +331,7 @@ def final_section(final: Mapping[str, Any] | None, names: Sequence[str]) -> Sect
                 "Each run read the test split once, after the choice.",
                 y_label="value",
                 series=[Series("mean over seeds", cats, ys, low=lows, high=highs, roles=roles)],  # type: ignore[arg-type]
+                legend={"val": "val", "test": "test (read once per run)"},
                 half=True,
             )
         )

@@ -248,7 +248,7 @@ def fit(
     run = None
     if save:
         name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
-        run = RunDir(out if out is not None else default_run_dir(name), tensorboard=t.tensorboard)
+        run = RunDir(out if out is not None else default_run_dir(name), tensorboard=t.tensorboard, loggers=t.loggers)
         run.start(recipe, environment(recipe, device))
 
     status, message = "completed", ""
@@ -307,7 +307,7 @@ def fit(
         model=eval_net,
     )
     if run is not None:
-        run.finish(result)
+        run.finish(result, example=bundle.x_val[:1])
     if status == "interrupted":
         raise KeyboardInterrupt(message)
     return result

@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         from tunelab.report import write_report
 
         report = write_report(result)  # after fit: the loop itself never imports the report layer
+        if "mlflow" in result.info:
+            from tunelab.loggers import log_files
+
+            log_files(result.info, [report, report.with_suffix(".json")])
     if args.json:
         data = result.to_dict()
         data.pop("history")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench clean postgres
+.PHONY: demo test lint bench clean postgres chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/tunelab train examples/mnist1d_cnn.yaml --out runs/demo
 
-test: $(VENV)/.dev-installed postgres
+test: $(VENV)/.dev-installed postgres chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q tests src/tunelab --doctest-modules
 
@@ -33,6 +33,14 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
 	  echo "warning: could not install postgresql; the PostgreSQL study test will be skipped"
+
+# The report tests open every kind of report in Debian's headless chromium (driven by Playwright,
+# which never downloads a browser here); installed when missing and root, else those tests skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ls /usr/lib/chromium/chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && echo "installing chromium (apt-get install -y chromium) for the report's browser tests" && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; the report's browser tests will be skipped"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks

@@ -319,6 +319,8 @@ def cost_section(eff: Mapping[str, Any]) -> Section:
     if not shown:
         section.items.append(Note("no cost was measured (train.efficiency: false or the run did not finish)"))
         return section
+    if "params" not in eff:
+        section.items.append(Note("counts, latency and throughput were not measured (train.efficiency: false)"))
     where = f"{eff.get('device', '?')}, {eff.get('threads', '?')} thread(s), {eff.get('precision', 'fp32')}"
     section.items.append(
         Table(

@@ -12,8 +12,17 @@ from tunelab.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Reports (report.html) are tested in tests/commands/test_report.py; here they would only cost time.
+REPORTING = {"train", "search", "ablate", "cv", "compress"}
+
+
+def no_report(args):
+    args = [str(a) for a in args]
+    return [*args, "--no-report"] if args and args[0] in REPORTING else args
+
+
 def run_cli(args, capsys):
-    code = main(args)
+    code = main(no_report(args))
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -35,8 +35,17 @@ def setup(tmp_path, monkeypatch):
     return path, storage, tmp_path / "out"
 
 
+# Reports (report.html) are tested in tests/commands/test_report.py; here they would only cost time.
+REPORTING = {"train", "search", "ablate", "cv", "compress"}
+
+
+def no_report(args):
+    args = [str(a) for a in args]
+    return [*args, "--no-report"] if args and args[0] in REPORTING else args
+
+
 def cli(args, capsys):
-    code = main([str(a) for a in args])
+    code = main(no_report(args))
     out, err = capsys.readouterr()
     return code, out, err
 

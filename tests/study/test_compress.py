@@ -122,6 +122,7 @@ def test_cli_json_has_the_documented_keys(run_dir, monkeypatch, capsys):
     code = tunelab.cli.main(["compress", str(run_dir), "--sparsity", "0.9", "--finetune-epochs", "0"])
     text = capsys.readouterr().out
     assert code == 0 and "unstructured-0.9" in text and "val accuracy" in text
+    assert f"report: {run_dir / 'compress' / 'report.html'}\n" in text  # beside compress/result.json
 
 
 def test_user_errors_say_what_to_do(tmp_path, run_dir, monkeypatch, capsys):

@@ -44,16 +44,27 @@ RECIPE = {
 }
 
 
-def fake_search(storage: str, name: str, trials: int, objectives: int = 1, pruned: float = 0.2,
-                out_dir: Path | None = None, seed: int = 0) -> str:  # fmt: skip
+def fake_search(
+    storage: str,
+    name: str,
+    trials: int,
+    objectives: int = 1,
+    pruned: float = 0.2,
+    out_dir: Path | None = None,
+    seed: int = 0,
+) -> str:
     """A search study of ``trials`` made-up trials in ``storage``, laid out as ``tunelab search``
     lays one out; with ``out_dir``, ``<out_dir>/<name>/best.yaml`` too. Returns the study name."""
     rng = random.Random(seed)
     objective = "val.accuracy" if objectives == 1 else "val.accuracy,params"
     prepared = prepare_search(
-        RECIPE, trials=trials, pruner="median" if objectives == 1 else "none", objectives=objective,
-        storage=storage, study_name=name,
-    )  # fmt: skip
+        RECIPE,
+        trials=trials,
+        pruner="median" if objectives == 1 else "none",
+        objectives=objective,
+        storage=storage,
+        study_name=name,
+    )
     study = optuna.load_study(study_name=name, storage=open_storage(storage, heartbeat=False))
     base = load_recipe(RECIPE)
     epochs = base.train.epochs
@@ -122,7 +133,8 @@ def main() -> None:
         print(
             f"{args.trials} trials, {args.objectives} objective(s): study made in {made:.1f} s, report "
             f"written in {built:.1f} s, {html.stat().st_size / 1e6:.2f} MB; opens in headless Chromium in "
-            f"{statistics.median(times):.2f} s (median of {len(times)}; min {min(times):.2f}, max {max(times):.2f})"
+            f"{statistics.median(times):.2f} s (median of {len(times)}; "
+            f"min {min(times):.2f}, max {max(times):.2f})"
         )
 
 

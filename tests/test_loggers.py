@@ -35,7 +35,10 @@ def test_mlflow_gets_params_metrics_the_model_and_the_run_directory(default_stor
 
     tmp_path, result = default_store
     where = result.info["mlflow"]
-    assert where["tracking_uri"] == "sqlite:///mlruns/mlflow.db" and (tmp_path / "mlruns" / "mlflow.db").is_file()
+    assert (
+        where["tracking_uri"] == "sqlite:///mlruns/mlflow.db"
+        and (tmp_path / "mlruns" / "mlflow.db").is_file()
+    )
     assert json.loads((tmp_path / "run" / "result.json").read_text())["info"]["mlflow"] == where
     client = mlflow.MlflowClient(tracking_uri=where["tracking_uri"])
     run = client.get_run(where["run_id"])
@@ -60,16 +63,19 @@ def test_the_tracking_uri_comes_from_the_environment(default_store, tmp_path, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     result = fit({**RECIPE, "train": {**RECIPE["train"], "epochs": 1}}, out=tmp_path / "run")
     assert result.info["mlflow"]["tracking_uri"] == uri
-    assert mlflow.MlflowClient(tracking_uri=uri).get_run(result.info["mlflow"]["run_id"]).info.status == "FINISHED"
+    assert (
+        mlflow.MlflowClient(tracking_uri=uri).get_run(result.info["mlflow"]["run_id"]).info.status
+        == "FINISHED"
+    )
 
 
 def test_a_missing_extra_is_a_clear_error_before_training(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed: import raises ImportError
-    with pytest.raises(RecipeError, match=r"train.loggers.*pip install 'tunelab\[mlflow\]'"):
+    with pytest.raises(RecipeError, match=r"train\.loggers.*pip install 'tunelab\[mlflow\]'"):
         fit(RECIPE, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_an_unknown_logger_is_refused_by_the_recipe(tmp_path):
-    with pytest.raises(RecipeError, match="train.loggers"):
+    with pytest.raises(RecipeError, match=r"train\.loggers"):
         fit({**RECIPE, "train": {**RECIPE["train"], "loggers": ["wandb"]}}, out=tmp_path / "run")

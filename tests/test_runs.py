@@ -7,9 +7,12 @@ from tunelab.train import fit
 
 
 def test_tensorboard_gets_the_flattened_recipe_and_final_metrics(tmp_path):
-    recipe = {"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [8]},
-              "train": {"epochs": 2, "threads": 1, "efficiency": False},
-              "methods": [{"name": "l2", "weight": 0.001}]}  # fmt: skip
+    recipe = {
+        "data": {"name": "iris"},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"epochs": 2, "threads": 1, "efficiency": False},
+        "methods": [{"name": "l2", "weight": 0.001}],
+    }
     result = fit(recipe, out=tmp_path / "run")
     hparams, scalars = {}, {}
     for f in sorted((tmp_path / "run" / "tb").iterdir()):
@@ -21,7 +24,9 @@ def test_tensorboard_gets_the_flattened_recipe_and_final_metrics(tmp_path):
                         for k, x in data.session_start_info.hparams.items():
                             hparams[k] = x.number_value if x.HasField("number_value") else x.string_value
                 elif v.HasField("tensor"):
-                    scalars.setdefault(v.tag, []).append(v.tensor.float_val[0] if v.tensor.float_val else None)
+                    scalars.setdefault(v.tag, []).append(
+                        v.tensor.float_val[0] if v.tensor.float_val else None
+                    )
     assert hparams["optimizer.name"] == "adam" and hparams["methods.l2.weight"] == 0.001
     assert hparams["model.hidden"] == "[8]" and hparams["train.epochs"] == 2
     assert scalars["final.val.accuracy"][-1] == pytest_approx(result.val["accuracy"])

@@ -67,7 +67,9 @@ def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if k == "methods" and isinstance(v, list):
             for m in v:
                 params = {p: x for p, x in m.items() if p != "name"}
-                out.update(flat_params(params, f"{key}.{m['name']}.") if params else {f"{key}.{m['name']}": True})
+                out.update(
+                    flat_params(params, f"{key}.{m['name']}.") if params else {f"{key}.{m['name']}": True}
+                )
         elif isinstance(v, Mapping) and v:
             out.update(flat_params(v, key + "."))
         else:
@@ -134,9 +136,13 @@ class MlflowLogger:
         """Final metrics, the model (an MLflow PyTorch model when it exports), the run directory."""
         from mlflow.entities import Metric
 
-        final = scalar_metrics({"final": {"val": result.val, "test": result.test}, "efficiency": result.efficiency})
+        final = scalar_metrics(
+            {"final": {"val": result.val, "test": result.test}, "efficiency": result.efficiency}
+        )
         stamp = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, stamp, result.epochs) for k, v in final.items()])
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, v, stamp, result.epochs) for k, v in final.items()]
+        )
         if result.model is not None and example is not None:
             self._log_model(result, example)
         self.client.log_artifacts(self.run_id, str(self.run_dir))

@@ -248,7 +248,9 @@ def fit(
     run = None
     if save:
         name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
-        run = RunDir(out if out is not None else default_run_dir(name), tensorboard=t.tensorboard, loggers=t.loggers)
+        run = RunDir(
+            out if out is not None else default_run_dir(name), tensorboard=t.tensorboard, loggers=t.loggers
+        )
         run.start(recipe, environment(recipe, device))
 
     status, message = "completed", ""

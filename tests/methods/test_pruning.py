@@ -230,3 +230,15 @@ def test_pruning_steps_schedule():
     # A run too short for every update: those on one step collapse into the sparsest of them
     # (updates 1-5 at step 0: 0.9·(1 − 0.5³); updates 6-10 at step 1: the full 0.9).
     assert pruning_steps(2, 0.9, "cubic", 0.0, 0.5, 10) == {0: pytest.approx(0.7875), 1: pytest.approx(0.9)}
+
+
+def test_each_epoch_records_the_sparsity_the_masks_hold():
+    recipe = {
+        **RECIPE,
+        "train": {**RECIPE["train"], "epochs": 4},
+        "methods": [{"name": "prune", "sparsity": 0.8}],
+    }
+    r = fit(recipe, model=_net(), data=_data(), save=False)
+    ramp = [h["prune"]["sparsity"] for h in r.history]
+    assert ramp == sorted(ramp) and ramp[-1] == 0.8  # grows on the schedule, ends at the target
+    assert weight_sparsity(r.model)["zeros"] == _zeros_expected(ramp[-1])

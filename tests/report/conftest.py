@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import optuna
@@ -111,20 +112,42 @@ class Sources:
                 "train": {"epochs": 4, "threads": 1, "batch_size": 32},
                 "search": {"optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 0.3}},
             }
-            return run_search(recipe, trials=6, pruner="median", storage=self.storage, study_name="real",
-                              final_seeds=2, out_dir=self.root / "studies")  # fmt: skip
+            return run_search(
+                recipe,
+                trials=6,
+                pruner="median",
+                storage=self.storage,
+                study_name="real",
+                final_seeds=2,
+                out_dir=self.root / "studies",
+            )
 
         return self._once("real-search", make)
 
     def ablation(self):
-        return self._once("ablation", lambda: run_ablation(
-            load_recipe({**IRIS, "ablation": {"add": [{"name": "ema"}], "values": {"optimizer.lr": [0.1]}}}),
-            seeds=6, storage=optuna.storages.InMemoryStorage(), runner=ScriptedAblation()))  # fmt: skip
+        return self._once(
+            "ablation",
+            lambda: run_ablation(
+                load_recipe(
+                    {**IRIS, "ablation": {"add": [{"name": "ema"}], "values": {"optimizer.lr": [0.1]}}}
+                ),
+                seeds=6,
+                storage=optuna.storages.InMemoryStorage(),
+                runner=ScriptedAblation(),
+            ),
+        )
 
     def cv(self):
-        return self._once("cv", lambda: run_cv(
-            IRIS, folds=4, param=("optimizer.lr", [0.1, 0.01, 0.001]), storage=optuna.storages.InMemoryStorage(),
-            runner=ScriptedCV()))  # fmt: skip
+        return self._once(
+            "cv",
+            lambda: run_cv(
+                IRIS,
+                folds=4,
+                param=("optimizer.lr", [0.1, 0.01, 0.001]),
+                storage=optuna.storages.InMemoryStorage(),
+                runner=ScriptedCV(),
+            ),
+        )
 
     def compress(self):
         """A compress result: the run above, two sparsities and int8, no fine-tuning (fast)."""
@@ -132,20 +155,40 @@ class Sources:
 
         def make():
             _, run_dir = self.run()
-            return compress_run(run_dir, sparsities=[0.5, 0.9], quantize=True, finetune_epochs=0, budget_s=0.2)
+            return compress_run(
+                run_dir, sparsities=[0.5, 0.9], quantize=True, finetune_epochs=0, budget_s=0.2
+            )
 
         return self._once("compress", make)
 
     def lr_find(self) -> LRFindResult:
         lrs = list(np.geomspace(1e-5, 1.0, 60))
-        losses = [2.3 - 1.5 / (1 + np.exp(-(np.log10(lr) + 3) * 2)) for lr in lrs[:50]] + [2.0, 3, 5, 9, 20, 50,
-                                                                                            90, 200, 400, 900]
+        losses = [2.3 - 1.5 / (1 + np.exp(-(np.log10(lr) + 3) * 2)) for lr in lrs[:50]] + [
+            2.0,
+            3,
+            5,
+            9,
+            20,
+            50,
+            90,
+            200,
+            400,
+            900,
+        ]
         trend = losses[:50]
-        return LRFindResult(lrs=[float(v) for v in lrs], losses=[float(v) for v in losses],
-                            smoothed=[float(v) for v in losses], trend=[float(v) for v in trend],
-                            suggested_lr=float(lrs[45]) / 10, rule=RULE, stopped_early=True,
-                            diverged_lr=float(lrs[-1]), min_lr=float(lrs[45]), min_loss=float(trend[45]),
-                            steps_per_epoch=20)  # fmt: skip
+        return LRFindResult(
+            lrs=[float(v) for v in lrs],
+            losses=[float(v) for v in losses],
+            smoothed=[float(v) for v in losses],
+            trend=[float(v) for v in trend],
+            suggested_lr=float(lrs[45]) / 10,
+            rule=RULE,
+            stopped_early=True,
+            diverged_lr=float(lrs[-1]),
+            min_lr=float(lrs[45]),
+            min_loss=float(trend[45]),
+            steps_per_epoch=20,
+        )
 
 
 IRIS = {
@@ -162,7 +205,13 @@ SEED_EFFECT = RNG.normal(0, 0.03, size=16)
 class ScriptedAblation:
     """No training: val accuracy = 0.8 + what the seed does + the variant's true effect + noise."""
 
-    EFFECT = {"base": 0.0, "-l2": -0.03, "dropout=0": 0.0, "+ema": 0.02, "optimizer.lr=0.1": -0.001}
+    EFFECT: ClassVar[dict[str, float]] = {
+        "base": 0.0,
+        "-l2": -0.03,
+        "dropout=0": 0.0,
+        "+ema": 0.02,
+        "optimizer.lr=0.1": -0.001,
+    }
 
     def __call__(self, recipe, bundle, out):
         if recipe.method("ema"):
@@ -177,8 +226,13 @@ class ScriptedAblation:
             name = "base"
         seed = recipe.train.seed
         value = 0.8 + SEED_EFFECT[seed] + self.EFFECT[name] + RNG.normal(0, 0.003)
-        return RunOutcome("completed", {"accuracy": value, "loss": 1 - value}, {"accuracy": value - 0.01},
-                          seconds=0.5 + 0.1 * len(name), size={"params": 100, "nonzero": 100, "size_bytes": 4000})  # fmt: skip
+        return RunOutcome(
+            "completed",
+            {"accuracy": value, "loss": 1 - value},
+            {"accuracy": value - 0.01},
+            seconds=0.5 + 0.1 * len(name),
+            size={"params": 100, "nonzero": 100, "size_bytes": 4000},
+        )
 
 
 class ScriptedCV:

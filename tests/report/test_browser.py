@@ -30,7 +30,9 @@ def chromium() -> str | None:
 
 @pytest.fixture(scope="session")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+    )
     exe = chromium()
     if exe is None:
         pytest.skip("no chromium binary: `make chromium` (apt-get install chromium, as root) installs it")
@@ -76,8 +78,8 @@ def open_report(browser, html: Path, name: str) -> dict:
 def reports(sources, tmp: Path) -> dict[str, Path]:
     run, _ = sources.run()
     reg, _ = sources.regression_run()
-    name, out = sources.search(objectives=1)
-    name2, out2 = sources.search(objectives=2)
+    _, out = sources.search(objectives=1)
+    _, out2 = sources.search(objectives=2)
     return {
         "run": write_report(run),
         "run-regression": write_report(reg),
@@ -98,7 +100,9 @@ def test_every_kind_of_report_loads_offline_with_every_figure_drawn(browser, sou
         assert seen["requests"] == [], f"{name}: the page asked for {seen['requests']}"
         assert seen["figures"], f"{name}: no figure"
         for f in seen["figures"]:
-            assert f["marks"] > 10 and f["width"] > 100 and f["height"] > 100, f"{name}: {f['id']} is not drawn: {f}"
+            assert f["marks"] > 10 and f["width"] > 100 and f["height"] > 100, (
+                f"{name}: {f['id']} is not drawn: {f}"
+            )
             assert len(f["caption"]) > 40, f"{name}: {f['id']} has no caption"
         assert seen["screenshot"].stat().st_size > 10_000
 

@@ -9,12 +9,35 @@ from tunelab.report.model import Code, Figure, Heatmap, Marker, Note, Report, Se
 
 
 def full_report():
-    fig = Figure("f", "xy", "t", "c", series=[Series("s", [1, "a"], [0.5, None], low=[0.1, None], roles=["helped", "hurt"])],
-                 markers=[Marker("y", 0.0, "zero", "neutral")], legend={"helped": "good"}, half=True)  # fmt: skip
+    fig = Figure(
+        "f",
+        "xy",
+        "t",
+        "c",
+        series=[Series("s", [1, "a"], [0.5, None], low=[0.1, None], roles=["helped", "hurt"])],
+        markers=[Marker("y", 0.0, "zero", "neutral")],
+        legend={"helped": "good"},
+        half=True,
+    )
     heat = Figure("h", "heatmap", "m", "c", heatmap=Heatmap([[1, 2], [3, 4]], ["a", "b"], ["a", "b"]))
-    return Report("run", "title", "summary", {"kind": "run", "run_dir": "x"},
-                  [Section("one", [fig, heat, Table("t", ["a"], [[1], [None]], "cap", True), Note("n"),
-                                   Code("c", "x: 1", "yaml")])])  # fmt: skip
+    return Report(
+        "run",
+        "title",
+        "summary",
+        {"kind": "run", "run_dir": "x"},
+        [
+            Section(
+                "one",
+                [
+                    fig,
+                    heat,
+                    Table("t", ["a"], [[1], [None]], "cap", True),
+                    Note("n"),
+                    Code("c", "x: 1", "yaml"),
+                ],
+            )
+        ],
+    )
 
 
 def test_report_json_round_trips_every_item():
@@ -25,7 +48,11 @@ def test_report_json_round_trips_every_item():
 
 
 def test_non_finite_numbers_become_null():
-    r = Report("run", "t", sections=[Section("s", [Figure("f", "xy", "t", "c", series=[Series("s", [1], [math.nan])])])])
+    r = Report(
+        "run",
+        "t",
+        sections=[Section("s", [Figure("f", "xy", "t", "c", series=[Series("s", [1], [math.nan])])])],
+    )
     assert r.to_dict()["sections"][0]["items"][0]["series"][0]["y"] == [None]
     json.dumps(r.to_dict(), allow_nan=False)  # valid JSON
 
@@ -36,4 +63,6 @@ def test_lookups_name_what_exists():
     with pytest.raises(KeyError, match="figures: f, h"):
         r.figure("nope")
     with pytest.raises(ValueError, match="unknown item type"):
-        Report.from_dict({"kind": "run", "title": "t", "sections": [{"title": "s", "items": [{"type": "gif"}]}]})
+        Report.from_dict(
+            {"kind": "run", "title": "t", "sections": [{"title": "s", "items": [{"type": "gif"}]}]}
+        )

@@ -8,16 +8,51 @@ from tunelab.report.model import Figure, Heatmap, Marker, Series
 from tunelab.report.svg import render_svg
 
 FIGURES = [
-    Figure("xy", "xy", "t", "c", x_log=True, series=[Series("a", [1, 10, 100], [1, 2, None]),
-           Series("b", [1, 10], [1, 2], kind="scatter", labels=["p1", "p2"])], markers=[Marker("x", 10, "m")]),
+    Figure(
+        "xy",
+        "xy",
+        "t",
+        "c",
+        x_log=True,
+        series=[
+            Series("a", [1, 10, 100], [1, 2, None]),
+            Series("b", [1, 10], [1, 2], kind="scatter", labels=["p1", "p2"]),
+        ],
+        markers=[Marker("x", 10, "m")],
+    ),
     Figure("heat", "heatmap", "t", "c", heatmap=Heatmap([[5, 1], [0, 7]], ["x", "y"], ["x", "y"])),
-    Figure("bars", "bars", "t", "c", series=[Series("p", ["a", "b"], [0.5, 0.7]), Series("r", ["a", "b"], [0.2, 0.9])]),
-    Figure("forest", "intervals", "t", "c", horizontal=True, markers=[Marker("x", 0, "zero", "neutral")],
-           series=[Series("d", ["v1", "v2"], [0.1, -0.2], low=[0.0, -0.3], high=[0.2, -0.1], roles=["helped", "hurt"]),
-                   Series("seeds", ["v1", "v2"], [0.12, -0.25], kind="scatter")]),
-    Figure("slices", "slices", "t", "c", series=[Series("lr", [0.001, 0.1], [0.9, 0.8], kind="scatter", log_x=True,
-           labels=["trial 0", "trial 1"]), Series("h", ["[16]", "[64]"], [0.9, 0.7], kind="scatter")]),
-]  # fmt: skip
+    Figure(
+        "bars",
+        "bars",
+        "t",
+        "c",
+        series=[Series("p", ["a", "b"], [0.5, 0.7]), Series("r", ["a", "b"], [0.2, 0.9])],
+    ),
+    Figure(
+        "forest",
+        "intervals",
+        "t",
+        "c",
+        horizontal=True,
+        markers=[Marker("x", 0, "zero", "neutral")],
+        series=[
+            Series(
+                "d", ["v1", "v2"], [0.1, -0.2], low=[0.0, -0.3], high=[0.2, -0.1], roles=["helped", "hurt"]
+            ),
+            Series("seeds", ["v1", "v2"], [0.12, -0.25], kind="scatter"),
+        ],
+    ),
+    Figure(
+        "slices",
+        "slices",
+        "t",
+        "c",
+        series=[
+            Series("lr", [0.001, 0.1], [0.9, 0.8], kind="scatter", log_x=True, labels=["trial 0", "trial 1"]),
+            Series("h", ["[16]", "[64]"], [0.9, 0.7], kind="scatter"),
+        ],
+    ),
+]
 
 
 @pytest.mark.parametrize("fig", FIGURES, ids=lambda f: f.kind)

@@ -41,7 +41,7 @@ def test_a_search_directory_and_a_study_name_read_the_storage(sources, tmp_path)
 def test_compress_and_lr_find(sources, tmp_path):
     path = write_report(sources.compress())
     assert path.parent.name == "compress" and build_report(path.parent)[0].kind == "compress"
-    lr = write_report(sources.lr_find(), out=tmp_path / "lr")
+    write_report(sources.lr_find(), out=tmp_path / "lr")
     assert (tmp_path / "lr" / "lr_find.json").is_file() and build_report(tmp_path / "lr")[0].kind == "lr_find"
 
 

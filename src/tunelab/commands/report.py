@@ -20,8 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(RUN_DIR/compress), a directory written by `lr-find --out`, or a study name (with --storage)."
         ),
     )
-    p.add_argument("path", metavar="PATH", help="a run directory, a study's output directory, or a study name")
-    p.add_argument("--out", help="the HTML file to write (default: report.html in the run's or study's directory)")
+    p.add_argument(
+        "path", metavar="PATH", help="a run directory, a study's output directory, or a study name"
+    )
+    p.add_argument(
+        "--out", help="the HTML file to write (default: report.html in the run's or study's directory)"
+    )
     p.add_argument("--storage", help="Optuna storage URL of the study (default sqlite:///runs/studies.db)")
     p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     p.add_argument("--json", action="store_true", help="print the paths and the report's figures as JSON")

@@ -22,7 +22,8 @@ h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bo
 h3{font-size:14px;margin:16px 0 6px}
 .summary{font-size:15px;margin:4px 0}.meta{color:#666;font-size:12px;margin:4px 0 10px}
 nav{font-size:13px;margin:8px 0}nav a{margin-right:14px;color:#1f5fa8;text-decoration:none}
-figure{margin:14px 0 22px;min-width:0}.row{display:grid;grid-template-columns:1fr 1fr;gap:20px}figure svg{display:block;height:auto}
+figure{margin:14px 0 22px;min-width:0}figure svg{display:block;height:auto}
+.row{display:grid;grid-template-columns:1fr 1fr;gap:20px}
 figcaption{color:#444;font-size:13px;max-width:820px;margin-top:4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{padding:3px 10px;border-bottom:1px solid #e6e6e6;text-align:left;vertical-align:top}

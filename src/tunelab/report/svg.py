@@ -177,8 +177,18 @@ def draw_xy(mpl: Any, fig: Figure) -> list[list[str]]:
             )
     _markers(ax, fig.markers)
     _axes(ax, fig)
+    _integer_ticks(ax, fig)
     _legend(ax, len(fig.series) + len(fig.markers))
     return tooltips
+
+
+def _integer_ticks(ax: Any, fig: Figure) -> None:
+    """Whole-number ticks on an axis of epochs, steps or trials (no 1.25 epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    xs = [v for s in fig.series for v in s.x if v is not None]
+    if xs and not fig.x_log and all(isinstance(v, int) and not isinstance(v, bool) for v in xs):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def draw_heatmap(mpl: Any, fig: Figure) -> list[list[str]]:
@@ -200,8 +210,15 @@ def draw_heatmap(mpl: Any, fig: Figure) -> list[list[str]]:
             for j in range(m.shape[1]):
                 v = m[i, j]
                 text = f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8 if n <= 12 else 6,
-                        color="white" if top and v > 0.6 * top else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8 if n <= 12 else 6,
+                    color="white" if top and v > 0.6 * top else "black",
+                )
     ax.set_xlabel(fig.x_label)
     ax.set_ylabel(fig.y_label)
     return []
@@ -320,6 +337,10 @@ def draw_slices(mpl: Any, fig: Figure) -> list[list[str]]:
             _log(ax.xaxis, ax.set_xscale)
         if categorical:
             ax.tick_params(axis="x", labelrotation=30)
+        elif all(isinstance(v, int) for v in s.x if v is not None):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if n % cols == 0:
             ax.set_ylabel(fig.y_label)
     return tooltips
@@ -346,9 +367,12 @@ def _inline(svg: str, prefix: str, tooltips: list[list[str]]) -> str:
     svg = re.sub(
         r"#([^\s\"')]+)", lambda m: f"#{prefix}-{m.group(1)}" if m.group(1) in ids else m.group(0), svg
     )
-    svg = re.sub(r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"',
-                 lambda m: f'<svg{m.group(1)} width="100%" style="max-width:{float(m.group(2)) * 4 / 3:.0f}px"',
-                 svg, count=1)  # fmt: skip
+    svg = re.sub(
+        r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"',
+        lambda m: f'<svg{m.group(1)} width="100%" style="max-width:{float(m.group(2)) * 4 / 3:.0f}px"',
+        svg,
+        count=1,
+    )
     for k, labels in enumerate(tooltips):
         svg = _add_titles(svg, f"{prefix}-tt{k}", labels)
     return svg

@@ -190,7 +190,8 @@ def _from_study(name: str, storage: str | None) -> tuple[Report, Path]:
     kind = str(attrs.get(KIND_ATTR, "non-tunelab"))
     article = "an" if kind[:1] in "aeiou" else "a"
     raise TunelabError(
-        f"study {name!r} is {article} {kind} study and {out}/result.json is missing: run its command again (it reads "
+        f"study {name!r} is {article} {kind} study and {out}/result.json is missing: run its command "
+        "again (it reads "
         "every finished run back from the storage and writes the report), or give its --out directory"
     )
 

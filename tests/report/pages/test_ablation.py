@@ -13,7 +13,7 @@ def data(sources):
 def test_the_forest_plot_is_the_json_differences_intervals_and_verdicts(data):
     report = build_ablation_report(data)
     fig = report.figure("forest")
-    means, dots = fig.series
+    means, _ = fig.series
     others = [v for v in data["variants"] if v["kind"] != "base"]
     assert means.x == [v["name"] for v in others]
     assert means.y == [v["difference"] for v in others]

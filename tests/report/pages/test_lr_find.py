@@ -9,5 +9,5 @@ def test_the_range_test_plot(sources):
     fig = report.figure("lr-find")
     assert fig.x_log and fig.series[0].x == r.lrs
     assert [(m.value, m.role) for m in fig.markers] == [(r.suggested_lr, "best"), (r.diverged_lr, "stop")]
-    low, high = fig.y_range
+    _, high = fig.y_range
     assert high == max(r.trend[0] * 2, r.min_loss * 1.5) < max(r.losses)  # the spike is cut off

@@ -41,7 +41,7 @@ def test_curves_are_the_history_with_the_best_and_stopping_epochs_marked(run):
 
 
 def test_the_lr_is_recorded_for_every_optimizer_step(run):
-    result, run_dir, saved, report = run
+    _, _, saved, report = run
     lr = report.figure("lr")
     steps = saved["history"][-1]["steps"]
     assert len(lr.series[0].y) == steps == len(lr.series[0].x)  # one value per step of a onecycle run
@@ -51,7 +51,7 @@ def test_the_lr_is_recorded_for_every_optimizer_step(run):
 
 
 def test_the_confusion_matrix_is_sklearns_on_the_final_weights(run):
-    result, run_dir, saved, report = run
+    _, run_dir, saved, report = run
     fig = report.figure("confusion-val")
     matrix = np.array(fig.heatmap.values)
     assert matrix.sum() == saved["val"]["n"]
@@ -87,7 +87,9 @@ def test_missing_data_gives_notes_not_empty_figures(sources):
     assert "confusion-val" not in ids and "per-class" not in ids
     assert any("regression" in n for n in report.notes())
     lr = report.figure("lr")  # an epoch schedule: constant within each epoch, halved at each epoch
-    assert lr.series[0].y == [0.001, 0.001, 0.0005, 0.0005, 0.00025, 0.00025]
+    steps = [h["steps"] for h in read_run_dir(run_dir).result["history"]]  # 5 steps an epoch
+    assert lr.series[0].kind == "step" and lr.series[0].x == [1, steps[0] + 1, steps[1] + 1, steps[2]]
+    assert lr.series[0].y == [0.001, 0.0005, 0.00025, 0.00025]
     quality = next(t for t in report.tables() if t.title == "val and test")
     assert "not read" in quality.caption
     assert any("not measured (train.efficiency: false)" in n for n in report.notes())

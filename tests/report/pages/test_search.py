@@ -41,8 +41,12 @@ def test_importances_slices_and_the_best_recipe(sources):
     expected = study_report(name, sources.storage).importances["val.accuracy"]
     assert dict(zip(imp.series[0].x, imp.series[0].y, strict=True)) == pytest.approx(expected)
     slices = report.figure("slices")
-    assert {s.name for s in slices.series} == {"optimizer.lr", "model.dropout", "model.hidden",
-                                               "optimizer.weight_decay"}  # fmt: skip
+    assert {s.name for s in slices.series} == {
+        "optimizer.lr",
+        "model.dropout",
+        "model.hidden",
+        "optimizer.weight_decay",
+    }
     lr = next(s for s in slices.series if s.name == "optimizer.lr")
     assert lr.log_x  # searched on a log scale
     assert any("single objective" in n for n in report.notes())  # no Pareto front to draw
@@ -54,9 +58,11 @@ def test_the_pareto_front_of_two_objectives_is_the_studys(sources):
     name, out = sources.search(objectives=2)
     report = build_search_report(name, sources.storage, out)
     fig = report.figure("pareto")
-    front = optuna.load_study(study_name=name, storage=open_storage(sources.storage, heartbeat=False)).best_trials
+    front = optuna.load_study(
+        study_name=name, storage=open_storage(sources.storage, heartbeat=False)
+    ).best_trials
     marked = next(s for s in fig.series if s.name == "Pareto front")
-    assert sorted(zip(marked.x, marked.y)) == sorted((t.values[0], t.values[1]) for t in front)
+    assert sorted(zip(marked.x, marked.y, strict=True)) == sorted((t.values[0], t.values[1]) for t in front)
     assert "no pruner" in " ".join(report.notes())  # a search without a pruner: a note, no empty axes
 
 
@@ -75,8 +81,8 @@ def test_a_real_search_shows_its_final_retrain_with_intervals(sources):
 def test_a_missing_study_or_an_ablation_study_is_a_clear_error(sources):
     with pytest.raises(TunelabError, match="is not in"):
         build_search_report("nope", sources.storage)
-    optuna.create_study(study_name="abl", storage=open_storage(sources.storage, heartbeat=False)).set_user_attr(
-        "tunelab_kind", "ablation"
-    )
-    with pytest.raises(TunelabError, match="is a ablation study, not a search|is an ablation study"):
+    optuna.create_study(
+        study_name="abl", storage=open_storage(sources.storage, heartbeat=False)
+    ).set_user_attr("tunelab_kind", "ablation")
+    with pytest.raises(TunelabError, match="is an ablation study, not a search"):
         build_search_report("abl", sources.storage)

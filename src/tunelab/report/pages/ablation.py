@@ -56,7 +56,8 @@ def build_ablation_report(d: Mapping[str, Any], out_dir: str | None = None) -> R
 def _summary(d: Mapping[str, Any]) -> str:
     groups = d.get("conclusions") or {}
     parts = [f"{k}: {', '.join(v)}" for k, v in groups.items() if v]
-    head = f"{plural(len(d['seeds']), 'seed')} · {d['monitor']} ({'higher' if d['mode'] == 'max' else 'lower'} is better)"
+    better = "higher" if d["mode"] == "max" else "lower"
+    head = f"{plural(len(d['seeds']), 'seed')} · {d['monitor']} ({better} is better)"
     return " · ".join([head, *parts, f"best on val: {d.get('best')}"])
 
 
@@ -88,8 +89,10 @@ def forest_figure(d: Mapping[str, Any]) -> Item:
         f"Δ {d['monitor']} of each variant vs the base",
         f"Δ = variant − base of {d['monitor']}, paired on the same {plural(len(d['seeds']), 'seed')} "
         f"({', '.join(map(str, d['seeds']))}) and split. Diamond: the mean paired difference; bar: its "
-        f"{_interval_words(d)}; dots: each seed's own difference. Colour: the verdict at α = {d.get('alpha')} "
-        f"after Holm's correction across {plural(n_tested, 'variant')}. A bar that crosses zero is compatible "
+        f"{_interval_words(d)}; dots: each seed's own difference. Colour: the verdict at "
+        f"α = {d.get('alpha')} "
+        f"after Holm's correction across {plural(n_tested, 'variant')}. A bar that crosses zero is "
+        "compatible "
         "with no effect at this many seeds.",
         x_label=f"Δ {d['monitor']} (variant − base)",
         series=[
@@ -121,7 +124,8 @@ def cost_figure(d: Mapping[str, Any]) -> Item:
         "bars",
         "training seconds per run",
         "Mean training wall time per run of each variant on this machine (the base last, for reference); "
-        "parameters and saved size are in the table below. Timings of a shared machine are noisy; no intervals.",
+        "parameters and saved size are in the table below. Timings of a shared machine are noisy; "
+        "no intervals.",
         x_label="seconds per run",
         series=[
             Series("s/run", [v["name"] for v in ordered], [v["seconds"] for v in ordered], role="neutral")
@@ -136,17 +140,37 @@ def effect_table(d: Mapping[str, Any]) -> Table:
     for v in d["variants"]:
         diff = "reference" if v["kind"] == "base" else _diff_text(v)
         rows.append(
-            [v["name"], f"{v['n']}/{len(d['seeds'])}", _mean_std(v), diff, v.get("p_value"), v["effect"],
-             v.get("seconds"), v.get("params"), v.get("nonzero"), v.get("size_bytes")]
-        )  # fmt: skip
+            [
+                v["name"],
+                f"{v['n']}/{len(d['seeds'])}",
+                _mean_std(v),
+                diff,
+                v.get("p_value"),
+                v["effect"],
+                v.get("seconds"),
+                v.get("params"),
+                v.get("nonzero"),
+                v.get("size_bytes"),
+            ]
+        )
     return Table(
         "variants",
-        ["variant", "runs", f"{d['monitor']} mean ± std", "Δ vs base [CI]", "p (Holm)", "verdict", "s/run",
-         "params", "nonzero", "size (bytes)"],
+        [
+            "variant",
+            "runs",
+            f"{d['monitor']} mean ± std",
+            "Δ vs base [CI]",
+            "p (Holm)",
+            "verdict",
+            "s/run",
+            "params",
+            "nonzero",
+            "size (bytes)",
+        ],
         rows,
-        f"Δ with its {_interval_words(d)}; p Holm-adjusted across variants. \"no detectable difference\" means "
+        f'Δ with its {_interval_words(d)}; p Holm-adjusted across variants. "no detectable difference" means '
         "the interval is compatible with no effect at this many seeds, not that the effect is zero.",
-    )  # fmt: skip
+    )
 
 
 def _mean_std(v: Mapping[str, Any]) -> str:
@@ -180,7 +204,8 @@ def paired_figure(variants: list[Mapping[str, Any]], seeds: list[int], monitor: 
         "xy",
         f"{monitor} of every run, joined by seed",
         f"One line per seed across the {len(names)} variants: each run's {monitor} (val). Lines that run "
-        "parallel mean the seed moves every variant alike, which the paired differences cancel. No intervals.",
+        "parallel mean the seed moves every variant alike, which the paired differences cancel. "
+        "No intervals.",
         x_label="variant",
         y_label=monitor,
         series=series,
@@ -219,7 +244,8 @@ def test_section(d: Mapping[str, Any]) -> Section:
             f"test {t['metric']}",
             ["", "runs", "mean", "95% interval"],
             rows,
-            f"The base and the variant best on val ({d['best']}) retrained per seed on the full split; only these "
+            f"The base and the variant best on val ({d['best']}) retrained per seed on the full split; "
+            "only these "
             "runs read the test split, once each.",
         )
     )

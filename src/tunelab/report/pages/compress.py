@@ -1,4 +1,5 @@
-"""The report of ``tunelab compress``, from ``CompressResult.to_dict()`` (``RUN_DIR/compress/result.json``)."""
+"""The report of ``tunelab compress``, from ``CompressResult.to_dict()``
+(``RUN_DIR/compress/result.json``)."""
 
 from __future__ import annotations
 
@@ -68,14 +69,15 @@ def trade_figure(d: Mapping[str, Any], key: str, label: str, short: str) -> Item
                 [r["val"][m] for r in pareto],
                 kind="scatter",
                 role="pareto",
-            )  # fmt: skip
+            )
         )
     seeds = max(len(r.get("seeds") or []) for r in rows)
     return Figure(
         f"compress-{key}",
         "xy",
         f"val {m} against {short}",
-        f"Each row's mean val {m} over its fine-tuning seeds (up to {seeds}); bars: 95% t-interval over seeds "
+        f"Each row's mean val {m} over its fine-tuning seeds (up to {seeds}); bars: 95% t-interval "
+        "over seeds "
         f"where a row has two or more. Ringed (★): rows on the Pareto front of val {m} and latency, as "
         "`tunelab compress` marks them. The dense row is the run's model as it is."
         + (" Latency: median at batch 1 on this machine." if key == "latency_ms" else ""),
@@ -89,15 +91,36 @@ def trade_figure(d: Mapping[str, Any], key: str, label: str, short: str) -> Item
 def row_table(d: Mapping[str, Any]) -> Table:
     m = d["metric"]
     rows = [
-        [r["name"], r.get("weight_sparsity"), r.get("params"), r.get("nonzero_params"), r.get("size_bytes"),
-         r.get("flops"), r.get("latency_ms"), r.get("throughput"), r.get("val", {}).get(m),
-         r.get("test", {}).get(m), "★" if r.get("pareto") else ""]
+        [
+            r["name"],
+            r.get("weight_sparsity"),
+            r.get("params"),
+            r.get("nonzero_params"),
+            r.get("size_bytes"),
+            r.get("flops"),
+            r.get("latency_ms"),
+            r.get("throughput"),
+            r.get("val", {}).get(m),
+            r.get("test", {}).get(m),
+            "★" if r.get("pareto") else "",
+        ]
         for r in d["rows"]
-    ]  # fmt: skip
+    ]
     return Table(
         "rows",
-        ["row", "sparsity", "params", "nonzero", "size (bytes)", "FLOPs", "latency ms", "samples/s",
-         f"val {m}", f"test {m}", "Pareto"],
+        [
+            "row",
+            "sparsity",
+            "params",
+            "nonzero",
+            "size (bytes)",
+            "FLOPs",
+            "latency ms",
+            "samples/s",
+            f"val {m}",
+            f"test {m}",
+            "Pareto",
+        ],
         rows,
         "Every row is the bare model (a run's tta is not applied); quality is the mean over seeds.",
-    )  # fmt: skip
+    )

@@ -17,7 +17,8 @@ def build_cv_report(d: Mapping[str, Any], out_dir: str | None = None) -> Report:
         kind="cv",
         title=f"cross-validation {d['study']}",
         summary=(
-            f"{d['k']} {'stratified ' if d.get('stratified') else ''}folds · {d.get('param') or 'the recipe'} · "
+            f"{d['k']} {'stratified ' if d.get('stratified') else ''}folds · "
+            f"{d.get('param') or 'the recipe'} · "
             f"val.{metric} ({'higher' if d['mode'] == 'max' else 'lower'} is better) · retrained with "
             f"{c['label']} (rule {c['rule']}): test {metric} {num(f.get('test', {}).get(metric))}"
         ),
@@ -27,10 +28,18 @@ def build_cv_report(d: Mapping[str, Any], out_dir: str | None = None) -> Report:
     final = Table(
         "retrain with the chosen value, and its one test evaluation",
         ["value", "rule", "status", f"val {metric}", f"test {metric}", "run directory"],
-        [[f["label"], c["rule"], f["status"], f.get("val", {}).get(metric), f.get("test", {}).get(metric),
-          f.get("run_dir") or "(not saved)"]],
+        [
+            [
+                f["label"],
+                c["rule"],
+                f["status"],
+                f.get("val", {}).get(metric),
+                f.get("test", {}).get(metric),
+                f.get("run_dir") or "(not saved)",
+            ]
+        ],
         "Trained on the recipe's own train/val split; the test split is read here, once.",
-    )  # fmt: skip
+    )
     notes = [Note(n) for n in d.get("notes", [])]
     notes.append(
         Note(
@@ -67,7 +76,9 @@ def score_figure(d: Mapping[str, Any]) -> Item:
     markers = []
     if c.get("one_se_threshold") is not None:
         sign = "−" if d["mode"] == "max" else "+"
-        markers.append(Marker("y", c["one_se_threshold"], f"one-SE bar (best mean {sign} 1 SE)", role="neutral"))
+        markers.append(
+            Marker("y", c["one_se_threshold"], f"one-SE bar (best mean {sign} 1 SE)", role="neutral")
+        )
     return Figure(
         "cv-scores",
         "intervals",
@@ -93,13 +104,13 @@ def score_figure(d: Mapping[str, Any]) -> Item:
                 roles=roles,
             ),  # type: ignore[arg-type]
             Series("fold score", folds_x, folds_y, kind="scatter", role="neutral"),
-        ],  # fmt: skip
+        ],
         markers=markers,
         legend={
             "chosen": "one-SE rule" + (" and best mean" if same else ""),
             "best": "best mean",
             "neutral": "other values",
-        },  # fmt: skip
+        },
     )
 
 
@@ -115,11 +126,21 @@ def value_table(d: Mapping[str, Any]) -> Table:
         if not v.get("eligible", True):
             tags.append("not eligible: failed on a fold")
         scores = ", ".join(num(s) for s in v.get("scores", []))
-        rows.append([v["label"], v.get("n"), v.get("mean"), v.get("std"), interval_text(v.get("ci_low"), v.get("ci_high")),
-                     scores, ", ".join(tags)])  # fmt: skip
+        rows.append(
+            [
+                v["label"],
+                v.get("n"),
+                v.get("mean"),
+                v.get("std"),
+                interval_text(v.get("ci_low"), v.get("ci_high")),
+                scores,
+                ", ".join(tags),
+            ]
+        )
     return Table(
         "values",
         ["value", "folds", "mean", "std", "95% CI", "fold scores", "chosen by"],
         rows,
-        "Values are listed as given, simplest first: the one-SE rule takes the first within one standard error.",
+        "Values are listed as given, simplest first: the one-SE rule takes the first within one "
+        "standard error.",
     )

@@ -242,7 +242,8 @@ def quality_section(r: Mapping[str, Any]) -> Section:
             rows,
             "Macro averages over classes. The test split is read once, after every choice was made on val."
             if test
-            else "The test split was not read by this run (a search trial or a selection run reads val only).",
+            else "The test split was not read by this run (a search trial or a selection run reads "
+            "val only).",
         )
     )
     if "confusion_matrix" not in val:
@@ -320,7 +321,9 @@ def cost_section(eff: Mapping[str, Any]) -> Section:
         section.items.append(Note("no cost was measured (train.efficiency: false or the run did not finish)"))
         return section
     if "params" not in eff:
-        section.items.append(Note("counts, latency and throughput were not measured (train.efficiency: false)"))
+        section.items.append(
+            Note("counts, latency and throughput were not measured (train.efficiency: false)")
+        )
     where = f"{eff.get('device', '?')}, {eff.get('threads', '?')} thread(s), {eff.get('precision', 'fp32')}"
     section.items.append(
         Table(

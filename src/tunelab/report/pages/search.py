@@ -37,8 +37,10 @@ def load_search(study_name: str, storage: str | None) -> tuple[optuna.Study, Stu
         ) from None
     if study.user_attrs.get(KIND_ATTR) != "search":
         kind = study.user_attrs.get(KIND_ATTR) or "non-tunelab"
+        article = "an" if kind[:1] in "aeiou" else "a"
         raise TunelabError(
-            f"study {study_name!r} in {masked_url(url)} is a {kind} study, not a search; give its output "
+            f"study {study_name!r} in {masked_url(url)} is {article} {kind} study, not a search; "
+            "give its output "
             f"directory instead: tunelab report {DEFAULT_OUT}/{study_name}"
         )
     return study, StudyConfig.from_attrs(study.user_attrs, study_name)
@@ -86,7 +88,8 @@ def build_search_report(
 def _headline(s: StudyReport, config: StudyConfig) -> str:
     counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
     objectives = ", ".join(f"{n} ({d})" for n, d in zip(s.objectives, s.directions, strict=False))
-    return f"{counts} of a budget of {config.trials} · {objectives} · sampler {config.sampler}, pruner {config.pruner}"
+    how = f"sampler {config.sampler}, pruner {config.pruner}"
+    return f"{counts} of a budget of {config.trials} · {objectives} · {how}"
 
 
 def _is_max(config: StudyConfig) -> bool:
@@ -278,12 +281,24 @@ def pareto_figure(complete: Sequence[FrozenTrial], names: Sequence[str], s: Stud
     rest = [t for t in complete if t.number not in front]
     on = sorted((t for t in complete if t.number in front), key=lambda t: t.values[0])
     series = [
-        Series("other trials", [t.values[0] for t in rest], [t.values[1] for t in rest], kind="scatter",
-               role="neutral", labels=[_trial_label(t) for t in rest]),
-        Series("Pareto front", [t.values[0] for t in on], [t.values[1] for t in on], kind="scatter",
-               role="pareto", labels=[_trial_label(t) for t in on]),
+        Series(
+            "other trials",
+            [t.values[0] for t in rest],
+            [t.values[1] for t in rest],
+            kind="scatter",
+            role="neutral",
+            labels=[_trial_label(t) for t in rest],
+        ),
+        Series(
+            "Pareto front",
+            [t.values[0] for t in on],
+            [t.values[1] for t in on],
+            kind="scatter",
+            role="pareto",
+            labels=[_trial_label(t) for t in on],
+        ),
         Series("front", [t.values[0] for t in on], [t.values[1] for t in on], kind="line", role="pareto"),
-    ]  # fmt: skip
+    ]
     extra = (
         f" The study has {len(names)} objectives; the figure shows the first two." if len(names) > 2 else ""
     )
@@ -326,8 +341,10 @@ def final_section(final: Mapping[str, Any] | None, names: Sequence[str]) -> Sect
                 "final",
                 "intervals",
                 "final retrain: val and test, mean and 95% interval",
-                f"The best trial's recipe (trial {final.get('trial')}) retrained on {plural(len(seeds), 'seed')} "
-                f"({', '.join(map(str, seeds))}); each point is the mean over seeds, the bar its 95% t-interval. "
+                f"The best trial's recipe (trial {final.get('trial')}) retrained on "
+                f"{plural(len(seeds), 'seed')} "
+                f"({', '.join(map(str, seeds))}); each point is the mean over seeds, the bar its 95% "
+                "t-interval. "
                 "Each run read the test split once, after the choice.",
                 y_label="value",
                 series=[Series("mean over seeds", cats, ys, low=lows, high=highs, roles=roles)],  # type: ignore[arg-type]
@@ -338,9 +355,16 @@ def final_section(final: Mapping[str, Any] | None, names: Sequence[str]) -> Sect
     section.items.append(
         Table("mean and 95% interval over the final runs", ["objective", "n", "mean", "95% CI"], rows)
     )
-    runs = [[r.get("seed"), r.get("status"), *[r.get("val", {}).get(n.split(".", 1)[-1]) for n in names[:1]],
-             *[r.get("test", {}).get(n.split(".", 1)[-1]) for n in names[:1]], r.get("run_dir")]
-            for r in final.get("runs", [])]  # fmt: skip
+    runs = [
+        [
+            r.get("seed"),
+            r.get("status"),
+            *[r.get("val", {}).get(n.split(".", 1)[-1]) for n in names[:1]],
+            *[r.get("test", {}).get(n.split(".", 1)[-1]) for n in names[:1]],
+            r.get("run_dir"),
+        ]
+        for r in final.get("runs", [])
+    ]
     section.items.append(
         Table("final runs", ["seed", "status", f"val {names[0]}", f"test {names[0]}", "run directory"], runs)
     )

@@ -214,11 +214,13 @@ def test_registry_entry_is_documented_and_hooks_only_what_it_needs():
     for p in entry.params:
         assert not p.required and p.doc
         assert entry.check({p.name: p.default}, "methods.prune") == {p.name: p.default}
-    assert {e for e in EVENTS if hooks_of([Prune()], e)} == {"setup", "after_step", "fit_end"}
+    # epoch_end records the sparsity per epoch (a host number, once an epoch)
+    assert {e for e in EVENTS if hooks_of([Prune()], e)} == {"setup", "after_step", "epoch_end", "fit_end"}
     assert {e for e in EVENTS if hooks_of([Prune(rewind_epoch=2)], e)} == {
         "setup",
         "epoch_start",
         "after_step",
+        "epoch_end",
         "fit_end",
     }
 

@@ -195,12 +195,10 @@ def lr_figure(history: list[dict[str, Any]], recipe: Mapping[str, Any], seed: An
         xs: list[Any] = list(range(1, len(lrs) + 1))
         kind, x_label = "line", "optimizer step"
     elif all("steps" in h for h in history):  # an epoch schedule: constant within each epoch
-        xs, lrs, prev = [], [], 0
-        for h in history:
-            xs += [prev + 1, h["steps"]]
-            lrs += [h["lr"], h["lr"]]
-            prev = h["steps"]
-        kind, x_label = "line", "optimizer step"
+        starts = [1] + [h["steps"] + 1 for h in history[:-1]]  # each epoch's first step
+        xs = [*starts, history[-1]["steps"]]
+        lrs = [h["lr"] for h in history] + [history[-1]["lr"]]
+        kind, x_label = "step", "optimizer step"
     else:  # a run directory written before steps were recorded: one value per epoch
         xs, lrs = [h["epoch"] for h in history], [h["lr"] for h in history]
         kind, x_label = "step", "epoch"
@@ -324,15 +322,11 @@ def cost_section(eff: Mapping[str, Any]) -> Section:
         section.items.append(
             Note("counts, latency and throughput were not measured (train.efficiency: false)")
         )
-    where = f"{eff.get('device', '?')}, {eff.get('threads', '?')} thread(s), {eff.get('precision', 'fp32')}"
-    section.items.append(
-        Table(
-            "cost",
-            ["measure", "value"],
-            shown,
-            f"Counts are exact; timings are medians after warm-up on this machine ({where}).",
-        )
-    )
+        caption = "Training wall time on this machine."
+    else:
+        where = f"{eff.get('device')}, {eff.get('threads')} thread(s), {eff.get('precision', 'fp32')}"
+        caption = f"Counts are exact; timings are medians after warm-up on this machine ({where})."
+    section.items.append(Table("cost", ["measure", "value"], shown, caption))
     return section
 
 

@@ -182,7 +182,7 @@ def _mean_std(v: Mapping[str, Any]) -> str:
 def _diff_text(v: Mapping[str, Any]) -> str:
     if v.get("difference") is None:
         return "-"
-    return f"{v['difference']:+.4f} {interval_text(v.get('ci_low'), v.get('ci_high'))}"
+    return f"{v['difference']:+.4f} {interval_text(v.get('ci_low'), v.get('ci_high'), signed=True)}"
 
 
 def paired_figure(variants: list[Mapping[str, Any]], seeds: list[int], monitor: str) -> Item:
@@ -236,7 +236,7 @@ def test_section(d: Mapping[str, Any]) -> Section:
                 f"Δ {d['best']} − base",
                 diff.get("n"),
                 diff.get("estimate"),
-                interval_text(diff.get("ci_low"), diff.get("ci_high")),
+                interval_text(diff.get("ci_low"), diff.get("ci_high"), signed=True),
             ]
         )
     section.items.append(

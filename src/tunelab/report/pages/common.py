@@ -69,12 +69,15 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def interval_text(low: float | None, high: float | None) -> str:
-    """``[low, high]`` or "no interval" when one of them is missing.
+def interval_text(low: float | None, high: float | None, signed: bool = False) -> str:
+    """``[low, high]`` with four decimals (signed for a difference), or "no interval".
 
-    >>> interval_text(0.1, 0.2), interval_text(None, 0.2)
-    ('[0.1000, 0.2000]', 'no interval')
+    >>> interval_text(0.1, 0.2), interval_text(-0.00096, 5e-05, signed=True), interval_text(None, 0.2)
+    ('[0.1000, 0.2000]', '[-0.0010, +0.0001]', 'no interval')
     """
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return "no interval"
-    return f"[{num(low)}, {num(high)}]"
+    if max(abs(low), abs(high)) >= 1e3:
+        return f"[{num(low)}, {num(high)}]"
+    f = "{:+.4f}" if signed else "{:.4f}"
+    return f"[{f.format(low)}, {f.format(high)}]"

@@ -26,8 +26,8 @@ import optuna
 from optuna.trial import TrialState
 
 from tunelab.recipe import load_recipe
-from tunelab.study.search import prepare_search
-from tunelab.study.space import suggest, trial_recipe
+from tunelab.study.search.run import prepare_search
+from tunelab.study.search.space import suggest, trial_recipe
 from tunelab.study.storage import open_storage
 
 CHROMIUM = "/usr/lib/chromium/chromium"  # Debian's chromium binary (`make chromium` installs it)

@@ -28,7 +28,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tunelab.study.search import prepare_search, run_worker
+from tunelab.study.search.run import prepare_search
+from tunelab.study.search.workers import run_worker
 from tunelab.study.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]

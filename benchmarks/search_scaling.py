@@ -25,7 +25,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tunelab.study.search import available_cores, prepare_search, run_local_workers
+from tunelab.study.search.run import prepare_search
+from tunelab.study.search.workers import available_cores, run_local_workers
 from tunelab.study.storage import open_storage
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tunelab.cli import main
+from tunelab import fit
 from tunelab.data import bundle_from_arrays
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.lr_find import RULE, LRFindResult, apply_suggestion, ema, lr_find, plot_lr_find, suggest_lr
@@ -128,6 +128,54 @@ def test_methods_of_the_recipe_run_their_setup_and_batch_hooks() -> None:
     assert seen and set(seen) == {8 * 3 + 3}
 
 
+class FirstStep(Method):
+    """Records the first optimizer step: the dtype of each micro-batch's output, the weights after."""
+
+    def setup(self, state):
+        self.init = [p.detach().clone() for p in state.model.parameters()]
+        self.dtypes: list[torch.dtype] = []
+        self.after: list[torch.Tensor] = []
+
+    def loss(self, state, loss, out, y):
+        if state.step == 0:
+            self.dtypes.append(out.dtype)
+        return loss
+
+    def after_step(self, state):
+        if state.step == 1:
+            self.after = [p.detach().clone() for p in state.model.parameters()]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.precision=bf16"],
+        ["train.precision=fp16"],
+        ["train.grad_accum=3"],
+        ["train.precision=fp16", "train.grad_accum=3"],
+    ],
+)
+def test_the_ramps_first_step_is_fits_first_step(overrides: list[str]) -> None:
+    # The same seed, data and lr: the finder's first step must be the step fit takes, in the
+    # recipe's precision (fp16: autocast and loss scaling) and with its micro-batches.
+    recipe = load_recipe(
+        {
+            "data": {"name": "iris"},
+            "model": {"name": "mlp", "hidden": [16], "dropout": 0.0},
+            "optimizer": {"name": "sgd", "lr": 0.01},
+            "train": {"epochs": 1, "batch_size": 16, "efficiency": False},
+        },
+        overrides,
+    )
+    in_fit, in_finder = FirstStep(), FirstStep()
+    fit(recipe, save=False, methods=[in_fit])
+    lr_find(recipe, methods=[in_finder], steps=60, start_lr=0.01, end_lr=100.0)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[recipe.train.precision]
+    assert in_finder.dtypes == in_fit.dtypes == [dtype] * recipe.train.grad_accum
+    assert any(not torch.equal(a, b) for a, b in zip(in_fit.init, in_fit.after, strict=True))  # not skipped
+    assert all(torch.equal(a, b) for a, b in zip(in_fit.after, in_finder.after, strict=True))
+
+
 def test_memorizing_a_tiny_split_is_noted() -> None:
     recipe = {
         "data": {"name": "digits", "classes": [5, 6, 7, 8, 9], "train_fraction": 0.03},
@@ -212,41 +260,3 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(TunelabError, match="pip install matplotlib"):
         plot_lr_find(_result(), tmp_path / "lr.png")
-
-
-def _write_recipe(tmp_path: Path) -> Path:
-    path = tmp_path / "iris.yaml"
-    path.write_text("data: {name: iris}\nmodel: {name: mlp, hidden: [16]}\noptimizer: {name: adam}\n")
-    return path
-
-
-def test_cli_json_plot_and_apply(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("matplotlib")
-    recipe = _write_recipe(tmp_path)
-    png = tmp_path / "lr.png"
-    code = main(["lr-find", str(recipe), "--steps", "80", "--json", "--plot", str(png), "--apply"])
-    assert code == 0
-    out = json.loads(capsys.readouterr().out)
-    assert {"suggested_lr", "lrs", "losses", "smoothed", "trend", "rule"} <= set(out)
-    assert len(out["lrs"]) == len(out["losses"]) and png.is_file() and out["plot"] == str(png)
-    applied = tmp_path / "iris-lr.yaml"
-    assert out["applied"] == {
-        "path": str(applied),
-        "set": "optimizer.lr",
-        "value": float(f"{out['suggested_lr']:.2g}"),
-    }
-    new = load_recipe(applied)
-    assert new.optimizer.params["lr"] == out["applied"]["value"] and tuple(new.model.params["hidden"]) == (
-        16,
-    )
-
-
-def test_cli_text_output_and_user_errors(tmp_path: Path, capsys) -> None:
-    recipe = _write_recipe(tmp_path)
-    assert main(["lr-find", str(recipe), "--steps", "60", "--set", "model.hidden=[8]"]) == 0
-    text = capsys.readouterr().out
-    assert "suggested lr" in text and RULE in text
-    assert main(["lr-find", str(recipe), "--apply", str(recipe)]) == 2
-    assert "that is the recipe itself" in capsys.readouterr().err
-    assert main(["lr-find", str(recipe), "--steps", "3"]) == 2
-    assert "steps: got 3" in capsys.readouterr().err

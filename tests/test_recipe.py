@@ -115,3 +115,39 @@ EXAMPLE_OVERRIDES = {"digits_finetune.yaml": ["model.pretrained=runs/digits-pret
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_recipe_validates(path):
     load_recipe(path, EXAMPLE_OVERRIDES.get(path.name, []))
+
+
+# --- the preprocess section ----------------------------------------------------------------------
+
+
+def test_data_standardize_moved_to_preprocess_scaling():
+    for source, overrides in (
+        ({"data": {"name": "iris", "standardize": False}}, []),
+        ({}, ["data.standardize=false"]),
+    ):
+        with pytest.raises(
+            RecipeError, match=r"data\.standardize: got False; moved; use preprocess\.scaling: standard\|none"
+        ):
+            load_recipe(source, overrides)
+
+
+def test_preprocess_section_is_typed_validated_and_written_out():
+    r = load_recipe({"preprocess": {"scaling": "minmax", "minmax_range": [-1, 1], "categorical": ["a"]}})
+    assert r.preprocess.scaling == "minmax" and r.preprocess.minmax_range == (-1.0, 1.0)
+    assert r.to_dict()["preprocess"]["categorical"] == ["a"]
+    assert load_recipe(r.to_dict()).preprocess == r.preprocess  # the resolved dict repeats it
+    with pytest.raises(RecipeError, match=r'preprocess\.scaling: got \'minmaxx\'.*did you mean "minmax"'):
+        load_recipe({"preprocess": {"scaling": "minmaxx"}})
+    with pytest.raises(
+        RecipeError, match=r"preprocess\.outlier_quantiles: got \[0\.9, 0\.1\]; must be \[low, high\]"
+    ):
+        load_recipe({"preprocess": {"outlier_quantiles": [0.9, 0.1]}})
+    with pytest.raises(
+        RecipeError, match=r"preprocess\.numeric: got 'a'; is also listed in preprocess\.categorical"
+    ):
+        load_recipe({"preprocess": {"categorical": ["a"], "numeric": ["a"]}})
+    with pytest.raises(
+        RecipeError, match=r"preprocess\.imputer: got 'mean'; unknown key.*did you mean \"impute\""
+    ):
+        load_recipe({"preprocess": {"imputer": "mean"}})
+    assert load_recipe({}, ["preprocess.scaling=none"]).preprocess.scaling == "none"

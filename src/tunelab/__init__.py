@@ -4,6 +4,7 @@
     >>> recipe = tunelab.load_recipe("examples/mnist1d_cnn.yaml", ["train.epochs=3"])  # doctest: +SKIP
     >>> result = tunelab.fit(recipe)  # doctest: +SKIP
     >>> result.val["accuracy"], result.test["accuracy"], result.run_dir  # doctest: +SKIP
+    >>> tunelab.load_run(result.run_dir).predict("new_inputs.csv")  # doctest: +SKIP
 
 The names below are imported on first use (PEP 562), so ``import tunelab.schema`` or the CLI's
 listing commands do not pay for importing every subpackage.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written; pyproject.toml reads it
 
 _EXPORTS = {
     "DATASETS": "tunelab.data",
@@ -33,6 +34,8 @@ _EXPORTS = {
     "load_recipe": "tunelab.recipe",
     "RunResult": "tunelab.runs",
     "fit": "tunelab.train",
+    "load_run": "tunelab.predict",
+    "Predictor": "tunelab.predict",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

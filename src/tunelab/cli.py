@@ -1,8 +1,12 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
-    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--no-report]
+    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe] [--no-report]
+    tunelab predict RUN_DIR INPUT [--out predictions.csv] [--batch-size N] [--json]
+    tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
+    tunelab methods | models | datasets | optimizers | schedules [--json]
+    tunelab catalogue [--out FILE]
     tunelab report PATH [--out report.html] [--open] [--json]
-    tunelab methods | models | datasets [--json]
+    tunelab --version              (also: python -m tunelab ...)
 
 User errors print one line naming what is wrong and how to fix it, and exit with status 2;
 a failed (diverged) run exits with 1; Ctrl-C exits with 130 and leaves consistent files.
@@ -13,17 +17,32 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
-from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from tunelab import __version__
+from tunelab.commands._common import EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR
 from tunelab.errors import TunelabError
+from tunelab.redact import redact_text
 
 # The command modules, in the order `tunelab --help` lists them.
-COMMANDS = ("train", "search", "ablate", "cv", "lr_find", "compress", "report", "listing")
+COMMANDS = (
+    "train",
+    "predict",
+    "export",
+    "search",
+    "ablate",
+    "cv",
+    "lr_find",
+    "compress",
+    "report",
+    "listing",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description="Measured, reproducible deep-learning tuning.")
+    p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"tunelab.commands.{name}").register(sub)
@@ -32,14 +51,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Every message is redacted: a storage URL or a driver's error may carry a password.
     try:
         return args.run(args)
     except TunelabError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as e:
-        print(f"\n{e or 'interrupted'}", file=sys.stderr)
+        print(f"\n{redact_text(str(e)) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception:
+        # A bug or an unexpected library error: the traceback is printed as Python would print
+        # it (exit status 1), with any credentials in the messages masked.
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

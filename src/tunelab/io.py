@@ -14,11 +14,25 @@ import contextlib
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+
+def finite_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of a metrics dict, as floats: what a study keeps of a run's metrics (the
+    per-class report and the confusion matrix stay in run directories; NaN is no number to keep).
+
+    >>> finite_scalars({"accuracy": 0.9, "loss": float("nan"), "report": {}, "flag": True})
+    {'accuracy': 0.9}
+    """
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def finite(obj: Any) -> Any:

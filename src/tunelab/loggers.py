@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import RecipeError
+from tunelab.redact import mask_url
 
 if TYPE_CHECKING:
     from tunelab.recipe import Recipe
@@ -129,8 +130,8 @@ class MlflowLogger:
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()])
 
     def ids(self) -> dict[str, str]:
-        """What result.json records: where the MLflow run is."""
-        return {"run_id": self.run_id, "tracking_uri": self.uri}
+        """What result.json records: where the MLflow run is (a password in the URI masked)."""
+        return {"run_id": self.run_id, "tracking_uri": mask_url(self.uri)}
 
     def finish(self, result: RunResult, example: Any = None) -> None:
         """Final metrics, the model (an MLflow PyTorch model when it exports), the run directory."""
@@ -184,11 +185,14 @@ def _now_ms() -> int:
 
 
 def log_files(info: Mapping[str, Any], paths: Sequence[Path]) -> None:
-    """Add files written after the run (its report) to the run's MLflow artifacts, if it has a run."""
+    """Add files written after the run (its report) to the run's MLflow artifacts, if it has a run.
+
+    Called in the process that made the run, so the tracking URI is found as the run found it
+    (result.json keeps it masked, which may not connect)."""
     where = info.get("mlflow") or {}
     if not where.get("run_id"):
         return
     mlflow = _import_mlflow()
-    client = mlflow.MlflowClient(tracking_uri=where["tracking_uri"])
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
     for path in paths:
         client.log_artifact(where["run_id"], str(path))

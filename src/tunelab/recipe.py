@@ -1,14 +1,14 @@
 """The recipe: a typed, validated description of one training run: load, validate, override, dump.
 
-A recipe is YAML with the sections ``data``, ``model``, ``optimizer``, ``schedule``, ``train`` and
-``methods`` (plus ``search`` and ``ablation``, read by the studies). Every field has exactly one
+A recipe is YAML with the sections ``data``, ``preprocess``, ``model``, ``optimizer``, ``schedule``,
+``train`` and ``methods`` (plus ``search`` and ``ablation``, read by the studies). Every field has exactly one
 default, written in ``tunelab.spec`` (for the common fields) or in the signature of the registry
 entry it names (for an entry's own parameters, such as ``mlp.hidden``). Everything is checked
 before anything runs; errors name the dotted path, the value and what is allowed.
 
 The ``search`` and ``ablation`` sections are checked here for their form (keys and types); their
 paths and values are checked against the rest of the recipe by the study that reads them
-(``tunelab.study.space.check_space``, ``tunelab.study.ablation.check_ablation``), before its first
+(``tunelab.study.search.space.check_space``, ``tunelab.study.ablation.check_ablation``), before its first
 run: the config layer does not import the study layer.
 
     >>> from tunelab.recipe import load_recipe
@@ -42,16 +42,19 @@ from tunelab.spec import (
     MethodSpec,
     ModelSpec,
     OptimizerSpec,
+    PreprocessSpec,
     ScheduleSpec,
     SearchParam,
     TrainSpec,
     check_monitor,
 )
+from tunelab.yaml_loader import DuplicateKeyError, load_yaml
 
 
 @dataclass
 class Recipe:
     data: DataSpec = field(default_factory=DataSpec)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
@@ -76,6 +79,8 @@ class Recipe:
                         d[p.name] = _plain(p.default)
             d.update(spec.params)
             out[sec] = _plain(d)
+            if sec == "data":
+                out["preprocess"] = _plain(dataclasses.asdict(self.preprocess))
         out["train"] = _plain(dataclasses.asdict(self.train))
         methods = []
         for m in self.methods:
@@ -128,6 +133,7 @@ def registries() -> dict[str, Registry]:
 
 SECTIONS = {
     "data": DataSpec,
+    "preprocess": PreprocessSpec,
     "model": ModelSpec,
     "optimizer": OptimizerSpec,
     "schedule": ScheduleSpec,
@@ -187,9 +193,11 @@ def validate(raw: Mapping[str, Any]) -> Recipe:
                 "unknown section; allowed: " + ", ".join(SECTIONS),
                 did_you_mean(str(key), SECTIONS),
             )
+    _moved_keys(raw)
     regs = registries()
     r = Recipe(
         data=_named_section(DataSpec, regs["data"], raw.get("data"), "data"),
+        preprocess=check(raw.get("preprocess") or {}, PreprocessSpec, "preprocess"),
         model=_named_section(ModelSpec, regs["model"], raw.get("model"), "model"),
         optimizer=_named_section(OptimizerSpec, regs["optimizer"], raw.get("optimizer"), "optimizer"),
         schedule=_named_section(ScheduleSpec, regs["schedule"], raw.get("schedule"), "schedule"),
@@ -200,6 +208,35 @@ def validate(raw: Mapping[str, Any]) -> Recipe:
     )
     _cross_checks(r)
     return r
+
+
+# Keys that moved to another section: (section, key) -> what to write instead.
+MOVED = {("data", "standardize"): "moved; use preprocess.scaling: standard|none"}
+
+
+def _moved_keys(raw: Mapping[str, Any]) -> None:
+    for (section, key), how in MOVED.items():
+        sec = raw.get(section)
+        if isinstance(sec, Mapping) and key in sec:
+            raise RecipeError(f"{section}.{key}", sec[key], how)
+
+
+def _check_preprocess(p: PreprocessSpec) -> None:
+    """What the types alone cannot say: ordered bounds, and each column in one list at most."""
+    for name, (low, high) in (("minmax_range", p.minmax_range), ("outlier_quantiles", p.outlier_quantiles)):
+        if not low < high:
+            raise RecipeError(f"preprocess.{name}", [low, high], "must be [low, high] with low < high")
+    seen: dict[str, str] = {}
+    for kind in ("categorical", "numeric", "drop"):
+        for column in getattr(p, kind):
+            if column in seen:
+                raise RecipeError(
+                    f"preprocess.{kind}",
+                    column,
+                    f"is also listed in preprocess.{seen[column]}; list each column in one of categorical, "
+                    "numeric or drop",
+                )
+            seen[column] = kind
 
 
 def _methods(registry: Registry, raw: Any) -> list[MethodSpec]:
@@ -232,6 +269,7 @@ def _cross_checks(r: Recipe) -> None:
     if r.train.monitor != "auto":
         check_monitor(r.train.monitor, "train.monitor")
     check_schedule(r.schedule, r.optimizer, r.train.epochs)
+    _check_preprocess(r.preprocess)
     regs = registries()
     for m in r.methods:
         entry = regs["methods"].get(m.name)
@@ -252,7 +290,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise RecipeError("--set", text, "must look like path.to.key=value, e.g. optimizer.lr=0.01")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml(value) if value.strip() else None
+    except DuplicateKeyError as e:
+        raise RecipeError("--set", text, e.inline(key)) from None
     except yaml.YAMLError:
         parsed = value
     return key.split("."), parsed
@@ -320,7 +360,9 @@ def load_raw(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError("recipe", str(path), "file not found; give the path of a YAML recipe")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except DuplicateKeyError as e:  # PyYAML alone would keep the last value without a word
+        raise RecipeError("recipe", str(path), str(e)) from None
     except yaml.YAMLError as e:
         raise RecipeError("recipe", str(path), f"is not valid YAML: {e}") from None
     if not isinstance(raw, dict):

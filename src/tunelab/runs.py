@@ -5,6 +5,9 @@ A run directory holds everything needed to repeat and audit a run::
     recipe.yaml      the fully resolved recipe (every default written): `tunelab train recipe.yaml`
                      repeats the run exactly
     env.json         seed, device, threads, versions of Python / torch / tunelab / numpy, command
+    preprocess.json  the preprocessing fit on the train split (``tunelab.data.preprocess``)
+    data.json        what a predictor needs: task, input shape, classes and label values, feature
+                     columns, image decoding, tunelab's version (``DataBundle.card``)
     metrics.jsonl    one JSON line per finished epoch (train loss, val metrics, lr, seconds)
     best.pt          state_dict of the evaluated weights at the best epoch of the monitor
     final.pt         state_dict of the weights that were finally evaluated (val and test)
@@ -29,12 +32,25 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from tunelab.data.bundle import DataBundle
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_save, atomic_write_text, finite
 from tunelab.recipe import Recipe
+from tunelab.redact import redact_text
 
 Status = Literal["completed", "stopped_early", "diverged", "interrupted"]
-RUN_FILES = ("recipe.yaml", "env.json", "metrics.jsonl", "best.pt", "final.pt", "result.json")
+RUN_FILES = (
+    "recipe.yaml",
+    "env.json",
+    "preprocess.json",
+    "data.json",
+    "metrics.jsonl",
+    "best.pt",
+    "final.pt",
+    "result.json",
+)
+# Bumped when data.json changes meaning (tunelab.load_run refuses a format it does not know).
+DATA_CARD_FORMAT = 1
 
 
 @dataclass
@@ -131,10 +147,28 @@ class RunDir:
             self._mlflow = MlflowLogger(self.path)
         self._recipe: Recipe | None = None
 
-    def start(self, recipe: Recipe, env: dict[str, Any]) -> None:
+    def start(
+        self,
+        recipe: Recipe,
+        env: dict[str, Any],
+        data: DataBundle | None = None,
+        *,
+        model_from_recipe: bool = True,
+    ) -> None:
+        """Write what is known before the first epoch, so a killed run has it too: the recipe, the
+        environment and, given the run's ``data``, what a predictor needs (``tunelab.load_run``)."""
         self._recipe = recipe
         atomic_write_text(self.path / "recipe.yaml", recipe.to_yaml())
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
+        if data is not None:
+            from tunelab import __version__
+
+            card = {"format": DATA_CARD_FORMAT, "tunelab": __version__, **data.card()}
+            # A model passed to fit(model=...) cannot be rebuilt from recipe.yaml.
+            card["model_from_recipe"] = model_from_recipe
+            atomic_write_text(self.path / "data.json", json.dumps(card, indent=2))
+            preprocess = json.dumps(data.preprocessing.to_json(), indent=2)
+            atomic_write_text(self.path / "preprocess.json", preprocess)
         if self._mlflow is not None:
             self._mlflow.start(recipe, env)
 
@@ -208,14 +242,6 @@ def environment(recipe: Recipe, device: torch.device) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "tunelab": __version__,
         "platform": platform.platform(),
-        "command": sys.argv,
+        "command": [redact_text(arg) for arg in sys.argv],  # `--storage URL` may hold a password
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def load_result(run_dir: str | Path) -> dict[str, Any]:
-    """Read result.json of a finished run."""
-    path = Path(run_dir) / "result.json"
-    if not path.is_file():
-        raise TunelabError(f"{run_dir}: no result.json; is this a finished tunelab run directory?")
-    return json.loads(path.read_text())

@@ -74,12 +74,61 @@ class DataSpec:
     test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
     # The split does not follow train.seed, so runs on different seeds are paired on one split.
     split_seed: int = 0
-    # Standardize inputs with statistics fit on train only (never on val or test).
-    standardize: bool = True
     # Keep this stratified fraction of the train split (few-label experiments, fine-tuning);
     # val and test are unchanged, so results stay comparable with the full-data run.
     train_fraction: Annotated[float, Range(gt=0, le=1)] = 1.0
     params: dict[str, Any] = field(default_factory=dict)  # the dataset entry's own parameters
+
+
+Quantiles = tuple[Annotated[float, Range(ge=0, le=1)], Annotated[float, Range(ge=0, le=1)]]
+
+
+@dataclass
+class PreprocessSpec:
+    """The ``preprocess:`` section: cleaning, imputation, encoding and scaling, all fit on train only.
+
+    Table columns (a CSV file, penguins, the columns of a 2-D array) are numeric or categorical;
+    signals and images ``[N, C, ...]`` are scaled per channel (``scaling`` only).
+    """
+
+    # --- scaling: every kind of input (numeric columns of a table; channels of a signal or image)
+    # Standardization is what gradient descent on a small MLP or CNN needs most often: it puts
+    # every input on one scale, so one learning rate fits all of them.
+    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"
+    minmax_range: tuple[float, float] = (0.0, 1.0)  # [0, 1]: the usual meaning of "normalized"
+    # --- numeric columns of a table
+    # The median is not pulled by the outliers that real tables have; the mean is.
+    impute: Literal["mean", "median", "constant"] = "median"
+    impute_value: float = 0.0  # the fill of impute: constant
+    # Off: a missing value is filled and forgotten. On adds a 0/1 column per column that had
+    # missing values in train (useful when being missing says something).
+    missing_indicator: bool = False
+    # No clipping by default: it changes the data, and on clean data it only costs information.
+    outliers: Literal["none", "quantile", "zscore"] = "none"
+    outlier_quantiles: Quantiles = (0.01, 0.99)  # outliers: quantile clips to these train quantiles
+    outlier_z: Annotated[float, Range(gt=0)] = 3.0  # outliers: zscore clips to mean +- z * std
+    # --- categorical columns of a table
+    # A missing category becomes a category of its own ("missing"): it keeps the fact that it was
+    # missing, which the most frequent category would hide.
+    categorical_impute: Literal["most_frequent", "constant"] = "constant"
+    categorical_fill: str = "missing"  # the category of categorical_impute: constant
+    # One-hot is the safe default for the few categories of most tables: no order is invented.
+    # ordinal: one integer code per category; embedding: codes for an embedding per column (mlp).
+    encoding: Literal["onehot", "ordinal", "embedding"] = "onehot"
+    # --- column types: detected, unless listed here (names of the table's columns)
+    categorical: list[str] = field(default_factory=list)
+    numeric: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    # Integers with at most this many distinct values (each seen twice on average) are codes
+    # (grades, years, categories stored as numbers); 0 reads every integer column as a number.
+    max_int_categories: Annotated[int, Range(ge=0)] = 10
+    # --- cleaning
+    # auto: drop exact duplicate rows of tables read from text (CSV files, penguins), where they
+    # are usually copies; keep (and report) those of arrays, signals and images, whose published
+    # benchmarks keep them. Either way the counts within and across splits are reported.
+    duplicates: Literal["auto", "drop", "keep"] = "auto"
+    # Regression targets standardized on train: one loss scale whatever the targets' units.
+    target_scaling: Literal["standard", "none"] = "standard"
 
 
 @dataclass
@@ -117,6 +166,9 @@ class ScheduleSpec:
 class TrainSpec:
     epochs: Annotated[int, Range(ge=1)] = 20
     batch_size: Annotated[int, Range(ge=1)] = 64
+    # Micro-batches of batch_size per optimizer step: a batch of grad_accum x batch_size in the
+    # memory of one micro-batch (gradients accumulate; the loss is weighted by sample counts).
+    grad_accum: Annotated[int, Range(ge=1)] = 1
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present, else CPU
     # Autocast precision of the forward pass. bf16 keeps fp32's range (no loss scaling); fp16

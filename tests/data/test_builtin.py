@@ -14,6 +14,7 @@ from sklearn import datasets as skd
 
 from tunelab.data import DATASETS, builtin, load_data
 from tunelab.errors import RecipeError
+from tunelab.recipe import load_recipe
 from tunelab.spec import DataSpec
 
 
@@ -233,7 +234,7 @@ def test_dataset_contract(name: str) -> None:
     for split in ("train", "val", "test"):
         x, y = b.split(split)
         assert x.dtype == torch.float32 and torch.isfinite(x).all()
-        assert tuple(x.shape[1:]) == b.input_shape == raw.x.shape[1:]
+        assert tuple(x.shape[1:]) == b.input_shape == b.preprocessing.output_shape(raw.x.shape[1:])
         assert len(x) == len(y)
         if b.task == "classification":
             assert y.dtype == torch.int64 and y.ndim == 1
@@ -242,5 +243,19 @@ def test_dataset_contract(name: str) -> None:
             assert y.dtype == torch.float32 and y.ndim == 2 and y.shape[1] == b.num_outputs
             assert torch.isfinite(y).all()
     json.dumps(b.summary())  # JSON-able, for reports
-    json.dumps(b.preprocessing)
+    json.dumps(b.preprocessing.to_json())
+    json.dumps(b.card())  # a run's data.json
     assert b.name == name
+
+
+def test_penguins_reads_through_the_csv_loader_and_counts_the_rows_without_sex():
+    b = load_data(DataSpec(name="penguins"))
+    assert b.class_names == ["female", "male"] and sum(b.summary()["sizes"].values()) == 333
+    assert b.report["rows"] == {"read": 344, "dropped_missing_target": 11, "target": "sex"}
+    assert set(b.report["encoded"]) == {"species", "island", "year"}  # text, and 3 years
+    card = b.card()
+    assert card["dataset"]["loader"] == "penguins" and card["table"] and card["target_column"] == "sex"
+    species = load_data(DataSpec(name="penguins", params={"target": "species"}))
+    assert species.class_names == ["Adelie", "Chinstrap", "Gentoo"]
+    with pytest.raises(RecipeError, match=r'data\.target: got \'sexx\'.*did you mean "sex"'):
+        load_recipe({"data": {"name": "penguins", "target": "sexx"}})

@@ -10,7 +10,7 @@ import pytest
 from tunelab.data import DATASETS, load_data
 from tunelab.data.files import MAX_AUTO_CLASSES, arrays_to_raw, csv_file, encode_labels, infer_task, npz_file
 from tunelab.errors import DataError, RecipeError
-from tunelab.spec import DataSpec
+from tunelab.spec import DataSpec, PreprocessSpec
 
 
 def write(tmp_path: Path, text: str, name: str = "d.csv", encoding: str = "utf-8") -> str:
@@ -58,13 +58,19 @@ def test_csv_classification_round_trip(tmp_path: Path) -> None:
     assert raw.task == "classification"
     assert raw.class_names == ["ax", "ay", "bx", "by"]  # sorted original strings
     assert raw.feature_names == ["height", "weight"]
-    assert raw.x.dtype == np.float32 and raw.x.shape == (30, 2)
-    np.testing.assert_allclose(raw.x[:, 1], 2 * np.arange(30) + 0.5)
+    assert raw.x.dtype == object and raw.x.shape == (30, 2)  # text cells: typed by the preprocessing
+    np.testing.assert_allclose(raw.x[:, 1].astype(float), 2 * np.arange(30) + 0.5)
     decoded = [raw.class_names[c] for c in raw.y]
     assert decoded == labels
     assert raw.name == "d"
 
-    b = load_data(DataSpec(name="csv", params={"path": path, "target": "species"}, test_fraction=0.25))
+    spec = DataSpec(name="csv", params={"path": path, "target": "species"}, test_fraction=0.25)
+    b = load_data(spec)
+    # height is 0, 1, 2, ...: a different integer on every row, which reads as a row number.
+    assert b.report["dropped_columns"] == {
+        "height": "ID-like: a different integer on every row, densely numbered"
+    }
+    b = load_data(spec, PreprocessSpec(numeric=["height"]))  # unless the recipe says otherwise
     assert b.task == "classification" and b.num_classes == 4 and b.input_shape == (2,)
     assert sum(b.summary()["sizes"].values()) == 30
 
@@ -74,6 +80,30 @@ def test_csv_integer_labels_are_classes_in_numeric_order(tmp_path: Path) -> None
     raw = csv_file(path=path, target="grade")
     assert raw.task == "classification" and raw.class_names == ["2", "9", "10"]
     assert raw.y[:3].tolist() == [2, 0, 1]
+    assert raw.label_values == [2, 9, 10]  # the original labels, numbers (a predictor returns them)
+
+
+def test_csv_id_column_is_no_feature_and_reaches_the_bundle(tmp_path: Path) -> None:
+    rows = ["id,a,b,kind"] + [f"r{i},{i},{i % 3},{'xy'[i % 2]}" for i in range(20)]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    raw = csv_file(path=path, target="kind", id_column="id")
+    assert raw.feature_names == ["a", "b"] and raw.x.shape == (20, 2)
+    assert raw.label_values == ["x", "y"]
+    assert raw.meta == {
+        "target_column": "kind",
+        "id_column": "id",
+        "delimiter": ",",
+        "cleaning": {"rows": {"read": 20, "dropped_missing_target": 0, "target": "kind"}},
+    }
+    b = load_data(DataSpec(name="csv", params={"path": path, "target": "kind", "id_column": "id"}))
+    card = b.card()
+    assert card["feature_names"] == ["a", "b"] and card["id_column"] == "id"
+    assert card["target_column"] == "kind" and card["label_values"] == ["x", "y"]
+    assert card["dataset"] == {"name": "d", "loader": "csv", "source": "file"}
+    with pytest.raises(DataError, match=r"no id column 'idd'; the columns are: id, a, b, kind \(did you"):
+        csv_file(path=path, target="kind", id_column="idd")
+    with pytest.raises(DataError, match=r"data\.id_column and data\.target are both 'kind'"):
+        csv_file(path=path, target="kind", id_column="kind")
 
 
 def test_csv_booleans_are_classes(tmp_path: Path) -> None:
@@ -92,12 +122,12 @@ def test_csv_regression_round_trip(tmp_path: Path) -> None:
     raw = csv_file(path=path, target="price", delimiter=";")
     assert raw.task == "regression" and raw.y.dtype == np.float32 and raw.class_names is None
     np.testing.assert_allclose(raw.y, price, atol=1e-5)
-    np.testing.assert_allclose(raw.x, x, atol=1e-5)
+    np.testing.assert_allclose(raw.x.astype(float), x, atol=1e-5)
 
     b = load_data(DataSpec(name="csv", params={"path": path, "target": "price", "delimiter": ";"}))
     assert b.task == "regression" and b.num_outputs == 1 and b.y_train.shape[1] == 1
     # Predictions come back in the CSV's units.
-    assert abs(float(b.unscale_y(b.y_train).mean()) - float(b.preprocessing["y_mean"][0])) < 1e-4
+    assert abs(float(b.unscale_y(b.y_train).mean()) - b.preprocessing.y.mean[0]) < 1e-4
 
 
 def test_csv_many_distinct_integers_are_regression(tmp_path: Path) -> None:
@@ -149,28 +179,36 @@ def test_csv_missing_target_lists_columns_and_suggests(tmp_path: Path) -> None:
     assert "height, weight, species" in msg and 'did you mean "species"?' in msg
 
 
-def test_csv_non_numeric_feature_names_column_line_and_value(tmp_path: Path) -> None:
-    path = write(tmp_path, "age,city,y\n30,1,a\n41,Paris,b\n")
-    with pytest.raises(DataError) as e:
-        csv_file(path=path, target="y")
-    msg = str(e.value)
-    assert "'city'" in msg and "'Paris'" in msg and "line 3" in msg and "data row 2" in msg
-    assert "encode" in msg and "drop" in msg
+def test_csv_text_features_and_missing_cells_are_read_as_cells(tmp_path: Path) -> None:
+    # Text and missing cells load (the preprocessing types, imputes and encodes them on train).
+    path = write(tmp_path, "age,city,y\n30,1,a\n41,Paris,b\n,NA,a\n")
+    raw = csv_file(path=path, target="y")
+    assert raw.x.tolist() == [["30", "1"], ["41", "Paris"], [None, None]]
 
 
-def test_csv_missing_and_non_finite_cells_are_counted(tmp_path: Path) -> None:
-    path = write(tmp_path, "a,b,y\n1,,0\n2,nan,1\n3,4,0\n4,inf,1\n5,6,0\n")
-    with pytest.raises(DataError) as e:
-        csv_file(path=path, target="y")
-    msg = str(e.value)
-    assert "column 'b' has 3 of 5 rows empty, NaN or inf" in msg
-    assert "lines 2, 3, 5" in msg and "impute" in msg
+def test_csv_a_non_numeric_cell_in_a_numeric_column_is_named(tmp_path: Path) -> None:
+    rows = "".join(f"{i * 7},{i % 2}\n" for i in range(30))
+    path = write(tmp_path, f"a,y\n{rows}")
+    assert load_data(DataSpec(name="csv", params={"path": path, "target": "y"})).input_shape == (1,)
+    bad = write(tmp_path, f"a,y\n{rows}oops,1\n", name="bad.csv")
+    with pytest.raises(DataError, match=r"column 'a' is numeric but holds 'oops'.*preprocess\.categorical"):
+        load_data(DataSpec(name="csv", params={"path": bad, "target": "y"}), PreprocessSpec(numeric=["a"]))
 
 
-def test_csv_missing_target_values(tmp_path: Path) -> None:
-    path = write(tmp_path, "a,y\n1,0\n2,\n3,1\n")
-    with pytest.raises(DataError, match=r"column 'y' has 1 of 3 rows empty.*drop those rows"):
-        csv_file(path=path, target="y")
+def test_csv_infinite_cells_are_refused(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i % 2}\n" for i in range(30))
+    path = write(tmp_path, f"a,y\n{rows}inf,1\n")
+    with pytest.raises(DataError, match=r"column 'a' holds an infinite value"):
+        load_data(DataSpec(name="csv", params={"path": path, "target": "y"}))
+
+
+def test_csv_rows_without_a_target_are_dropped_and_counted(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,y\n1,0\n2,\n3,1\n4,NA\n5,0\n")
+    raw = csv_file(path=path, target="y")
+    assert raw.x[:, 0].tolist() == ["1", "3", "5"] and raw.y.tolist() == [0, 1, 0]
+    assert raw.meta["cleaning"] == {"rows": {"read": 5, "dropped_missing_target": 2, "target": "y"}}
+    with pytest.raises(DataError, match="target column 'y' is empty or missing on every row"):
+        csv_file(path=write(tmp_path, "a,y\n1,\n2,NA\n", name="e.csv"), target="y")
 
 
 def test_csv_ragged_row(tmp_path: Path) -> None:
@@ -222,7 +260,7 @@ def test_npz_classification_keeps_published_test_split(tmp_path: Path) -> None:
     np.testing.assert_array_equal(raw.y, y - 1)
     np.testing.assert_array_equal(raw.y_test, yt - 1)
 
-    b = load_data(DataSpec(name="npz", params={"path": str(p)}, standardize=False))
+    b = load_data(DataSpec(name="npz", params={"path": str(p)}), PreprocessSpec(scaling="none"))
     assert b.summary()["sizes"] == {"train": 48, "val": 12, "test": 15}
     np.testing.assert_allclose(b.x_test.numpy(), xt.astype(np.float32))
     assert b.input_shape == (2, 5)
@@ -278,8 +316,9 @@ def test_npz_other_errors(tmp_path: Path) -> None:
 
 
 def test_arrays_to_raw_rejects_bad_input() -> None:
-    with pytest.raises(DataError, match="x must be numeric"):
-        arrays_to_raw(np.array([["a"], ["b"]]), [0, 1])
+    with pytest.raises(DataError, match=r"x must be numbers, or a table \[N, F\] of cells"):
+        arrays_to_raw(np.array(["a", "b"]), [0, 1])
+    assert arrays_to_raw(np.array([["a"], [""]]), [0, 1]).x.tolist() == [["a"], [None]]  # a table
     with pytest.raises(DataError, match="one label per sample"):
         arrays_to_raw(np.ones((4, 2)), np.zeros((4, 2)), task="classification")
     with pytest.raises(DataError, match="x_test has samples of shape"):

@@ -12,7 +12,10 @@ import torch
 from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle
 from tunelab.data.splits import subsample_train
 from tunelab.errors import DataError, RecipeError
-from tunelab.spec import DataSpec
+from tunelab.spec import DataSpec, PreprocessSpec
+
+# Preprocessing that leaves inputs and regression targets as they are.
+RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
 def imbalanced(n: int = 600, seed: int = 0) -> RawData:
@@ -60,7 +63,7 @@ def test_splits_partition_the_samples() -> None:
     # Make each sample identifiable by its first feature, then check no sample is lost or repeated.
     raw = imbalanced()
     raw.x[:, 0] = np.arange(len(raw.x))
-    b = make_bundle(raw, DataSpec(standardize=False))
+    b = make_bundle(raw, DataSpec(), RAW)
     ids = torch.cat([b.x_train[:, 0], b.x_val[:, 0], b.x_test[:, 0]]).long().sort().values
     assert torch.equal(ids, torch.arange(len(raw.x)))
 
@@ -69,7 +72,7 @@ def test_published_test_split_is_kept() -> None:
     raw = imbalanced(300)
     test = imbalanced(90, seed=1)
     raw.x_test, raw.y_test = test.x, test.y
-    b = make_bundle(raw, DataSpec(val_fraction=0.2, test_fraction=0.5, standardize=False))
+    b = make_bundle(raw, DataSpec(val_fraction=0.2, test_fraction=0.5), RAW)
     assert b.summary()["sizes"] == {"train": 240, "val": 60, "test": 90}
     np.testing.assert_array_equal(b.x_test.numpy(), test.x)
     np.testing.assert_array_equal(b.y_test.numpy(), test.y)
@@ -83,7 +86,7 @@ def test_tabular_standardization_is_fit_on_train_only() -> None:
     # Shift the samples of class 2 so val/test statistics would differ from a refit.
     raw.x[raw.y == 2] += 50.0
     spec = DataSpec(val_fraction=0.3, split_seed=3)
-    plain = make_bundle(raw, DataSpec(val_fraction=0.3, split_seed=3, standardize=False))
+    plain = make_bundle(raw, DataSpec(val_fraction=0.3, split_seed=3), RAW)
     scaled = make_bundle(raw, spec)
 
     x = plain.x_train.double().numpy()
@@ -93,10 +96,11 @@ def test_tabular_standardization_is_fit_on_train_only() -> None:
     for split in ("val", "test"):
         expected = (plain.split(split)[0].double().numpy() - mean) / std
         np.testing.assert_allclose(scaled.split(split)[0].numpy(), expected, rtol=1e-5, atol=1e-5)
-    assert scaled.preprocessing["x_scope"] == "per_feature"
-    np.testing.assert_allclose(scaled.preprocessing["x_mean"], mean, rtol=1e-6)
-    np.testing.assert_allclose(scaled.preprocessing["x_std"], std, rtol=1e-6)
-    json.dumps(scaled.preprocessing)
+    step = scaled.preprocessing.table  # a 2-D array is a table of numeric columns
+    assert step.scaler["kind"] == "standard" and step.numeric == list(range(x.shape[1]))
+    np.testing.assert_allclose(step.scaler["center"], mean, rtol=1e-6)
+    np.testing.assert_allclose(step.scaler["scale"], std, rtol=1e-6)
+    json.dumps(scaled.preprocessing.to_json())
 
 
 def test_channel_standardization_and_constant_features() -> None:
@@ -106,8 +110,9 @@ def test_channel_standardization_and_constant_features() -> None:
     x[:, 1] = 7.0  # channel 1 constant: std 0 must not divide by zero
     y = np.arange(200) % 2
     b = make_bundle(RawData(x, y, "classification"), DataSpec())
-    assert b.preprocessing["x_scope"] == "per_channel" and len(b.preprocessing["x_mean"]) == 2
-    assert b.preprocessing["x_std"][1] == 1.0
+    (step,) = b.preprocessing.x
+    assert step.scope == "per_channel" and len(step.mean) == 2
+    assert step.std[1] == 1.0
     ch0 = b.x_train[:, 0]
     assert abs(float(ch0.mean())) < 1e-5 and abs(float(ch0.std(unbiased=False)) - 1) < 1e-4
     assert torch.equal(b.x_train[:, 1], torch.zeros_like(b.x_train[:, 1]))
@@ -118,7 +123,7 @@ def test_regression_targets_are_standardized_on_train_and_unscaled() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(150, 4)).astype(np.float32)
     y = np.stack([x[:, 0] * 100 + 500, x[:, 1] - 3], axis=1).astype(np.float32)  # two targets
-    plain = make_bundle(RawData(x, y, "regression"), DataSpec(standardize=False))
+    plain = make_bundle(RawData(x, y, "regression"), DataSpec(), RAW)
     scaled = make_bundle(RawData(x, y, "regression"), DataSpec())
     assert scaled.num_outputs == 2 and scaled.num_classes is None and scaled.y_train.shape[1] == 2
     np.testing.assert_allclose(scaled.y_train.mean(0).numpy(), 0.0, atol=1e-5)
@@ -128,7 +133,7 @@ def test_regression_targets_are_standardized_on_train_and_unscaled() -> None:
         np.testing.assert_allclose(back.numpy(), plain.split(split)[1].numpy(), rtol=1e-5, atol=1e-3)
     assert plain.unscale_y(plain.y_val) is plain.y_val  # nothing to undo
     train_std = plain.y_train.double().std(0, unbiased=False).tolist()
-    assert scaled.preprocessing["y_std"] == pytest.approx(train_std)
+    assert scaled.preprocessing.y.std == pytest.approx(train_std)
 
 
 # --- the bundle ----------------------------------------------------------------------------------
@@ -149,7 +154,7 @@ def test_bundle_to_split_and_summary() -> None:
 def test_bundle_from_arrays_numpy_and_torch() -> None:
     x = torch.randn(80, 5)
     labels = np.array(["spam", "ham"] * 40)
-    b = bundle_from_arrays(x, labels, DataSpec(standardize=False))
+    b = bundle_from_arrays(x, labels, DataSpec(), preprocess=RAW)
     assert b.task == "classification" and b.class_names == ["ham", "spam"] and b.num_classes == 2
     assert b.name == "arrays"
 
@@ -191,10 +196,14 @@ def test_invalid_arrays_are_data_errors() -> None:
     x = np.zeros((10, 2), np.float32)
     with pytest.raises(DataError, match="x has 10 samples but y has 9"):
         make_bundle(RawData(x, np.zeros(9, np.int64), "classification"), DataSpec())
-    bad = x.copy()
+    bad = np.zeros((10, 2, 3), np.float32)  # signals: NaN is refused (a table's is imputed)
     bad[[2, 5], 1] = np.nan
     with pytest.raises(DataError, match=r"x has NaN or inf values in 2 of 10 samples \(first: sample 2\)"):
         make_bundle(RawData(bad, np.arange(10) % 2, "classification"), DataSpec())
+    inf = x.copy()
+    inf[3, 0] = np.inf
+    with pytest.raises(DataError, match="x holds inf values"):
+        make_bundle(RawData(inf, np.arange(10) % 2, "classification"), DataSpec())
     with pytest.raises(DataError, match="single class"):
         make_bundle(RawData(x, np.zeros(10, np.int64), "classification"), DataSpec())
     with pytest.raises(DataError, match=r"integers 0\.\.C-1"):
@@ -223,9 +232,9 @@ def _rows(x: torch.Tensor) -> set[tuple[float, ...]]:
 
 
 def test_train_fraction_keeps_a_stratified_subset_and_leaves_val_and_test_alone() -> None:
-    spec = DataSpec(val_fraction=0.25, test_fraction=0.2, standardize=False)
-    full = make_bundle(imbalanced(), spec)
-    part = make_bundle(imbalanced(), dataclasses.replace(spec, train_fraction=0.25))
+    spec = DataSpec(val_fraction=0.25, test_fraction=0.2)
+    full = make_bundle(imbalanced(), spec, RAW)
+    part = make_bundle(imbalanced(), dataclasses.replace(spec, train_fraction=0.25), RAW)
     # floor(0.25 * 360) = 90 of the 360 train samples, in the 60/30/10 proportions of train.
     assert part.summary()["sizes"] == {"train": 90, "val": 120, "test": 120}
     np.testing.assert_allclose(proportions(part.y_train, 3), [0.6, 0.3, 0.1], atol=1 / 90)
@@ -235,9 +244,9 @@ def test_train_fraction_keeps_a_stratified_subset_and_leaves_val_and_test_alone(
 
 
 def test_train_fraction_is_deterministic_by_split_seed() -> None:
-    spec = DataSpec(train_fraction=0.2, standardize=False)
-    a, b = (make_bundle(imbalanced(), spec).x_train for _ in range(2))
-    c = make_bundle(imbalanced(), dataclasses.replace(spec, split_seed=1)).x_train
+    spec = DataSpec(train_fraction=0.2)
+    a, b = (make_bundle(imbalanced(), spec, RAW).x_train for _ in range(2))
+    c = make_bundle(imbalanced(), dataclasses.replace(spec, split_seed=1), RAW).x_train
     assert torch.equal(a, b)
     assert _rows(a) != _rows(c)
 

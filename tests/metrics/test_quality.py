@@ -19,7 +19,6 @@ from sklearn.metrics import (
     mean_squared_error,
     precision_recall_fscore_support,
     r2_score,
-    root_mean_squared_error,
 )
 
 from tunelab.errors import DataError, ModelError
@@ -27,6 +26,12 @@ from tunelab.metrics import epoch_metrics, full_report
 from tunelab.metrics import quality as quality_module
 
 TOL = 1e-9
+
+
+def root_mean_squared_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """scikit-learn's root_mean_squared_error (uniform average over targets), written with
+    mean_squared_error because it appeared only in scikit-learn 1.4 and the floor is 1.3."""
+    return float(np.sqrt(mean_squared_error(y_true, y_pred, multioutput="raw_values")).mean())
 
 
 def _sk_classification(out: torch.Tensor, y: torch.Tensor, c: int) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Sources every report test reads: real runs and studies, small and made once per session.
+"""What the report tests share: the text a terminal renderer prints (``render``), and the sources
+every HTML report test reads (``sources``): real runs and studies, small and made once per session.
 
 Runs train for real (a few epochs of tiny models: their numbers are what the reports must show);
 ablation and cross-validation use scripted runners (known numbers, no training); the search
@@ -9,17 +10,20 @@ studies are built with Optuna through the same storage layout ``tunelab search``
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import optuna
 import pytest
+from rich.console import Console
 
 from tunelab.lr_find import RULE, LRFindResult
 from tunelab.recipe import load_recipe
-from tunelab.study.ablation import RunOutcome, run_ablation
+from tunelab.study.ablation import run_ablation
 from tunelab.study.cv import run_cv
+from tunelab.study.scaffold import RunOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +39,19 @@ DIGITS_RUN = {
         {"name": "early_stopping", "patience": 1, "restore_best": True},
     ],
 }
+
+
+@pytest.fixture
+def render() -> Callable[[Callable[..., None], Any], str]:
+    """``render(print_fn, obj) -> text``: what ``print_fn(obj, console)`` prints, 250 columns wide
+    (wide enough that no table cell wraps)."""
+
+    def run(print_fn: Callable[..., None], obj: Any) -> str:
+        console = Console(record=True, width=250)
+        print_fn(obj, console)
+        return console.export_text()
+
+    return run
 
 
 def load_fake_search():
@@ -103,7 +120,7 @@ class Sources:
 
     def real_search(self):
         """A real, tiny search with a median pruner and a final retrain on 2 seeds."""
-        from tunelab.study.search import run_search
+        from tunelab.study.search.run import run_search
 
         def make():
             recipe = {
@@ -124,9 +141,9 @@ class Sources:
 
         return self._once("real-search", make)
 
-    def ablation(self):
+    def ablation(self, correction: str = "holm"):
         return self._once(
-            "ablation",
+            ("ablation", correction),
             lambda: run_ablation(
                 load_recipe(
                     {**IRIS, "ablation": {"add": [{"name": "ema"}], "values": {"optimizer.lr": [0.1]}}}
@@ -134,6 +151,7 @@ class Sources:
                 seeds=6,
                 storage=optuna.storages.InMemoryStorage(),
                 runner=ScriptedAblation(),
+                correction=correction,
             ),
         )
 

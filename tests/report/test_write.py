@@ -60,3 +60,15 @@ def test_an_unrelated_directory_and_a_file_are_refused(tmp_path):
     for bad in (tmp_path, tmp_path / "notes.txt"):
         with pytest.raises(TunelabError, match="run directory"):
             build_report(bad)
+
+
+def test_every_typed_result_name_is_a_class_that_exists():
+    # write.TYPED tells results apart by name (no import of the study modules); a class that
+    # moved would silently become "cannot build a report".
+    import importlib
+
+    from tunelab.report.write import TYPED
+
+    for name in TYPED:
+        module, _, cls = name.rpartition(".")
+        assert isinstance(getattr(importlib.import_module(module), cls), type), name

@@ -8,14 +8,8 @@ import pytest
 
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.recipe import load_recipe
-from tunelab.study.ablation import (
-    RunOutcome,
-    check_ablation,
-    run_ablation,
-    train_run,
-    variant_recipe,
-    variants,
-)
+from tunelab.study.ablation import check_ablation, run_ablation, variant_recipe, variants
+from tunelab.study.scaffold import RunOutcome, train_run
 
 IRIS = {
     "data": {"name": "iris"},
@@ -93,12 +87,12 @@ def test_check_ablation_names_the_path_and_the_fix(ablation, path, fragment):
 
 def test_a_bad_ablation_section_fails_before_any_run(monkeypatch):
     # run_ablation checks the section against the recipe before it trains anything.
-    import tunelab.study.ablation as ablation_module
+    import tunelab.study.scaffold as scaffold
 
     def no_run(*args, **kwargs):
         raise AssertionError("a run started")
 
-    monkeypatch.setattr(ablation_module, "train_run", no_run)
+    monkeypatch.setattr(scaffold, "train_run", no_run)
     recipe = load_recipe({**IRIS, "ablation": {"add": [{"name": "emma"}]}})
     with pytest.raises(RecipeError, match='did you mean "ema"'):
         run_ablation(recipe, seeds=2, storage=memory())
@@ -166,11 +160,19 @@ def test_the_numbers_are_the_paired_statistics_of_the_runs(scripted_result):
     assert ema.summary.std == pytest.approx(np.std(ema.values, ddof=1))
     ref = stats.ttest_rel(ema.values, base.values)
     assert ema.difference.p_value == pytest.approx(ref.pvalue)
-    ci = ref.confidence_interval()
+    # Holm over the two variants: +ema is found at step 1, so its interval is at 1 - 0.05/2; -l2
+    # is tested at step 2, alone, at 95%.
+    ci = ref.confidence_interval(0.975)
+    assert ema.difference.confidence == 0.975
     assert (ema.difference.ci_low, ema.difference.ci_high) == pytest.approx((ci.low, ci.high))
-    # Holm over the two variants: the smaller p doubled, the larger kept (or the running max).
-    p = sorted([ema.difference.p_value, result.variant("-l2").difference.p_value])
+    l2 = result.variant("-l2")
+    ci = stats.ttest_rel(l2.values, base.values).confidence_interval(0.95)
+    assert l2.difference.confidence == 0.95
+    assert (l2.difference.ci_low, l2.difference.ci_high) == pytest.approx((ci.low, ci.high))
+    # The smaller p doubled, the larger kept (or the running max).
+    p = sorted([ema.difference.p_value, l2.difference.p_value])
     assert ema.p_adjusted == pytest.approx(min(1, 2 * p[0]))
+    assert result.to_dict()["intervals"].startswith("95% Holm step-down")
 
 
 def test_test_split_is_read_only_by_base_and_best_after_the_choice(scripted_result):
@@ -346,3 +348,24 @@ def test_another_base_seed_reuses_the_seeds_both_studies_share():
     assert shifted.seeds == (2, 3, 4)
     computed_seeds = sorted({seed for _, seed, selection in runner.calls if selection})
     assert computed_seeds == [3, 4]  # seed 2 was already there for every variant
+
+
+def test_an_ablation_of_the_preprocessing_runs_each_value_on_its_own_preprocessed_data():
+    recipe = {
+        **IRIS,
+        "methods": [],
+        "ablation": {"values": {"preprocess.scaling": ["none", "minmax"]}, "remove_regularizers": False},
+    }
+    seen = {}
+
+    def runner(r, bundle, out):
+        seen[r.preprocess.scaling] = (float(bundle.x_train.min()), float(bundle.x_train.max()))
+        return train_run(r, bundle, out)
+
+    result = run_ablation(recipe, seeds=2, storage=memory(), runner=runner)
+    names = [v.variant.name for v in result.variants]
+    assert names == ["base", "preprocess.scaling=none", "preprocess.scaling=minmax"]
+    assert seen["minmax"] == pytest.approx((0.0, 1.0))  # min-max scaled on train
+    assert seen["none"][1] > 7  # raw iris: sepal lengths up to 7.9 cm
+    assert seen["standard"][0] < -1  # the base: standardized
+    assert all(v.verdict for v in result.variants[1:]) and result.variants[1].difference is not None

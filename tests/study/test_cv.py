@@ -7,10 +7,11 @@ import torch
 from scipy import stats
 
 from tunelab.data import load_data
+from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import load_recipe
-from tunelab.study.ablation import RunOutcome, train_run
 from tunelab.study.cv import CVValue, fold_bundle, fold_indices, parse_param, run_cv, select_value
+from tunelab.study.scaffold import RunOutcome, train_run
 from tunelab.study.stats import summarize
 
 IRIS = {
@@ -65,20 +66,45 @@ def test_regression_folds_are_plain_kfold():
 
 
 def test_each_fold_fits_standardization_on_its_own_training_part_only():
-    pool = load_data(load_recipe({**IRIS, "data": {"name": "iris", "standardize": False}}).data)
-    x = torch.cat([pool.x_train, pool.x_val]).numpy()
-    y = torch.cat([pool.y_train, pool.y_val]).numpy()
+    recipe = load_recipe(IRIS)
+    pool = load_data(recipe.data, recipe.preprocess, keep_raw=True)
+    x, y = pool.raw.x.astype(np.float64), pool.raw.y
+    assert len(y) == len(pool.x_train) + len(pool.x_val)  # train + val, the test split left out
     train, held = fold_indices(y, 4, seed=0, stratify=True)[0]
-    b = fold_bundle(pool, x, y, train, held, standardize=True)
+    b = fold_bundle(pool, train, held)
     assert b.x_train.mean(0).abs().max() < 1e-5  # centred with its own statistics
     assert b.x_train.std(0, unbiased=False) == pytest.approx(torch.ones(4), abs=1e-5)
-    assert b.preprocessing["x_mean"] == pytest.approx(x[train].mean(0, dtype=np.float64).tolist())
+    assert b.preprocessing.table.scaler["center"] == pytest.approx(x[train].mean(0).tolist())
+    # The very statistics make_bundle would fit on these train samples: one Preprocessing.fit.
+    fit_here = Preprocessing.fit(
+        pool.raw.x[train], y[train], spec=recipe.preprocess, names=pool.feature_names
+    )
+    assert b.preprocessing == fit_here
     # The held-out fold is scaled with the training part's statistics, not its own.
     expected = (x[held] - x[train].mean(0)) / x[train].std(0)
     assert b.x_val.numpy() == pytest.approx(expected, abs=1e-5)
     assert b.x_test is b.x_val and len(b.x_val) == len(held)  # no test split inside a fold
-    raw = fold_bundle(pool, x, y, train, held, standardize=False)
-    assert raw.x_train.numpy() == pytest.approx(x[train]) and raw.preprocessing == {}
+    raw_recipe = load_recipe(IRIS, ["preprocess.scaling=none"])
+    raw_pool = load_data(raw_recipe.data, raw_recipe.preprocess, keep_raw=True)
+    raw = fold_bundle(raw_pool, train, held)
+    assert raw.x_train.numpy() == pytest.approx(x[train])
+
+
+def test_each_fold_fits_imputation_and_categories_on_its_own_training_part(tmp_path):
+    # A category that only the held-out rows have is unseen for the fold: all zeros, not a column.
+    path = tmp_path / "t.csv"
+    rows = [f"{'rare' if i >= 30 else 'ab'[i % 2]},{'' if i % 5 == 0 else i},{i % 2}" for i in range(40)]
+    path.write_text("c,v,y\n" + "\n".join(rows) + "\n")
+    recipe = load_recipe({"data": {"name": "csv", "path": str(path), "target": "y", "test_fraction": 0.1}})
+    pool = load_data(recipe.data, recipe.preprocess, keep_raw=True)
+    rare = np.array([r[0] == "rare" for r in pool.raw.x])
+    train, held = np.flatnonzero(~rare), np.flatnonzero(rare)
+    fold = fold_bundle(pool, train, held)
+    table = fold.preprocessing.table
+    assert table.categories == [["a", "b"]]  # "rare" was never in this fold's training part
+    values = np.array([float(v) if v is not None else np.nan for v in pool.raw.x[train, 1]])
+    assert table.fill == [pytest.approx(np.nanmedian(values))]
+    assert fold.x_val[:, 1:].abs().sum() == 0  # the unseen category: all zeros
 
 
 # --- the choice ------------------------------------------------------------------------------------
@@ -175,8 +201,22 @@ def test_cv_never_reads_the_test_split_until_the_one_final_run(iris_cv):
     assert len(folds) == 6 and all(in_val for _, in_val, _ in folds)
     lr, in_val, n_test = final
     assert not in_val and n_test == 30 and lr == result.chosen.value
-    assert result.final.status == "completed" and 0 <= result.final.test["accuracy"] <= 1
-    assert result.final.val["accuracy"] >= 0
+    assert result.final.status == "completed"
+
+
+def test_cv_chooses_the_value_that_wins_every_fold_and_retrains_exactly_that_recipe(iris_cv):
+    import tunelab
+
+    result, _, _ = iris_cv
+    fast, slow = result.values  # lr 0.05 and 0.001: two epochs at 0.001 barely move the weights
+    assert all(a > b + 0.2 for a, b in zip(fast.scores, slow.scores, strict=True))
+    assert result.choice.best is fast and result.choice.one_se is fast and result.chosen is fast
+    # The final retrain is the chosen recipe trained on the recipe's own split: the same numbers
+    # as tunelab.fit gives for it (training on the CPU is deterministic).
+    ref = tunelab.fit(load_recipe(IRIS, ["optimizer.lr=0.05"]), save=False)
+    for split, got in (("val", result.final.val), ("test", result.final.test)):
+        want = getattr(ref, split)
+        assert got["accuracy"] == want["accuracy"] and got["loss"] == pytest.approx(want["loss"], rel=1e-12)
 
 
 def test_cv_json_has_folds_values_and_chosen(iris_cv):

@@ -1,8 +1,8 @@
 """Two workers share a study on a real PostgreSQL server; one is killed mid-trial.
 
 The test starts its own server on 127.0.0.1 in a temporary directory (initdb + pg_ctl on a free
-port) and stops it afterwards. It is skipped only when the server binaries are absent
-(`make postgres` installs Debian's).
+port) and stops it afterwards. It is skipped, with the reason, only when the server binaries are
+absent (`make postgres` installs Debian's when run as root, as CI does).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tunelab.study.search import list_studies, prepare_search, study_report
+from tunelab.study.search.run import prepare_search
+from tunelab.study.search.studies import list_studies, study_report
 from tunelab.study.storage import open_storage
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,10 @@ def _free_port() -> int:
 def postgres_url() -> Iterator[str]:
     bindir = _server_binaries()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; `make postgres` installs them")
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; `make postgres` installs Debian's "
+            "when run as root, or: sudo apt-get install postgresql"
+        )
     pytest.importorskip(
         "psycopg2", reason="psycopg2 is missing; install the dev extras: pip install -e '.[dev]'"
     )

@@ -8,17 +8,18 @@ import pytest
 from scipy import stats
 
 from tunelab.errors import TunelabError
+from tunelab.study.comparisons import verdict
 from tunelab.study.stats import (
     BOOTSTRAP_MIN_N,
     BOOTSTRAP_SEED,
     N_RESAMPLES,
     choose_method,
     hodges_lehmann,
-    holm,
+    level_text,
     paired_difference,
     signed_rank_cdf,
+    signed_rank_p,
     summarize,
-    verdict,
 )
 
 # --- summarize ---------------------------------------------------------------------------------
@@ -176,6 +177,53 @@ def test_wilcoxon_matches_scipy_and_its_interval_inverts_the_test():
     assert res.ci_high == pytest.approx(walsh[walsh > max(kept)].min())
 
 
+def test_signed_rank_p_is_scipys_exact_p_without_ties_or_zeros():
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 6, 9, 15, 25):
+        d = rng.normal(0.01, 0.02, size=n)
+        assert signed_rank_p(d) == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+
+
+def test_signed_rank_p_and_its_interval_agree_with_ties_and_zeros_where_scipy_does_not():
+    # Accuracy differences on one val set are multiples of 1/n_val: ties and zeros are the rule.
+    d = np.array([0.03, 0.03, 0.03, 0.01, 0.02, 0.02, 0.03, -0.02])
+    _, low, high, _ = hodges_lehmann(d, 0.95)
+    assert (low, high) == (0.0, 0.03)  # the 95% interval reaches 0 ...
+    assert stats.wilcoxon(d).pvalue < 0.05  # ... scipy's tie rules say p < 0.05 ...
+    assert signed_rank_p(d) > 0.05  # ... the p-value the interval inverts does not
+    res = paired_difference(d, np.zeros_like(d), test="wilcoxon")
+    assert res.p_value == signed_rank_p(d) and verdict(res) == "no detectable difference"
+
+    rng = np.random.default_rng(1)
+    levels = (0.2, 0.05, 0.025, 0.05 / 3, 0.0125, 0.01)
+    for _ in range(300):
+        n = int(rng.integers(2, 16))
+        d = rng.integers(-2, 5, size=n) / 100  # a coarse grid: many ties, zeros, equal Walsh averages
+        p = signed_rank_p(d)
+        for g in levels:
+            _, low, high, _ = hodges_lehmann(d, 1 - g)
+            assert (p <= g) == (low > 0 or high < 0), (d.tolist(), g)
+    big = rng.integers(-3, 5, size=60) / 100  # above 50 pairs: the normal approximation, same rule
+    for g in levels:
+        _, low, high, _ = hodges_lehmann(big, 1 - g)
+        assert (signed_rank_p(big) <= g) == (low > 0 or high < 0)
+
+
+def test_at_level_recomputes_the_interval_and_keeps_the_test():
+    a, b = [0.93, 0.95, 0.94, 0.96, 0.92], [0.91, 0.93, 0.92, 0.93, 0.915]
+    d = paired_difference(a, b)
+    wide = d.at_level(0.99)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.99)
+    assert (wide.ci_low, wide.ci_high) == pytest.approx((ci.low, ci.high)) and wide.confidence == 0.99
+    assert (wide.p_value, wide.estimate, wide.test) == (d.p_value, d.estimate, d.test)
+    w = paired_difference(np.arange(8.0) + 1, np.zeros(8), test="wilcoxon")
+    assert w.at_level(0.99).ci_low == hodges_lehmann(np.arange(8.0) + 1, 0.99)[1]
+    sign = paired_difference(np.arange(6) + 0.5, np.arange(6.0))  # p = 1/32: 95% reached, 99% not
+    assert sign.has_interval and not sign.at_level(0.99).has_interval
+    assert "too few for a 99% interval" in sign.at_level(0.99).note
+    assert level_text(0.99) == "99%"
+
+
 def test_signed_rank_distribution_matches_brute_force():
     n = 7
     sums = [sum(r for r, s in zip(range(1, n + 1), signs, strict=True) if s)
@@ -211,77 +259,17 @@ def test_a_constant_nonzero_difference_uses_the_exact_sign_test_not_p_zero():
     assert verdict(six) == "better"
 
 
+def test_differences_equal_but_for_float_rounding_are_a_constant_not_a_t_of_1e16():
+    a, b = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    assert np.ptp(np.subtract(a, b)) > 0  # 0.9 - 0.8 and 0.8 - 0.7 differ in the last bit
+    d = paired_difference(a, b)
+    assert d.test == "sign" and d.p_value == pytest.approx(2 * 0.5**6) and d.std == 0.0
+    same = paired_difference([0.3, 0.6], [0.1 + 0.2, 0.6])  # 0.1 + 0.2 != 0.3 in floats
+    assert same.note == "identical on every pair" and same.mean == 0.0
+
+
 def test_mismatched_lengths_and_bad_test_are_refused():
     with pytest.raises(TunelabError, match="one value of each per seed"):
         paired_difference([1, 2, 3], [1, 2])
     with pytest.raises(TunelabError, match="wilcoxon"):
         paired_difference([1, 2], [1, 3], test="welch")
-
-
-# --- Holm ----------------------------------------------------------------------------------------
-
-
-def test_holm_matches_hand_computed_statsmodels_values():
-    # statsmodels multipletests(method="holm"): sort, multiply by m, m-1, ..., running max, cap 1.
-    # sorted 0.005, 0.01, 0.03, 0.04 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
-    assert holm([0.02]) == [0.02] and holm([]) == []
-
-
-def _holm_by_closed_testing(p):
-    # Holm is the closed testing procedure over Bonferroni tests: the adjusted p of hypothesis i is
-    # the largest Bonferroni p over every intersection that contains it.
-    m = len(p)
-    out = []
-    for i in range(m):
-        worst = 0.0
-        for k in range(1, m + 1):
-            for subset in itertools.combinations(range(m), k):
-                if i in subset:
-                    worst = max(worst, min(1.0, k * min(p[j] for j in subset)))
-        out.append(worst)
-    return out
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_holm_equals_closed_testing_with_bonferroni(seed):
-    p = np.random.default_rng(seed).uniform(0, 0.2, size=5).tolist()
-    assert holm(p) == pytest.approx(_holm_by_closed_testing(p))
-
-
-def test_holm_refuses_values_outside_0_1():
-    with pytest.raises(TunelabError):
-        holm([0.1, 1.5])
-
-
-def test_holm_keeps_the_familywise_error_rate_and_cis_cover_the_truth():
-    # Six variants, one truly better by 0.02, five truly equal; eight paired seeds.
-    rng = np.random.default_rng(1)
-    reps, false_alarms, covered, found = 400, 0, 0, 0
-    effects = np.array([0.02, 0, 0, 0, 0, 0])
-    for _ in range(reps):
-        seed_effect = rng.normal(0, 0.03, size=8)
-        base = 0.8 + seed_effect + rng.normal(0, 0.005, size=8)
-        diffs = [
-            paired_difference(0.8 + seed_effect + e + rng.normal(0, 0.005, size=8), base) for e in effects
-        ]
-        adjusted = holm([d.p_value for d in diffs])
-        false_alarms += any(p <= 0.05 for p in adjusted[1:])
-        covered += diffs[0].ci_low <= 0.02 <= diffs[0].ci_high
-        found += adjusted[0] <= 0.05
-    assert false_alarms / reps <= 0.05 + 0.03  # FWER <= alpha (plus Monte Carlo slack)
-    assert 0.92 < covered / reps < 0.98
-    assert found / reps > 0.9  # and the real effect is found
-
-
-# --- verdict -------------------------------------------------------------------------------------
-
-
-def test_verdict_follows_the_metric_direction_and_the_given_p():
-    d = paired_difference([0.93, 0.95, 0.94, 0.96], [0.91, 0.93, 0.92, 0.93])
-    assert d.p_value < 0.01
-    assert verdict(d, mode="max") == "better"
-    assert verdict(d, mode="min") == "worse"  # a higher loss is worse
-    assert verdict(d, p_value=0.2) == "no detectable difference"  # e.g. after Holm
-    assert verdict(d, alpha=0.001) == "no detectable difference"

@@ -1,5 +1,5 @@
-"""tunelab ablate RECIPE [--seeds S] [--set k=v ...] [--storage URL] [--study NAME] [--out DIR] [--json]
-[--quiet] [--no-report]"""
+"""tunelab ablate RECIPE [--seeds S] [--set k=v ...] [--storage URL] [--study NAME] [--json] [--quiet]
+[--test t|wilcoxon] [--correction holm|bonferroni] [--alpha A] [--out DIR] [--no-report]"""
 
 from __future__ import annotations
 
@@ -18,14 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Train the base recipe and each variant (each method removed, dropout and batch norm "
             "switched off, the candidates of the recipe's `ablation:` section) on the same seeds and "
-            "split; report each variant's paired difference to the base with its 95% interval and a "
-            "Holm-corrected p-value. Runs are stored: running the command again resumes."
+            "split; report each variant's paired difference to the base with a Holm-corrected p-value "
+            "and an interval at the level that correction gives it (so a verdict and its interval always "
+            "agree). Runs are stored: running the command again resumes."
         ),
     )
     p.add_argument("recipe", help="path of a YAML recipe")
     p.add_argument("--seeds", type=int, default=5, help="seeds per variant: train.seed, +1, ... (default 5)")
     add_overrides(p)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/studies.db)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db)"
+    )
     p.add_argument("--study", help="study name (default ablate-<recipe file name>)")
     p.add_argument(
         "--test",
@@ -33,7 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="t",
         help="paired test: t (default) or wilcoxon (signed-rank; needs >= 6 seeds for a 95%% interval)",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.05, help="the family's significance level (default 0.05)")
+    p.add_argument(
+        "--correction",
+        choices=("holm", "bonferroni"),
+        default="holm",
+        help="for several variants: holm (default; step-down, each interval at its Holm step's level) "
+        "or bonferroni (every interval at 1 - alpha/m: simultaneous, finds a little less)",
+    )
     p.add_argument(
         "--out",
         help="output directory: report.html, report.json, result.json and the run directories of the final "
@@ -49,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.recipe import load_recipe
     from tunelab.report.study import print_ablation, run_line
     from tunelab.study.ablation import run_ablation
-    from tunelab.study.options import DEFAULT_OUT
+    from tunelab.study.search.options import DEFAULT_OUT
 
     recipe = load_recipe(args.recipe, args.overrides)
     study = args.study or f"ablate-{Path(args.recipe).stem}"
@@ -64,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out,
             test=args.test,
             alpha=args.alpha,
+            correction=args.correction,
             on_run=on_run,
         )
     except KeyboardInterrupt:

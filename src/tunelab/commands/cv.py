@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which choice is retrained and tested: best mean (default) or the one-standard-error rule",
     )
     add_overrides(p)
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/studies.db)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db)"
+    )
     p.add_argument("--study", help="study name (default cv-<recipe file name>)")
     p.add_argument(
         "--out",
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.recipe import load_recipe
     from tunelab.report.study import cv_run_line, print_cv
     from tunelab.study.cv import parse_param, run_cv
-    from tunelab.study.options import DEFAULT_OUT
+    from tunelab.study.search.options import DEFAULT_OUT
 
     recipe = load_recipe(args.recipe, args.overrides)
     param = parse_param(args.param) if args.param else None

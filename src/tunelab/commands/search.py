@@ -19,12 +19,14 @@ from typing import Any
 from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides, add_report_option, report_line
 
 STORAGE_HELP = (
-    "SQLAlchemy URL of the study storage (default sqlite:///runs/studies.db; postgresql://... to scale out)"
+    "SQLAlchemy URL of the study storage (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db; "
+    "postgresql://... to scale out; a password in it is never printed)"
 )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tunelab.study.options import DEFAULT_FINAL_SEEDS, DEFAULT_OUT, DEFAULT_TRIALS, PRUNERS, SAMPLERS
+    from tunelab.study.search.options import DEFAULT_FINAL_SEEDS, DEFAULT_OUT, DEFAULT_TRIALS
+    from tunelab.study.search.samplers import PRUNERS, SAMPLERS
 
     p = sub.add_parser(
         "search", help="search the recipe's `search:` space with Optuna, then retrain the best"
@@ -37,11 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a resumed study keeps its own)",
     )
     p.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
-    p.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler (default tpe)")
+    p.add_argument("--sampler", default="tpe", choices=SAMPLERS.names(), help="Optuna sampler (default tpe)")
     p.add_argument(
         "--pruner",
         default="none",
-        choices=PRUNERS,
+        choices=PRUNERS.names(),
         help="stop hopeless trials early on the per-epoch val metric (default none)",
     )
     p.add_argument(
@@ -91,13 +93,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_show_command)
 
 
-def _quiet_optuna() -> None:
-    import optuna
-
-    # tunelab prints one line per trial itself; Optuna's INFO lines would double them.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 def _print_trial(trial: Any, objectives: list[str]) -> None:
     from tunelab.report.search import trial_line
 
@@ -106,9 +101,8 @@ def _print_trial(trial: Any, objectives: list[str]) -> None:
 
 def run_search_command(args: argparse.Namespace) -> int:
     from tunelab.report.search import print_search
-    from tunelab.study.search import run_search
+    from tunelab.study.search.run import run_search
 
-    _quiet_optuna()
     objective = ",".join(args.objective) if args.objective else None
     quiet = args.quiet or args.json
     result = run_search(
@@ -150,9 +144,8 @@ def run_search_command(args: argparse.Namespace) -> int:
 
 
 def run_worker_command(args: argparse.Namespace) -> int:
-    from tunelab.study.search import run_worker
+    from tunelab.study.search.workers import run_worker
 
-    _quiet_optuna()
     if args.threads is not None and args.threads < 1:
         from tunelab.errors import RecipeError
 
@@ -172,7 +165,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
 
 def run_studies_command(args: argparse.Namespace) -> int:
     from tunelab.report.search import print_studies
-    from tunelab.study.search import list_studies
+    from tunelab.study.search.studies import list_studies
 
     studies = list_studies(args.storage)
     if args.json:
@@ -184,7 +177,7 @@ def run_studies_command(args: argparse.Namespace) -> int:
 
 def run_show_command(args: argparse.Namespace) -> int:
     from tunelab.report.search import print_study
-    from tunelab.study.search import study_report
+    from tunelab.study.search.studies import study_report
 
     report = study_report(args.study, args.storage, top=args.top)
     if args.json:

@@ -1,4 +1,4 @@
-"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--no-report]"""
+"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe] [--no-report]"""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<model>-<time>)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no tables")
+    p.add_argument(
+        "--print-recipe",
+        action="store_true",
+        help="print the validated recipe with every default (and --set applied) as YAML; do not train",
+    )
     add_report_option(p)
     p.set_defaults(run=run)
 
@@ -26,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.train import fit
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.print_recipe:
+        # The same resolved form a run writes to DIR/recipe.yaml, so it repeats the run exactly.
+        sys.stdout.write(recipe.to_yaml())
+        return 0
     show = not (args.quiet or args.json) and sys.stderr.isatty()
     progress = Progress(recipe.train.epochs) if show else None
     try:

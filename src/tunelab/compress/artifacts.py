@@ -13,9 +13,12 @@ structured       ``model.pt``         ``torch.load(p, weights_only=False)``: the
                                       module (Torch-Pruning's recommendation); needs the model's
                                       class importable, not tunelab's pruning code
 structured       ``model.pt2``        ``torch.export.load(p).module()``: needs torch alone
-int8             ``model.pt``         torchao: ``quantize_`` the architecture, then
-                                      ``load_state_dict(torch.load(p, weights_only=True),
-                                      assign=True)``
+structured       ``weights.pt``       the narrower model's state dict: ``resize_to_state_dict`` the
+                                      run's architecture to it, then ``load_state_dict`` (what
+                                      ``tunelab.load_run`` does: no pickled code is run)
+int8             ``model.pt``         torchao: ``quantize_`` the architecture (``meta.json``'s
+                                      ``scheme``), then ``load_state_dict(torch.load(p,
+                                      weights_only=True), assign=True)``
 ===============  ===================  ===========================================================
 
 ``meta.json`` beside each says which, with the row's figures.
@@ -42,7 +45,8 @@ LOAD_HOWTO = {
     "saved = torch.load('model.sparse.pt', weights_only=True); sd = {k: v.to_dense().reshape("
     "saved['shapes'][k]) if v.layout == torch.sparse_csr else v for k, v in saved['state_dict'].items()}",
     "structured": "model = torch.load('model.pt', weights_only=False)  # or, with torch alone: "
-    "model = torch.export.load('model.pt2').module()",
+    "model = torch.export.load('model.pt2').module(); or tunelab.load_run(RUN_DIR, variant=ROW) "
+    "(weights.pt into the narrowed architecture)",
     "int8": "from torchao.quantization import quantize_, Int8DynamicActivationInt8WeightConfig; "
     "quantize_(model, Int8DynamicActivationInt8WeightConfig()); "
     "model.load_state_dict(torch.load('model.pt', weights_only=True), assign=True)",
@@ -92,6 +96,7 @@ def save_compressed(
     notes: list[str] = []
     if kind == "structured":
         atomic_save(model, d / "model.pt")
+        atomic_save(model.state_dict(), d / "weights.pt")
         note = _export(model, example, d / "model.pt2")
         if note:
             notes.append(note)

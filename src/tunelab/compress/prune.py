@@ -18,7 +18,6 @@ the same forward pass with a model whose ``state_dict`` never changes shape or k
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from collections.abc import Sequence
@@ -229,12 +228,6 @@ def _csr(t: Tensor) -> Tensor:
         return torch.sparse_csr_tensor(
             c.crow_indices().int(), c.col_indices().int(), c.values(), c.shape, dtype=t.dtype
         )
-
-
-def _nbytes(obj: Any) -> int:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getbuffer().nbytes
 
 
 def sparse_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import random
@@ -25,7 +26,8 @@ import numpy as np
 from sklearn import datasets as skd
 
 from tunelab.data.bundle import DATASETS, RawData
-from tunelab.errors import RecipeError
+from tunelab.data.files import csv_file
+from tunelab.errors import DataError, RecipeError, did_you_mean
 from tunelab.schema import Doc
 
 # --- mnist1d -----------------------------------------------------------------------------------
@@ -162,6 +164,7 @@ def mnist1d() -> RawData:
         y_test=arrays["y_test"],
         class_names=[str(i) for i in range(10)],
         name="mnist1d",
+        label_values=list(range(10)),
     )
 
 
@@ -214,14 +217,15 @@ def digits(
     # Pixel intensities are integers 0..16 (counts of set bits in 4x4 blocks of the scan).
     x = (d.images / 16.0).astype(np.float32)[:, None, :, :]  # [N, 8, 8] -> [N, 1, 8, 8]
     y = d.target.astype(np.int64)
-    names = [str(int(t)) for t in d.target_names]
+    digits_kept = [int(t) for t in d.target_names]
     if classes is not None:
         keep = np.isin(y, classes)
         relabel = np.full(10, -1, dtype=np.int64)
         relabel[list(classes)] = np.arange(len(classes))
         x, y = x[keep], relabel[y[keep]]
-        names = [str(c) for c in classes]
-    return RawData(x, y, "classification", class_names=names, name="digits")
+        digits_kept = [int(c) for c in classes]
+    names = [str(c) for c in digits_kept]
+    return RawData(x, y, "classification", class_names=names, name="digits", label_values=digits_kept)
 
 
 def _sklearn_tabular(bunch: Any, name: str) -> RawData:
@@ -298,3 +302,75 @@ def diabetes() -> RawData:
         feature_names=[str(f) for f in d.feature_names],
         name="diabetes",
     )
+
+
+# --- penguins ----------------------------------------------------------------------------------
+
+
+def penguins_csv() -> Path:
+    """The ``penguins.csv`` that the ``palmerpenguins`` package ships (found without importing it:
+    its ``__init__`` imports pandas, which the file does not need).
+
+    >>> penguins_csv().name
+    'penguins.csv'
+    """
+    spec = importlib.util.find_spec("palmerpenguins")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(locations[0]) / "data" / "penguins.csv" if locations else None
+    if path is None or not path.is_file():
+        raise DataError(
+            "penguins: the palmerpenguins package (which ships penguins.csv) is not installed; "
+            "pip install palmerpenguins"
+        )
+    return path
+
+
+PENGUIN_COLUMNS = (
+    "species",
+    "island",
+    "bill_length_mm",
+    "bill_depth_mm",
+    "flipper_length_mm",
+    "body_mass_g",
+    "sex",
+    "year",
+)
+
+
+def _check_penguins(params: Mapping[str, Any], path: str) -> None:
+    target = params.get("target", "sex")
+    if target not in PENGUIN_COLUMNS:
+        raise RecipeError(
+            f"{path}.target",
+            target,
+            "must be a column of penguins: " + ", ".join(PENGUIN_COLUMNS),
+            did_you_mean(str(target), PENGUIN_COLUMNS),
+        )
+
+
+@DATASETS.register(
+    "penguins",
+    "Palmer penguins (CC-0): 344 penguins, text categories and missing values; predicts sex by default.",
+    source="builtin",
+    task="classification",
+    validate=_check_penguins,
+)
+def penguins(
+    *,
+    # sex: the task the seeds' issue names; its 11 missing labels exercise the dropped-row count.
+    target: Annotated[
+        str, Doc("the column to predict (species, island, sex, or a number for regression)")
+    ] = "sex",
+) -> RawData:
+    """The Palmer penguins table, read by the same CSV loader as a user's file (``csv``).
+
+    Columns: species, island, sex (text), bill / flipper measurements and body mass (numbers, a
+    few missing), year. Rows whose target is missing are dropped and counted.
+
+    >>> raw = penguins()
+    >>> raw.x.shape, raw.class_names, raw.meta["cleaning"]["rows"]["dropped_missing_target"]
+    ((333, 7), ['female', 'male'], 11)
+    """
+    raw = csv_file(path=str(penguins_csv()), target=target)
+    raw.name = "penguins"
+    return raw

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import DataError, did_you_mean
 from tunelab.registry import Registry
+from tunelab.spec import PreprocessSpec
 
 # Every dataset a recipe can name; each loader module registers its functions here on import.
 DATASETS = Registry("dataset")
@@ -37,9 +39,15 @@ SPLITS = ("train", "val", "test")
 class RawData:
     """What a dataset loader returns, before splitting.
 
-    ``x``: float32 ``[N, *input_shape]``. ``y``: int64 ``[N]`` with labels ``0..C-1`` for
+    ``x``: float32 ``[N, *input_shape]``, or a table's text cells: an object array ``[N, F]`` of
+    str (None for a missing cell) whose columns ``feature_names`` names. ``y``: int64 ``[N]`` with
+    labels ``0..C-1`` for
     classification; float32 ``[N]`` or ``[N, T]`` for regression. A published test split
     (``x_test``, ``y_test``) is kept as the test split when present.
+
+    ``label_values``: the original label of each class index (a string from a CSV, a number from
+    an array), JSON-able; ``class_names`` is its text. ``meta``: what a predictor needs to read new
+    raw inputs as this loader read the training data (see ``META_KEYS``).
     """
 
     x: np.ndarray
@@ -50,6 +58,39 @@ class RawData:
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
     name: str = ""
+    label_values: list[Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# The keys a loader may set in ``RawData.meta`` (they reach a run's data.json):
+META_KEYS = {
+    "loader": "the registered dataset that loaded the data (csv, image_folder, mnist1d, ...)",
+    "source": "its kind: builtin, file, or arrays",
+    "target_column": "the CSV column that was predicted",
+    "id_column": "the CSV column that names each row (not a feature)",
+    "delimiter": "the CSV field separator",
+    "targets": "names of the regression targets, in output order",
+    "image": "{size: [height, width] or null, grayscale: bool}: how image files were decoded",
+    "cleaning": "what the loader dropped before the split: {rows: {missing target: n}}",
+    "embeddings": "{numeric: n, cardinalities: [...]}: the model's inputs after n numbers are "
+    "category codes for embeddings (set by make_bundle, read by the mlp)",
+}
+
+
+@dataclass
+class RawPool:
+    """The cleaned train + val samples before preprocessing (train first: ``n_train`` of them),
+    and the ``preprocess`` section to fit on any part of them: what a cross-validation fold
+    refits (``tunelab.data.splits.refit_fold``). ``x_test``/``y_test``: the test split as raw
+    rows, as a user would hand them to the run's predictor (y: class codes, or raw targets)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    n_train: int
+    spec: PreprocessSpec
+    text: bool
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
 
 
 @dataclass
@@ -57,8 +98,9 @@ class DataBundle:
     """Train / val / test tensors plus what a model and a report need to know about them.
 
     ``x_*`` are float32 ``[N, *input_shape]``; ``y_*`` are int64 ``[N]`` for classification and
-    float32 ``[N, T]`` (always 2-D) for regression. ``preprocessing`` records, as plain JSON-able
-    lists, the statistics fit on train (``x_mean``, ``x_std``, ``y_mean``, ``y_std``), or is ``{}``.
+    float32 ``[N, T]`` (always 2-D) for regression. ``preprocessing`` is what was fit on train
+    and applied to every split (``tunelab.data.preprocess``); ``label_values`` and ``meta`` come
+    from the loader (see ``RawData``).
 
     >>> import torch
     >>> b = DataBundle(*(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)) * 3,
@@ -80,9 +122,15 @@ class DataBundle:
     name: str = ""
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
-    preprocessing: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     y_mean: Tensor | None = None  # [T] regression target scaling fit on train; None if not scaled
     y_std: Tensor | None = None  # [T]
+    label_values: list[Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    # What cleaning and preprocessing did (rows and columns dropped, imputed, encoded): the
+    # run's info["preprocess"].
+    report: dict[str, Any] = field(default_factory=dict)
+    raw: RawPool | None = field(default=None, repr=False)  # with load_data(keep_raw=True) only
 
     def to(self, device: torch.device | str) -> DataBundle:
         """A new bundle with every tensor on ``device`` (this one is left as it is).
@@ -126,7 +174,8 @@ class DataBundle:
     def unscale_y(self, t: Tensor) -> Tensor:
         """Regression predictions ``[N, T]`` back to the targets' original units.
 
-        The identity when targets were not standardized (classification, or ``standardize: false``).
+        The identity when targets were not standardized (classification, or
+        ``preprocess.target_scaling: none``).
 
         >>> b = DataBundle(*(torch.zeros(2, 1), torch.zeros(2, 1)) * 3, task="regression",
         ...                input_shape=(1,), num_outputs=1, num_classes=None,
@@ -162,3 +211,43 @@ class DataBundle:
                 counts[s] = dict(zip(names, c, strict=True))
             out["class_counts"] = counts
         return out
+
+    def card(self) -> dict[str, Any]:
+        """What a predictor needs to know about the inputs and outputs (a run's ``data.json``).
+
+        >>> b = DataBundle(*(torch.zeros(2, 3), torch.tensor([0, 1])) * 3, task="classification",
+        ...                input_shape=(3,), num_outputs=2, num_classes=2, class_names=["a", "b"])
+        >>> c = b.card()
+        >>> c["input_shape"], c["classes"], c["label_values"], c["feature_names"]
+        ([3], ['a', 'b'], ['a', 'b'], None)
+        """
+        classes = self.class_names
+        if self.task == "classification" and classes is None and self.num_classes is not None:
+            classes = [str(i) for i in range(self.num_classes)]
+        targets = None
+        if self.task == "regression":
+            targets = self.meta.get("targets") or (
+                ["y"] if self.num_outputs == 1 else [f"y{i}" for i in range(self.num_outputs)]
+            )
+        return {
+            "dataset": {
+                "name": self.name,
+                "loader": self.meta.get("loader"),
+                "source": self.meta.get("source"),
+            },
+            "task": self.task,
+            "input_shape": list(self.input_shape),
+            "num_outputs": int(self.num_outputs),
+            "classes": classes,
+            "label_values": self.label_values if self.label_values is not None else classes,
+            "targets": targets,
+            "feature_names": self.feature_names,
+            "target_column": self.meta.get("target_column"),
+            "id_column": self.meta.get("id_column"),
+            "delimiter": self.meta.get("delimiter"),
+            "image": self.meta.get("image"),
+            # Rows are read as a table of cells (text or numbers, missing allowed) and the
+            # preprocessing's table step turns them into the model's inputs.
+            "table": self.preprocessing.table is not None,
+            "embeddings": self.meta.get("embeddings"),
+        }

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 
 from tunelab.data.bundle import DATASETS, RawData, Task
+from tunelab.data.table import MISSING_TEXT
 from tunelab.errors import DataError, RecipeError, did_you_mean
 from tunelab.schema import Doc
 
@@ -156,14 +157,16 @@ def arrays_to_raw(
                 "both must have the same features"
             )
     resolved: Task = infer_task(y_arr) if task == "auto" else task
-    names = None
+    names = values = None
     if resolved == "classification":
         if y_arr.ndim != 1:
             raise DataError(
                 f"{source}: classification needs one label per sample (y of shape [N]); got y of shape "
                 f"{y_arr.shape}. For several numeric targets use task: regression"
             )
+        labels = y_arr
         y_arr, yt_arr, names = encode_labels(y_arr, yt_arr, source)
+        values = label_values(labels, names)
     else:
         y_arr = _regression_target(y_arr, source, "y", task)
         if yt_arr is not None:
@@ -179,15 +182,34 @@ def arrays_to_raw(
         class_names=names,
         feature_names=list(feature_names) if feature_names is not None else None,
         name=name,
+        label_values=values,
     )
+
+
+def label_values(labels: np.ndarray, names: list[str]) -> list[Any]:
+    """The original label of each class (the order of ``encode_labels``), as plain JSON values:
+    numbers stay numbers (``3.0`` read from text becomes ``3``), anything else is its text.
+
+    >>> label_values(np.array([2.0, 10.0, 2.0]), ["2", "10"]), label_values(np.array(["b", "a"]), ["a", "b"])
+    ([2, 10], ['a', 'b'])
+    """
+    if not _is_numeric(labels):
+        return list(names)
+    out: list[Any] = []
+    for v in np.unique(labels).tolist():  # encode_labels' order: sorted, numerically
+        out.append(int(v) if isinstance(v, float) and v.is_integer() else v)
+    return out
 
 
 def _features(x: Any, source: str, key: str) -> np.ndarray:
     a = np.asarray(x)
+    if a.dtype.kind in "OUS" and a.ndim == 2 and len(a):
+        # A table with text cells: its column types are detected and encoded by the preprocessing.
+        return np.where(a == "", None, a).astype(object) if a.dtype.kind != "O" else a
     if a.dtype.kind not in "biuf":
         raise DataError(
-            f"{source}: {key} must be numeric, got values of type {a.dtype}; encode non-numeric "
-            "features as numbers (e.g. one-hot) or drop them"
+            f"{source}: {key} must be numbers, or a table [N, F] of cells (text, numbers, None); got "
+            f"values of type {a.dtype} and shape {list(a.shape)}"
         )
     if a.ndim == 0 or len(a) == 0:
         raise DataError(f"{source}: {key} holds no samples (shape {a.shape})")
@@ -307,7 +329,7 @@ def _non_finite_error(p: Path, column: str, bad: np.ndarray, lines: list[int], n
 
 @DATASETS.register(
     "csv",
-    "A CSV file with a header row: numeric feature columns and one target column.",
+    "A CSV file with a header row: feature columns (numbers, text, missing values) and one target column.",
     source="file",
     validate=_check_csv_params,
 )
@@ -320,8 +342,15 @@ def csv_file(
         Doc(f"auto: {TASK_RULE}"),
     ] = "auto",
     delimiter: Annotated[str, Doc('the field separator, e.g. "," ";" or "\\t"')] = ",",
+    id_column: Annotated[
+        str | None, Doc("a column naming each row (kept out of the features; `tunelab predict` echoes it)")
+    ] = None,
 ) -> RawData:
-    """Load a CSV file: every column but ``target`` is a numeric feature.
+    """Load a CSV file: every column but ``target`` (and ``id_column``) is a feature.
+
+    The features are kept as text cells (empty or ``NA``-like cells are missing): the recipe's
+    ``preprocess:`` section detects each column's type on the train split, imputes, encodes and
+    scales it (``tunelab.data.table``). Rows whose target is missing are dropped and counted.
 
     With ``task: auto`` the target decides: classification when it holds non-numeric values
     (strings, booleans) or integers with at most 20 distinct values; otherwise regression. Class
@@ -353,6 +382,64 @@ def csv_file(
             + (f" ({hint})" if hint else "")
             + "; set data.target to one of them"
         )
+    _check_row_lengths(p, header, rows, lines)
+    if id_column is not None and id_column not in header:
+        hint = did_you_mean(id_column, header)
+        raise DataError(
+            f"{p}: no id column {id_column!r}; the columns are: {', '.join(header)}"
+            + (f" ({hint})" if hint else "")
+            + "; set data.id_column to one of them, or drop it"
+        )
+    if id_column == target:
+        raise DataError(f"{p}: data.id_column and data.target are both {target!r}; they must differ")
+    features = [h for h in header if h not in (target, id_column)]
+    if not features:
+        raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
+    cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
+    index = {h: j for j, h in enumerate(header)}
+    x = _cells(cols, [index[f] for f in features])
+    known, y_text = _known_targets(p, target, [c.strip() for c in cols[index[target]]])
+    x, lines = x[known], list(np.asarray(lines)[known])
+    numeric = all(_is_number(c) for c in y_text)
+    if task == "regression" and not numeric:
+        i = next(i for i, c in enumerate(y_text) if not _is_number(c))
+        raise DataError(
+            f"{p}: task is regression but the target column {target!r} holds the non-numeric value "
+            f"{y_text[i]!r} on line {lines[i]}; use task: classification for labels, or fix that value"
+        )
+    y = np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
+    raw = arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
+    raw.meta.update(target_column=target, id_column=id_column, delimiter=delimiter)
+    raw.meta["cleaning"] = {
+        "rows": {"read": len(rows), "dropped_missing_target": int((~known).sum()), "target": target}
+    }
+    if raw.task == "regression":
+        raw.meta["targets"] = [target]
+    return raw
+
+
+def _known_targets(p: Path, target: str, y_text: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Which rows have a target, and those targets: a row without one cannot train or score, so
+    it is dropped (and counted in the run's info)."""
+    known = np.array([not _missing_label(c) for c in y_text])
+    if not known.any():
+        raise DataError(f"{p}: the target column {target!r} is empty or missing on every row")
+    return known, [c for c, k in zip(y_text, known, strict=True) if k]
+
+
+def _missing_label(cell: str) -> bool:
+    return cell in MISSING_TEXT or (_is_number(cell) and not np.isfinite(float(cell)))
+
+
+def _cells(cols: list[tuple[str, ...]], which: list[int]) -> np.ndarray:
+    """The text cells of the columns ``which``, as an object array ``[N, F]`` (None: missing)."""
+    out = np.empty((len(cols[0]) if cols else 0, len(which)), dtype=object)
+    for k, j in enumerate(which):
+        out[:, k] = [None if c.strip() in MISSING_TEXT else c.strip() for c in cols[j]]
+    return out
+
+
+def _check_row_lengths(p: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> None:
     for row, line in zip(rows, lines, strict=True):
         if len(row) != len(header):
             raise DataError(
@@ -360,12 +447,14 @@ def csv_file(
                 "every row needs one value per column (check for a stray delimiter or a missing value, "
                 "or set data.delimiter if the file uses another separator)"
             )
-    features = [h for h in header if h != target]
-    if not features:
-        raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
-    n = len(rows)
-    cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
+
+
+def _parse_features(
+    p: Path, header: list[str], cols: list[tuple[str, ...]], lines: list[int], features: list[str]
+) -> np.ndarray:
+    """float64 ``[N, F]`` of the ``features`` columns; a DataError names a non-numeric or missing value."""
     index = {h: j for j, h in enumerate(header)}
+    n = len(lines)
     x = np.empty((n, len(features)), dtype=np.float64)
     for k, name in enumerate(features):
         x[:, k] = _parse_column(list(cols[index[name]]), name, lines, p, "feature")
@@ -382,31 +471,95 @@ def csv_file(
             n,
             f"impute them (e.g. with the column's train median) or drop those rows{others}",
         )
-    y_text = [c.strip() for c in cols[index[target]]]
-    y_missing = [i for i, c in enumerate(y_text) if not c or (_is_number(c) and not np.isfinite(float(c)))]
-    if y_missing:
-        raise _non_finite_error(
-            p,
-            target,
-            np.array(y_missing),
-            lines,
-            n,
-            "the target must be known for every row: drop those rows",
-        )
-    numeric = all(_is_number(c) for c in y_text)
-    if task == "regression" and not numeric:
-        i = next(i for i, c in enumerate(y_text) if not _is_number(c))
+    return x
+
+
+def read_feature_csv(
+    path: str | Path,
+    features: Sequence[str],
+    id_column: str | None = None,
+    delimiter: str = ",",
+    *,
+    cells: bool = False,
+) -> tuple[np.ndarray, list[str] | None]:
+    """The ``features`` columns of a CSV file, in that order, as float32 ``[N, F]`` (or, with
+    ``cells``, the text cells as ``csv_file`` reads a table: an object array, None for a missing
+    cell), and the text of its ``id_column`` (None when the file has no such column). Other columns
+    are ignored.
+
+    Read, and checked, as training data was read: a missing column is a DataError naming it; as
+    numbers, so is a non-numeric cell or an empty/NaN/inf value (a table's cells are checked by
+    its preprocessing, which imputes missing values).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "new.csv"
+    >>> _ = p.write_text("id,b,a,note\\n7,2,1,x\\n8,4,3,y\\n")
+    >>> x, ids = read_feature_csv(p, ["a", "b"], id_column="id")
+    >>> x.tolist(), ids
+    ([[1.0, 2.0], [3.0, 4.0]], ['7', '8'])
+    """
+    p = _existing_file(str(path), "CSV")
+    header, rows, lines = _read_rows(p, delimiter)
+    dupes = sorted({h for h in header if header.count(h) > 1 and h in features})
+    if dupes:
+        raise DataError(f"{p}: the header repeats the column names {dupes}; give each column a unique name")
+    missing = [f for f in features if f not in header]
+    if missing:
+        more = f", ... ({len(missing)} in all)" if len(missing) > _SHOW_ROWS else ""
+        shown = ", ".join(missing[:_SHOW_ROWS]) + more
+        hint = did_you_mean(missing[0], header)
         raise DataError(
-            f"{p}: task is regression but the target column {target!r} holds the non-numeric value "
-            f"{y_text[i]!r} on line {lines[i]}; use task: classification for labels, or fix that value"
+            f"{p}: missing the feature column(s) {shown}"
+            + (f" ({hint})" if hint else "")
+            + f"; the model was trained on {len(features)} columns: {', '.join(list(features)[:8])}"
+            + (", ..." if len(features) > 8 else "")
+            + "; the file has: "
+            + ", ".join(header[:8])
+            + (", ..." if len(header) > 8 else "")
         )
-    y = np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
-    return arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
+    _check_row_lengths(p, header, rows, lines)
+    cols = list(zip(*rows, strict=True))
+    ids = None
+    if id_column is not None and id_column in header:
+        ids = [c.strip() for c in cols[header.index(id_column)]]
+    if cells:
+        return _cells(cols, [header.index(f) for f in features]), ids
+    x = _parse_features(p, header, cols, lines, list(features))
+    return x.astype(np.float32), ids
 
 
 # --- npz ---------------------------------------------------------------------------------------
 
 _NPZ_HOW = "save the arrays with np.savez(path, x=features, y=targets[, x_test=..., y_test=...])"
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a NumPy ``.npz`` archive, read without unpickling anything.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npz"
+    >>> np.savez(p, x=np.zeros((2, 3)))
+    >>> {k: v.shape for k, v in read_npz(p).items()}
+    {'x': (2, 3)}
+    """
+    p = _existing_file(str(path), "NPZ")
+    with p.open("rb") as f:
+        magic = f.read(6)
+    # Check the format first: np.load takes any other file for a pickle, and says only that.
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{p}: holds a single .npy array, not an .npz archive; {_NPZ_HOW}")
+    if not magic.startswith(b"PK"):
+        raise DataError(f"{p}: is not an .npz archive (a zip file); {_NPZ_HOW}")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except ValueError as e:  # an object array inside the archive is refused when read
+        raise DataError(
+            f"{p}: holds object (pickled) arrays, which are not loaded for safety; save plain numeric "
+            f"or string arrays with np.savez ({e})"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{p}: not a readable .npz file ({e}); {_NPZ_HOW}") from None
 
 
 @DATASETS.register(
@@ -433,23 +586,7 @@ def npz_file(
     """
     _check_task(task, "data.task")
     p = _existing_file(path, "NPZ")
-    with p.open("rb") as f:
-        magic = f.read(6)
-    # Check the format first: np.load takes any other file for a pickle, and says only that.
-    if magic == b"\x93NUMPY":
-        raise DataError(f"{p}: holds a single .npy array, not an .npz archive; {_NPZ_HOW}")
-    if not magic.startswith(b"PK"):
-        raise DataError(f"{p}: is not an .npz archive (a zip file); {_NPZ_HOW}")
-    try:
-        with np.load(p, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except ValueError as e:  # an object array inside the archive is refused when read
-        raise DataError(
-            f"{p}: holds object (pickled) arrays, which are not loaded for safety; save plain numeric "
-            f"or string arrays with np.savez ({e})"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: not a readable .npz file ({e}); {_NPZ_HOW}") from None
+    arrays = read_npz(p)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(

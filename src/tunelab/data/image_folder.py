@@ -16,7 +16,7 @@ Decoding happens once: the images are stored as ``uint8 [N, C, H, W]`` under
 ``tunelab.data.builtin.cache_dir()``, keyed by the folder, every file's name, size and
 modification time, the target size and the colour mode; any change to the folder decodes it
 again. Pixel values reach the model as float32 in [0, 1] (then standardized per channel on train,
-as every dataset is, unless ``data.standardize: false``).
+as every dataset is, unless ``preprocess.scaling`` says otherwise: minmax or none).
 
 Files that Pillow cannot read are reported together, by name, in one ``DataError``. Pillow is
 imported when the dataset is loaded, not before.
@@ -37,7 +37,7 @@ from tunelab.data.bundle import DATASETS, RawData
 from tunelab.errors import DataError, RecipeError
 from tunelab.schema import Doc, Range
 
-__all__ = ["find_images", "image_folder"]
+__all__ = ["find_images", "image_folder", "read_images"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 # Bumped when the decoding changes, so caches written by an older version are not reused.
@@ -237,9 +237,47 @@ def image_folder(
         x = _decode(root, files, size, grayscale)
         _write_cache(cache, key, {"x": x, "y": y})
     return RawData(
-        x.astype(np.float32) / np.float32(255),  # uint8 -> [0, 1]
+        _to_float(x),
         y,
         "classification",
         class_names=classes,
         name=root.name,
+        meta={"image": {"size": list(size) if size is not None else None, "grayscale": bool(grayscale)}},
     )
+
+
+def _to_float(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / np.float32(255)  # uint8 -> [0, 1]
+
+
+def read_images(path: str | Path, size: Any = None, grayscale: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Decode one image file, or every PNG/JPEG below a folder (sorted, hidden files skipped), exactly
+    as ``image_folder`` decodes training images: float32 ``[N, C, H, W]`` in [0, 1], and each file's
+    path relative to the folder (its name for a single file). Nothing is cached.
+
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (12, 10), (255, 0, 0)).save(root / "red.png")
+    >>> x, names = read_images(root, size=[4, 4])
+    >>> x.shape, names, float(x[0, 0].max())
+    ((1, 3, 4, 4), ['red.png'], 1.0)
+    """
+    p = Path(path).expanduser()
+    if p.is_file():
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{p}: not a PNG or JPEG file (by its extension); give images, a folder of them")
+        root, files = p.parent, [(p, 0)]
+    elif p.is_dir():
+        root = p
+        files = [
+            (f, 0)
+            for f in sorted(p.rglob("*"))
+            if f.is_file() and not _hidden(f, p) and f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not files:
+            raise DataError(f"{p}: holds no PNG or JPEG images (at any depth); give a folder of images")
+    else:
+        raise DataError(f"{p}: no such file or folder; give an image file or a folder of images")
+    x = _decode(root, files, size, grayscale)
+    return _to_float(x), [str(f.relative_to(root)) for f, _ in files]

@@ -21,15 +21,22 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from tunelab.data.bundle import DATASETS, DataBundle, RawData
+from tunelab.data.bundle import DATASETS, DataBundle, RawData, RawPool
+from tunelab.data.cleaning import find_duplicates
 from tunelab.data.files import TaskOption, arrays_to_raw
+from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import DataError
 from tunelab.schema import check, field_hints
-from tunelab.spec import DataSpec
+from tunelab.spec import DataSpec, PreprocessSpec
 
-# A standard deviation below this is a constant column up to float rounding (the threshold
-# scikit-learn's StandardScaler uses); dividing by it would blow rounding noise up to unit scale.
-CONSTANT_STD = 10 * np.finfo(np.float64).eps
+__all__ = [
+    "bundle_from_arrays",
+    "check_finite",
+    "load_data",
+    "make_bundle",
+    "preprocessed_bundle",
+    "refit_fold",
+]
 
 
 def _check_spec(spec: DataSpec) -> None:
@@ -40,7 +47,15 @@ def _check_spec(spec: DataSpec) -> None:
             check(getattr(spec, f.name), hints[f.name], f"data.{f.name}")
 
 
-def _non_finite(a: np.ndarray, what: str, source: str) -> None:
+def check_finite(a: np.ndarray, what: str, source: str) -> None:
+    """A DataError naming how many samples of ``a`` hold NaN or inf, and the first of them.
+
+    >>> try:
+    ...     check_finite(np.array([[1.0], [np.nan]]), "x", "data")
+    ... except DataError as e:
+    ...     print(str(e)[:55])
+    data: x has NaN or inf values in 1 of 2 samples (first:
+    """
     if a.dtype.kind != "f":
         return
     bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
@@ -169,46 +184,14 @@ def subsample_train(
     return np.sort(keep)
 
 
-def x_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[int, ...]]:
-    """Mean and std fit on train: per feature for tabular ``[N, F]``, per channel for ``[N, C, ...]``."""
-    if x_train.ndim == 2:
-        axes: tuple[int, ...] = (0,)
-        scope, shape = "per_feature", (1, x_train.shape[1])
-    else:
-        axes = (0, *range(2, x_train.ndim))
-        scope, shape = "per_channel", (1, x_train.shape[1]) + (1,) * (x_train.ndim - 2)
-    mean = x_train.mean(axis=axes, dtype=np.float64)
-    std = x_train.std(axis=axes, dtype=np.float64)
-    # A constant feature or channel (e.g. the always-blank border pixels of digits) has std 0;
-    # scaling it by 1 leaves it at 0 after centering instead of dividing by zero.
-    std = np.where(std < CONSTANT_STD, 1.0, std)
-    return mean, std, scope, shape
-
-
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
-def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
-    """Split ``raw`` into train / val / test and standardize with statistics fit on train only.
-
-    Without a published test split, ``spec.test_fraction`` is split off first; then
-    ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
-    and are stratified for classification. ``spec.train_fraction`` < 1 then keeps a stratified
-    subsample of train only (see ``subsample_train``): val and test are the samples of the
-    full-data run, and standardization is fit on the kept train samples. Regression targets are
-    standardized too (train statistics, kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
-
-    >>> import numpy as np
-    >>> raw = RawData(np.arange(40, dtype="float32")[:, None], np.arange(40, dtype="float32"), "regression")
-    >>> b = make_bundle(raw, DataSpec(test_fraction=0.25, val_fraction=0.2))
-    >>> [len(b.split(s)[0]) for s in ("train", "val", "test")], b.y_train.shape
-    ([24, 6, 10], torch.Size([24, 1]))
-    """
-    _check_spec(spec)
-    source = raw.name or spec.name or "data"
-    if raw.task not in ("classification", "regression"):
-        raise DataError(f"{source}: task must be classification or regression, got {raw.task!r}")
+def _checked_arrays(
+    raw: RawData, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``raw``'s x, y (and published test split) as arrays, checked for shape and values."""
     x, y = np.asarray(raw.x), np.asarray(raw.y)
     if x.ndim == 1:
         x = x[:, None]  # N samples of one feature
@@ -232,38 +215,96 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
         if len(xt) == 0:
             raise DataError(f"{source}: the published test split is empty")
     for arr, what in ((x, "x"), (y, "y"), (xt, "x_test"), (yt, "y_test")):
-        if arr is not None:
-            if arr.dtype.kind not in "biuf":
-                raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
-            _non_finite(arr, what, source)
+        if arr is None:
+            continue
+        table = what.startswith("x") and arr.ndim == 2
+        if table and arr.dtype == object:
+            continue  # text cells of a table: read (and checked) by the table step
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
+        if table:  # a table's missing values are imputed; infinities are not values
+            if arr.dtype.kind == "f" and np.isinf(arr).any():
+                raise DataError(f"{source}: {what} holds inf values; replace them or drop those samples")
+        else:
+            check_finite(arr, what, source)
+    return x, y, xt, yt
 
+
+def _classes(raw: RawData, y: np.ndarray, yt: np.ndarray | None, source: str) -> tuple[int, list[str]]:
+    """Number of classes and their names; a DataError for labels that are not 0..C-1."""
+    labels = y if yt is None else np.concatenate([y, yt])
+    if y.ndim != 1 or labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise DataError(
+            f"{source}: classification labels must be integers 0..C-1 of shape [N] (got {y.dtype} "
+            f"{y.shape}); pass raw labels through tunelab.data.bundle_from_arrays to encode them"
+        )
+    class_names = raw.class_names
+    num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
+    if labels.max() >= num_classes:
+        raise DataError(
+            f"{source}: label {int(labels.max())} is out of range for the {num_classes} class names "
+            f"{class_names}"
+        )
+    if len(np.unique(y)) < 2:
+        raise DataError(
+            f"{source}: the training data holds a single class; classification needs at least two"
+        )
+    return num_classes, list(class_names or [str(i) for i in range(num_classes)])
+
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _drop_duplicates(parts: Splits, preprocess: PreprocessSpec, text: bool) -> tuple[Splits, dict[str, Any]]:
+    """Exact duplicate rows within and across the splits (``tunelab.data.cleaning``): dropped or
+    only counted, as ``preprocess.duplicates`` says (auto: dropped for tables read from text)."""
+    found = find_duplicates(parts)
+    drop = preprocess.duplicates == "drop" or (preprocess.duplicates == "auto" and text)
+    if drop and found.total:
+        parts = {
+            name: (np.delete(x, found.drop[name], axis=0), np.delete(y, found.drop[name], axis=0))
+            for name, (x, y) in parts.items()
+        }
+    return parts, found.report(drop, preprocess.duplicates)
+
+
+def make_bundle(
+    raw: RawData, spec: DataSpec, preprocess: PreprocessSpec | None = None, *, keep_raw: bool = False
+) -> DataBundle:
+    """Split ``raw`` into train / val / test, clean it, and preprocess it as fit on train only.
+
+    Without a published test split, ``spec.test_fraction`` is split off first; then
+    ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
+    and are stratified for classification. Exact duplicate rows are then counted within and
+    across the splits and dropped or kept (``preprocess.duplicates``). ``spec.train_fraction`` < 1
+    keeps a stratified subsample of train only (see ``subsample_train``): val and test are the
+    samples of the full-data run. The preprocessing (``preprocess``, default
+    ``PreprocessSpec()``) is fit on the kept train samples and applied to every split; regression
+    targets are standardized too (kept in ``y_mean``/``y_std`` for ``DataBundle.unscale_y``).
+    ``keep_raw`` keeps train and val before preprocessing, for cross-validation's refits.
+
+    >>> import numpy as np
+    >>> raw = RawData(np.arange(40, dtype="float32")[:, None], np.arange(40, dtype="float32"), "regression")
+    >>> b = make_bundle(raw, DataSpec(test_fraction=0.25, val_fraction=0.2))
+    >>> [len(b.split(s)[0]) for s in ("train", "val", "test")], b.y_train.shape
+    ([24, 6, 10], torch.Size([24, 1]))
+    """
+    _check_spec(spec)
+    preprocess = preprocess or PreprocessSpec()
+    source = raw.name or spec.name or "data"
+    if raw.task not in ("classification", "regression"):
+        raise DataError(f"{source}: task must be classification or regression, got {raw.task!r}")
+    x, y, xt, yt = _checked_arrays(raw, source)
     classification = raw.task == "classification"
     num_classes: int | None = None
-    class_names = raw.class_names
+    names: list[str] = []
     if classification:
-        labels = y if yt is None else np.concatenate([y, yt])
-        if y.ndim != 1 or labels.dtype.kind not in "iu" or labels.min() < 0:
-            raise DataError(
-                f"{source}: classification labels must be integers 0..C-1 of shape [N] (got {y.dtype} "
-                f"{y.shape}); pass raw labels through tunelab.data.bundle_from_arrays to encode them"
-            )
-        num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
-        if labels.max() >= num_classes:
-            raise DataError(
-                f"{source}: label {int(labels.max())} is out of range for the {num_classes} class names "
-                f"{class_names}"
-            )
-        if len(np.unique(y)) < 2:
-            raise DataError(
-                f"{source}: the training data holds a single class; classification needs at least two"
-            )
-        class_names = class_names or [str(i) for i in range(num_classes)]
+        num_classes, names = _classes(raw, y, yt, source)
     else:
         y = y.reshape(len(y), -1)  # regression targets are always [N, T]
         yt = None if yt is None else yt.reshape(len(yt), -1)
 
-    names = class_names or []
-    if not has_test:
+    if xt is None or yt is None:
         kept, out = _split(
             y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction", names, source
         )
@@ -271,51 +312,142 @@ def make_bundle(raw: RawData, spec: DataSpec) -> DataBundle:
     kept, out = _split(
         y, spec.val_fraction, spec.split_seed, classification, "val", "val_fraction", names, source
     )
-    x, xv, y, yv = x[kept], x[out], y[kept], y[out]
-    assert xt is not None and yt is not None  # set above, from the published split or the first cut
+    text = x.dtype == object
+    parts, duplicates = _drop_duplicates(
+        {"train": (x[kept], y[kept]), "val": (x[out], y[out]), "test": (xt, yt)}, preprocess, text
+    )
+    (x, y), (xv, yv), (xt, yt) = parts["train"], parts["val"], parts["test"]
     if spec.train_fraction < 1.0:
         # After val and test are cut: they stay the same samples as in the full-data run.
         keep = subsample_train(y, spec.train_fraction, spec.split_seed, classification, names, source)
         x, y = x[keep], y[keep]
 
-    x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
-    preprocessing: dict[str, Any] = {}
-    y_mean = y_std = None
-    if spec.standardize:
-        mean, std, scope, shape = x_stats(x)
-        x, xv, xt = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (x, xv, xt))
-        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
-        if not classification:
-            ym = y.mean(axis=0, dtype=np.float64)
-            ys = y.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target: keep it centred, unscaled
-            y, yv, yt = ((a - ym) / ys for a in (y, yv, yt))
-            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
-            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
+    report = dict(raw.meta.get("cleaning") or {})
+    report["duplicates"] = duplicates
+    bundle = preprocessed_bundle(
+        raw, (x, y), (xv, yv), (xt, yt), preprocess, num_classes=num_classes, class_names=names, report=report
+    )
+    if keep_raw:
+        pooled = (np.concatenate([x, xv]), np.concatenate([y, yv]))
+        bundle.raw = RawPool(*pooled, len(x), preprocess, text, xt, yt)
+    return bundle
 
+
+def preprocessed_bundle(
+    raw: RawData,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    preprocess: PreprocessSpec,
+    *,
+    num_classes: int | None,
+    class_names: list[str],
+    report: dict[str, Any] | None = None,
+) -> DataBundle:
+    """The bundle of three cut splits, with the preprocessing fit on ``train`` only and applied to
+    all three; ``report`` (the cleaning so far) and the fit's notes become ``DataBundle.report``."""
+    (x, y), (xv, yv), (xt, yt) = train, val, test
+    classification = raw.task == "classification"
+    text = x.dtype == object
+    if not text and x.dtype != np.float32:
+        x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
+    # Fit on the train samples only; the same object is saved with a run and applied by its predictor.
+    pre = Preprocessing.fit(x, y, task=raw.task, spec=preprocess, names=raw.feature_names, text=text)
+    what = raw.name or "data"
+    x, xv, xt = (pre.transform(a, f"{what} {s}") for a, s in ((x, "train"), (xv, "val"), (xt, "test")))
+    if not classification:
+        y, yv, yt = (pre.transform_y(a) for a in (y, yv, yt))
+    y_mean, y_std = pre.y_tensors()
+    table = pre.table
+    meta = dict(raw.meta)
+    meta.pop("cleaning", None)
+    embeddings = pre.embeddings()
+    if embeddings is not None:
+        meta["embeddings"] = embeddings
     y_dtype = torch.int64 if classification else torch.float32
+    xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
+    same = test is val  # a cross-validation fold: its held-out part fills both slots
     return DataBundle(
         x_train=_tensor(x, torch.float32),
         y_train=_tensor(y, y_dtype),
-        x_val=_tensor(xv, torch.float32),
-        y_val=_tensor(yv, y_dtype),
-        x_test=_tensor(xt, torch.float32),
-        y_test=_tensor(yt, y_dtype),
+        x_val=xv_t,
+        y_val=yv_t,
+        x_test=xv_t if same else _tensor(xt, torch.float32),
+        y_test=yv_t if same else _tensor(yt, y_dtype),
         task=raw.task,
         input_shape=tuple(int(s) for s in x.shape[1:]),
         num_outputs=int(num_classes) if num_classes is not None else int(y.shape[1]),
         num_classes=num_classes,
-        name=raw.name or spec.name,
-        class_names=list(class_names) if class_names is not None else None,
-        feature_names=list(raw.feature_names) if raw.feature_names is not None else None,
-        preprocessing=preprocessing,
+        name=raw.name,
+        class_names=list(class_names) if classification else None,
+        feature_names=list(table.columns) if table is not None else _names(raw.feature_names),
+        preprocessing=pre,
         y_mean=y_mean,
         y_std=y_std,
+        label_values=_label_values(raw, class_names if classification else None),
+        meta=meta,
+        report={**(report or {}), **pre.notes},
     )
 
 
-def load_data(spec: DataSpec) -> DataBundle:
-    """Load the dataset a recipe's ``data:`` section names and split it (see ``make_bundle``).
+def _names(names: list[str] | None) -> list[str] | None:
+    return list(names) if names is not None else None
+
+
+def refit_fold(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBundle:
+    """A cross-validation fold of ``pool`` (a bundle made with ``keep_raw``): its train is the
+    pooled train+val samples ``train``, its val (and its test slot) the samples ``held``, and the
+    preprocessing is fit again on ``train`` only, as ``make_bundle`` fits it on a train split.
+
+    The test slot holds the held-out fold, so the real test split is never in a fold's bundle.
+
+    >>> import numpy as np
+    >>> from tunelab.data import bundle_from_arrays
+    >>> x, y = np.random.default_rng(0).normal(size=(60, 2)), np.arange(60) % 2
+    >>> pool = bundle_from_arrays(x, y, keep_raw=True)
+    >>> fold = refit_fold(pool, np.arange(0, 30), np.arange(30, len(pool.raw.y)))
+    >>> len(fold.x_train), float(fold.x_train.mean(0).abs().max()) < 1e-6
+    (30, True)
+    """
+    if pool.raw is None:
+        raise DataError("refit_fold: the pool was made without keep_raw=True; it holds no raw samples")
+    rp = pool.raw
+    raw = RawData(
+        rp.x[:1],
+        rp.y[:1],
+        pool.task,
+        class_names=pool.class_names,
+        feature_names=pool.feature_names,
+        name=pool.name,
+        label_values=pool.label_values,
+        meta={k: v for k, v in pool.meta.items() if k != "embeddings"},
+    )
+    held_part = (rp.x[held], rp.y[held])
+    return preprocessed_bundle(
+        raw,
+        (rp.x[train], rp.y[train]),
+        held_part,
+        held_part,
+        rp.spec,
+        num_classes=pool.num_classes,
+        class_names=list(pool.class_names or []),
+        report={k: v for k, v in pool.report.items() if k in ("rows", "duplicates")},
+    )
+
+
+def _label_values(raw: RawData, class_names: list[str] | None) -> list[Any] | None:
+    if raw.task != "classification":
+        return None
+    if raw.label_values is not None:
+        return list(raw.label_values)
+    return list(class_names) if class_names is not None else None
+
+
+def load_data(
+    spec: DataSpec, preprocess: PreprocessSpec | None = None, *, keep_raw: bool = False
+) -> DataBundle:
+    """Load the dataset a recipe's ``data:`` section names, split and preprocess it as its
+    ``preprocess:`` section says (see ``make_bundle``).
 
     >>> b = load_data(DataSpec(name="digits", params={"classes": [0, 1]}))
     >>> b.num_classes, b.input_shape
@@ -326,7 +458,8 @@ def load_data(spec: DataSpec) -> DataBundle:
     raw = entry.build(**params)
     if not raw.name:
         raw = dataclasses.replace(raw, name=entry.name)
-    return make_bundle(raw, spec)
+    meta = {"loader": entry.name, "source": entry.tags.get("source", "builtin"), **raw.meta}
+    return make_bundle(dataclasses.replace(raw, meta=meta), spec, preprocess, keep_raw=keep_raw)
 
 
 def _numpy(a: Any) -> Any:
@@ -344,13 +477,16 @@ def bundle_from_arrays(
     task: TaskOption = "auto",
     *,
     name: str = "arrays",
+    preprocess: PreprocessSpec | None = None,
+    keep_raw: bool = False,
 ) -> DataBundle:
     """A ``DataBundle`` from your own arrays or tensors (numpy, torch, or lists).
 
     ``task="auto"`` infers it from ``y``: classification when ``y`` holds non-numeric values
     (strings, booleans) or integers with at most 20 distinct values; otherwise regression. Labels
     are encoded ``0..C-1`` in sorted order. ``x_test``/``y_test``, when given, are the test split;
-    otherwise ``spec.test_fraction`` is split off. ``spec`` defaults to ``DataSpec()``.
+    otherwise ``spec.test_fraction`` is split off. ``spec`` defaults to ``DataSpec()``, ``preprocess``
+    to ``PreprocessSpec()``.
 
     >>> import torch
     >>> x, y = torch.randn(50, 2), torch.randn(50)
@@ -360,4 +496,5 @@ def bundle_from_arrays(
     """
     spec = DataSpec(name=name) if spec is None else spec
     raw = arrays_to_raw(_numpy(x), _numpy(y), task, _numpy(x_test), _numpy(y_test), name=name, source=name)
-    return make_bundle(raw, spec)
+    raw.meta.update(loader="arrays", source="arrays")
+    return make_bundle(raw, spec, preprocess, keep_raw=keep_raw)

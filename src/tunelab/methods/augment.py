@@ -24,7 +24,7 @@ from any loop; with every strength at 0 they return the input unchanged. The ada
 recipe where every strength is 0 (a method that does nothing must not look as if it ran) and data
 of the wrong rank (``image_augment`` on tabular data).
 
-Inputs are standardized by default (``data.standardize``), so the zero used for padding and
+Inputs are standardized by default (``preprocess.scaling: standard``), so the zero used for padding and
 erasing is the channel mean, and ``noise`` / ``std`` are in units of the data's standard deviation.
 """
 

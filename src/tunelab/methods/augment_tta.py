@@ -198,7 +198,15 @@ class TTA(Method):
     def setup(self, state: TrainState) -> None:
         no_views = "use it on signals or images: tabular features have no flips or shifts"
         shape = require_rank(state, self.name, (2, 3), fix=no_views)
-        spatial = shape[1:]  # (L,) or (H, W)
+        self.views = self._plan(shape[1:])
+        self.task = state.data.task
+        state.info[self.name] = {
+            "views": [f"{k}{'' if k == 'id' else f'({a},{n})'}" for k, a, n in self.views],
+            "every_epoch": self.every_epoch,
+        }
+
+    def _plan(self, spatial: tuple[int, ...]) -> list[View]:
+        """The views for samples whose spatial axes are ``spatial`` ((L,) or (H, W)), checked."""
         hflip = self.hflip if self.hflip is not None else len(spatial) == 2
         if self.vflip and len(spatial) < 2:
             raise RecipeError("methods.tta.vflip", True, "signals have no vertical axis; set it to false")
@@ -209,19 +217,25 @@ class TTA(Method):
                 list(self.shifts),
                 f"shifts must be smaller than the input's size {spatial}",
             )
-        self.views = view_plan(len(spatial), hflip=hflip, vflip=self.vflip, shifts=self.shifts)
-        if len(self.views) == 1:
+        views = view_plan(len(spatial), hflip=hflip, vflip=self.vflip, shifts=self.shifts)
+        if len(views) == 1:
             raise RecipeError(
                 "methods.tta",
                 {"hflip": self.hflip, "vflip": self.vflip, "shifts": list(self.shifts)},
                 "no view besides the input itself, so TTA would change nothing; enable hflip or vflip, "
                 "or give shifts (e.g. [1, 2])",
             )
-        self.task = state.data.task
-        state.info[self.name] = {
-            "views": [f"{k}{'' if k == 'id' else f'({a},{n})'}" for k, a, n in self.views],
-            "every_epoch": self.every_epoch,
-        }
+        return views
+
+    def model_for(self, model: nn.Module, input_shape: tuple[int, ...], task: str) -> TTAModel:
+        """The wrapper a run with this method evaluated ``model`` with, built outside the loop (a
+        predictor loading the run): the views ``setup`` chose for samples of ``input_shape``.
+
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+        >>> TTA(shifts=(1,)).model_for(net, (1, 8), "classification").views
+        [('id', 0, 0), ('shift', -1, 1), ('shift', -1, -1)]
+        """
+        return TTAModel(model, self._plan(tuple(input_shape[1:])), task, self.shift_mode)  # type: ignore[arg-type]
 
     def wrap(self, model: nn.Module) -> TTAModel:
         """The wrapper around ``model``, made once per inner model and then reused."""

@@ -14,11 +14,12 @@ helpers they share.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
+from tunelab.errors import ModelError
 from tunelab.models import cnn, custom, gru, linear, mlp, resnet
 from tunelab.models._base import ACTIVATIONS, MODELS, check_input
 from tunelab.models.init import init_weights
@@ -40,8 +41,16 @@ __all__ = [
 ]
 
 
-def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int) -> nn.Module:
+def build_model(
+    spec: ModelSpec,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    embeddings: Mapping[str, Any] | None = None,
+) -> nn.Module:
     """Build the family ``spec.name`` with ``spec.params`` and initialize it with ``spec.init``.
+
+    ``embeddings``: the data's category codes (``DataBundle.meta["embeddings"]``, set by
+    ``preprocess.encoding: embedding``), for a family that embeds them (``mlp``).
 
     The parameters are checked again (a hand-made ModelSpec gets the recipe's errors); the init's
     nonlinearity is the model's ``activation`` parameter when it has one.
@@ -54,7 +63,15 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int) -
     """
     entry = MODELS.get(spec.name, "model.name")
     params = entry.check(spec.params, "model")
-    model = entry.build(tuple(input_shape), num_outputs, **params)
+    if embeddings and not entry.tags.get("embeddings"):
+        raise ModelError(
+            f"model.name: {entry.name} does not embed categories; preprocess.encoding: embedding needs "
+            "model mlp (or use preprocess.encoding: onehot or ordinal)"
+        )
+    if entry.tags.get("embeddings"):
+        model = entry.build(tuple(input_shape), num_outputs, embeddings, **params)
+    else:
+        model = entry.build(tuple(input_shape), num_outputs, **params)
     # kaiming's gain follows the family's activation; families without one (linear, gru, custom)
     # get ReLU's, the activation most networks use.
     declared = {p.name: p.default for p in entry.params}

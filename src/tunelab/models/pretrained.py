@@ -194,12 +194,13 @@ def resolve_source(source: str | Path) -> Path:
     return path
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+def load_state_dict_file(path: str | Path, *, dequantize: bool = True) -> dict[str, Tensor]:
     """The state dict in a checkpoint file, read safely (``weights_only=True``, or safetensors).
 
     A dict nesting the weights under ``state_dict`` / ``model_state_dict`` / ``model`` is
     unwrapped, and a ``module.`` / ``_orig_mod.`` prefix on every key (DataParallel,
-    torch.compile) is stripped.
+    torch.compile) is stripped. The int8 weights of a quantized run are dequantized to floats,
+    unless ``dequantize=False`` (to load them into a model quantized the same way).
 
     >>> import tempfile, torch
     >>> path = tempfile.mkdtemp() + "/ckpt.pt"
@@ -244,7 +245,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
         )
     from tunelab.compress.quantize import dequantized
 
-    state = dequantized(dict(obj))  # int8 weights of a quantized run, as floats
+    state = dequantized(dict(obj)) if dequantize else dict(obj)  # int8 weights of a quantized run
     for prefix in _WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}

@@ -1,7 +1,8 @@
 """Terminal rendering of searches with rich: the search result, `tunelab show`, `tunelab studies`.
 
-Renderers only format: the numbers come from the typed objects of ``tunelab.study.search``
-(``SearchResult``, ``StudyReport``, ``StudyInfo``) and ``optuna.trial.FrozenTrial``.
+Renderers only format: the numbers come from the typed objects of ``tunelab.study.search.results``
+(``SearchResult``), ``tunelab.study.search.studies`` (``StudyReport``, ``StudyInfo``) and
+``optuna.trial.FrozenTrial``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.report.terminal import fmt
-from tunelab.study.search import FinalReport, SearchResult, StudyInfo, StudyReport, TrialRecord
+from tunelab.study.search.results import FinalReport, SearchResult, TrialRecord
+from tunelab.study.search.studies import StudyInfo, StudyReport
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 

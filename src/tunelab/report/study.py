@@ -1,6 +1,6 @@
 """Terminal rendering of study results (ablation, cross-validation) with rich.
 
-Renderers only format: every number comes from the typed results of ``tunelab.study.ablation``
+Renderers only format: every number comes from the typed results of ``tunelab.study.ablation_analysis``
 and ``tunelab.study.cv``. A difference is never printed without its interval (or, with too few
 seeds for one, without saying so). Text that holds data goes through ``rich.markup.escape``:
 an interval such as ``[needs ≥ 2 seeds]`` would otherwise be read as a markup tag and vanish.
@@ -15,9 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunelab.report.terminal import fmt, fmt_bytes
-from tunelab.study.ablation import AblationResult, RunRecord, VariantResult
+from tunelab.study.ablation_analysis import AblationResult, RunRecord, VariantResult
 from tunelab.study.cv import CVResult, FoldRun
-from tunelab.study.stats import PairedDifference, Summary
+from tunelab.study.stats import PairedDifference, Summary, level_text
 
 _STYLE = {"helped": "green", "hurt": "red", "failed": "red"}
 # Study tables are wide (an interval per row); piped output gets this width instead of rich's 80.
@@ -102,15 +102,30 @@ def _verdict_cell(v: VariantResult) -> str:
     return f"[{style}]{text}[/{style}]" if style else text
 
 
+def _correction_name(result: AblationResult) -> str:
+    return "Holm" if result.correction == "holm" else "Bonferroni"
+
+
 def ablation_table(result: AblationResult) -> Table:
-    """One row per variant: mean ± std of the metric, Δ to the base with its CI, Holm p, verdict."""
+    """One row per variant: mean ± std of the metric, Δ to the base with its CI at the level the
+    correction gives it (in the header when every row shares it, else a "CI level" column), the
+    adjusted p, and the verdict, which reads that interval."""
+    levels = {
+        round(v.difference.confidence, 12)
+        for v in result.variants
+        if v.difference is not None and v.difference.has_interval
+    }
+    per_row = len(levels) > 1  # Holm after a finding: the rows' levels differ
     table = Table(title_justify="left")
     table.add_column("variant", style="bold", no_wrap=True)
     table.add_column("runs", justify="right", no_wrap=True)
-    table.add_column(f"{result.monitor} mean ± std", justify="right", no_wrap=True)
-    table.add_column(f"Δ vs base [{result.confidence:.0%} CI]", justify="right", no_wrap=True)
-    table.add_column("p (Holm)", justify="right", no_wrap=True)
-    table.add_column("verdict")
+    table.add_column("mean ± std", justify="right", no_wrap=True)  # of result.monitor (the headline)
+    one = "" if per_row or not levels else f"{level_text(levels.pop())} "
+    table.add_column(f"Δ vs base [{one}CI]", justify="right", no_wrap=True)
+    if per_row:
+        table.add_column("CI level", justify="right", no_wrap=True)
+    table.add_column(f"p ({_correction_name(result)})", justify="right", no_wrap=True)
+    table.add_column("verdict", min_width=16)
     table.add_column("s/run", justify="right", no_wrap=True)
     # Size columns when the runs recorded them (a custom runner may not), each only if it varies.
     shown = [
@@ -118,21 +133,23 @@ def ablation_table(result: AblationResult) -> Table:
         for k in ("nonzero", "size_bytes")
         if all(k in v.size for v in result.variants) and len({v.size[k] for v in result.variants}) > 1
     ]
-    titles = {"nonzero": "nonzero params", "size_bytes": "size"}
     for k in shown:
-        table.add_column(titles[k], justify="right", no_wrap=True)
+        table.add_column({"nonzero": "nonzero", "size_bytes": "size"}[k], justify="right", no_wrap=True)
     for v in result.variants:
         if v.variant.is_base:
-            delta, p = "reference", ""
+            delta, level, p = "reference", "", ""
         elif v.difference is None:
-            delta, p = "-", "-"
+            delta, level, p = "-", "-", "-"
         else:
-            delta, p = fmt_difference(v.difference), fmt_p(v.p_adjusted)
+            d = v.difference
+            delta, p = fmt_difference(d), fmt_p(v.p_adjusted)
+            level = level_text(d.confidence) if d.has_interval else "-"
         table.add_row(
             escape(v.name),
             f"{len(v.values)}/{len(result.seeds)}",
             fmt_spread(v.summary),
             escape(delta),
+            *([level] if per_row else []),
             p,
             _verdict_cell(v),
             f"{v.seconds:.2f}",
@@ -146,7 +163,7 @@ def print_ablation(result: AblationResult, console: Console | None = None) -> No
     console = console or study_console()
     n_tests = sum(1 for v in result.variants if v.p_adjusted is not None)
     test_name = "paired t-test" if result.test_name == "t" else "Wilcoxon signed-rank (Hodges-Lehmann CI)"
-    holm = f"Holm across {n_tests} variants" if n_tests else "no test: needs ≥ 2 seeds"
+    holm = f"{_correction_name(result)} across {n_tests} variants" if n_tests else "no test: needs ≥ 2 seeds"
     n = len(result.seeds)
     seeds = ", ".join(str(s) for s in result.seeds)
     console.print(
@@ -182,15 +199,17 @@ def print_ablation(result: AblationResult, console: Console | None = None) -> No
         if t.best is not None:
             line += f" · {best.name} {fmt_spread(t.best)}"
         if t.difference is not None:
-            line += f" · Δ {fmt_difference(t.difference)}"
+            line += (
+                f" · Δ {fmt_difference(t.difference)} ({level_text(t.difference.confidence)}, one comparison)"
+            )
         console.print(escape(line))
     console.print(
         "[dim]"
         + escape(
-            f"Δ = variant − base, paired on the same seeds and split; {result.confidence:.0%} interval per "
-            f'comparison; p Holm-adjusted; verdicts at α = {result.alpha}. "no detectable difference" '
-            "means the interval is compatible with no effect at this many seeds, not that the effect is "
-            "zero; more seeds narrow it."
+            f"Δ = variant − base, paired on the same seeds and split; intervals: {result.intervals}; "
+            f"p {_correction_name(result)}-adjusted, α = {result.alpha}. A verdict is better/worse exactly "
+            'when its interval excludes 0; "no detectable difference" means the interval contains 0 at '
+            "this many seeds, not that the effect is zero; more seeds narrow it."
         )
         + "[/dim]"
     )

@@ -39,6 +39,38 @@ def _fact(v: Any) -> str:
     return fmt(v)
 
 
+def preprocess_lines(report: dict[str, Any]) -> list[str]:
+    """What cleaning and preprocessing did (``info["preprocess"]``), a line per kind of change.
+
+    >>> preprocess_lines({"rows": {"read": 10, "dropped_missing_target": 1, "target": "y"},
+    ...                   "dropped_columns": {"id": "ID-like"}})
+    ['preprocess: rows: 1 of 10 dropped (target y missing)', '  dropped columns: id (ID-like)']
+    """
+    lines = []
+    rows = report.get("rows") or {}
+    if rows.get("dropped_missing_target"):
+        n, read = rows["dropped_missing_target"], rows["read"]
+        lines.append(f"rows: {n} of {read} dropped (target {rows['target']} missing)")
+    dup = report.get("duplicates") or {}
+    within = {k: v for k, v in (dup.get("within") or {}).items() if v}
+    across = {k: v for k, v in (dup.get("across") or {}).items() if v}
+    if within or across:
+        where = ", ".join(
+            [f"{v} within {k}" for k, v in within.items()] + [f"{v} {k}" for k, v in across.items()]
+        )
+        leak = " (across splits: leakage)" if across else ""
+        lines.append(f"duplicate rows: {where}{leak}; {dup.get('action', '')}")
+    for key, title in (
+        ("dropped_columns", "dropped columns"),
+        ("imputed", "imputed"),
+        ("encoded", "encoded"),
+    ):
+        items = report.get(key) or {}
+        if items:
+            lines.append(f"{title}: " + "; ".join(f"{c} ({why})" for c, why in items.items()))
+    return [("preprocess: " if i == 0 else "  ") + line for i, line in enumerate(lines)]
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -102,6 +134,10 @@ def print_run(result: RunResult, console: Console | None = None) -> None:
     if result.message:
         console.print(result.message)
     for name, facts in result.info.items():
+        if name == "preprocess":
+            for line in preprocess_lines(facts):
+                console.print(escape(line))
+            continue
         text = (
             ", ".join(f"{k} {_fact(v)}" for k, v in facts.items()) if isinstance(facts, dict) else fmt(facts)
         )

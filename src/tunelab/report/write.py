@@ -27,9 +27,9 @@ from typing import Any
 
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_text, finite
+from tunelab.redact import mask_url
 from tunelab.report.model import Report
-from tunelab.report.pages.common import masked_url
-from tunelab.study.options import DEFAULT_OUT
+from tunelab.study.search.options import DEFAULT_OUT
 
 EXPECTED = (
     "a run directory (recipe.yaml + result.json), the output directory of search, ablate, cv or compress "
@@ -70,10 +70,11 @@ def _build_dict(kind: str, d: Mapping[str, Any], out_dir: str | None) -> Report:
 
 # Typed results by their class's full name: telling them apart needs no import of the study
 # modules (optuna, scipy, scikit-learn), so `tunelab train` pays only for what a run report needs.
+# tests/report/test_write.py checks that every name is a class that exists.
 TYPED = {
     "tunelab.runs.RunResult": "run",
-    "tunelab.study.search.SearchResult": "search",
-    "tunelab.study.ablation.AblationResult": "ablation",
+    "tunelab.study.search.results.SearchResult": "search",
+    "tunelab.study.ablation_analysis.AblationResult": "ablation",
     "tunelab.study.cv.CVResult": "cv",
     "tunelab.study.compress.CompressResult": "compress",
     "tunelab.lr_find.LRFindResult": "lr_find",
@@ -169,8 +170,7 @@ def _from_study(name: str, storage: str | None) -> tuple[Report, Path]:
     the result its command kept in ``runs/studies/<name>/``."""
     import optuna
 
-    from tunelab.study.search import KIND_ATTR
-    from tunelab.study.storage import open_storage, storage_url
+    from tunelab.study.storage import KIND_ATTR, open_storage, storage_url
 
     url = storage_url(storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
@@ -180,7 +180,7 @@ def _from_study(name: str, storage: str | None) -> tuple[Report, Path]:
         attrs = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).user_attrs
     except KeyError:
         raise TunelabError(
-            f"{name}: neither a directory nor a study in {masked_url(url)}; give {EXPECTED}"
+            f"{name}: neither a directory nor a study in {mask_url(url)}; give {EXPECTED}"
         ) from None
     out = Path(DEFAULT_OUT) / name
     if attrs.get(KIND_ATTR) == "search":
@@ -239,7 +239,7 @@ def write_report(
 
 
 def _masked(d: dict[str, Any]) -> dict[str, Any]:
-    return {**d, "storage": masked_url(d.get("storage"))} if "storage" in d else d
+    return {**d, "storage": mask_url(d.get("storage") or "")} if "storage" in d else d
 
 
 def _html_path(out: str | Path) -> Path:

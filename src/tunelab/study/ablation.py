@@ -12,9 +12,11 @@ The variants (``variants(recipe)``):
 Every variant trains on the same seeds (``train.seed``, +1, ...) and the same data split
 (``data.split_seed``, loaded once), so each variant's run on seed s is paired with the base's run
 on seed s; the paired difference cancels what the seed does to both. Per variant: the mean and
-std of the monitored val metric, and the difference to the base with its 95% interval and a
-paired-test p-value, Holm-adjusted across variants. A variant is "better"/"worse" only when the
-adjusted p is below alpha; otherwise the data cannot detect a difference at this many seeds.
+std of the monitored val metric, and the difference to the base with a paired-test p-value,
+Holm-adjusted across variants (or Bonferroni), and an interval at the level that correction gives
+it (``tunelab.study.ablation_analysis``, pure: runs in, report data out). A variant is
+"better"/"worse" only when that interval excludes 0, which is when the adjusted p is below alpha;
+otherwise the data cannot detect a difference at this many seeds, and the interval contains 0.
 
 The test split is never part of a choice. Every selection run gets a bundle whose test slot
 holds the val split (the real test tensors are not even passed in). After the best variant is
@@ -43,7 +45,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,260 +54,34 @@ from tunelab.data import DataBundle
 from tunelab.errors import RecipeError, TunelabError, did_you_mean
 from tunelab.methods import METHODS
 from tunelab.recipe import Recipe, load_recipe
-from tunelab.spec import monitor_mode, resolve_auto_monitor
-from tunelab.study.runstore import RunStore, StoredRun
-from tunelab.study.stats import PairedDifference, Summary, holm, paired_difference, summarize, verdict
+from tunelab.study.ablation_analysis import (
+    AblationResult,
+    RunRecord,
+    Variant,
+    analyze,
+    choose_best,
+    test_split_evaluation,
+)
+from tunelab.study.comparisons import CORRECTIONS
+from tunelab.study.runstore import StoredRun
+from tunelab.study.scaffold import (
+    Runner,
+    StudyRuns,
+    compared_metric,
+    override_text,
+    study_fingerprint,
+    study_free_raw,
+    study_recipe,
+    value_label,
+)
 from tunelab.train import load_bundle
 
-VariantKind = Literal["base", "remove", "regularizer", "add", "value"]
-Outcome = Literal["helped", "hurt", "no detectable difference", "needs ≥ 2 seeds", "reference", "failed"]
-
-# Fields that do not change what is learned or measured: two recipes differing only here share
-# their runs. The thread count is not one of them: it changes the order of float sums, and that
-# was seen to flip a val prediction of a digits MLP.
-_NO_EFFECT = {("train", "tensorboard"), ("train", "efficiency")}
 # Paths an ablation value may not vary: the data (and its split) must be the same for every
 # variant, or the runs are no longer paired; the seeds are the pairing itself.
 _FORBIDDEN_PREFIXES = ("data", "train.seed", "ablation", "search")
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One arm of an ablation: a name, the overrides that make it from the base, and what it changes.
-
-    ``subject`` is what the verdict speaks about: the method removed or added, the regularizer
-    switched off, or the ``path=value`` set.
-
-    >>> Variant("-l2", ("methods.l2=null",), "remove", "l2").is_base
-    False
-    """
-
-    name: str
-    overrides: tuple[str, ...]
-    kind: VariantKind
-    subject: str
-
-    @property
-    def is_base(self) -> bool:
-        return self.kind == "base"
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What one training run gives an ablation or a cross-validation (what a ``runner`` returns).
-
-    ``val`` / ``test``: the scalar metrics of the evaluated weights (``test`` is ignored for
-    selection runs, whose bundle holds no test split).
-    """
-
-    status: str
-    val: dict[str, float]
-    test: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    epochs: int = 0
-    message: str = ""
-    run_dir: str | None = None
-    # What the evaluated model costs in size: a method's price beside its effect (pruning,
-    # quantization, width). No timing: latency would cost seconds per run and add noise.
-    size: dict[str, int] = field(default_factory=dict)  # params, nonzero, size_bytes
-
-
-# runner(recipe, bundle, out) -> RunOutcome; the default trains with tunelab.fit.
-Runner = Callable[[Recipe, DataBundle, "str | Path | None"], RunOutcome]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One (variant, seed) run as the report sees it; passed to ``on_run`` as runs finish."""
-
-    variant: str
-    seed: int
-    phase: Literal["select", "test"]
-    status: str
-    value: float | None  # the monitored val metric (None if the run did not finish)
-    test_value: float | None
-    seconds: float
-    cached: bool
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    """One variant's runs, its summary, and its paired comparison with the base.
-
-    ``difference`` is ``variant - base`` over the seeds where both finished (None for the base);
-    ``p_adjusted`` its Holm-adjusted p-value; ``verdict`` says whether the variant is better or
-    worse than the base; ``outcome`` says the same about ``subject`` (removing a method that
-    makes the metric worse means the method *helped*).
-    """
-
-    variant: Variant
-    seeds: tuple[int, ...]  # seeds whose run finished
-    values: tuple[float, ...]  # the monitored val metric, one per finished seed
-    failed: tuple[tuple[int, str], ...]  # (seed, status) of runs that did not finish
-    summary: Summary | None  # None when no run finished
-    difference: PairedDifference | None
-    p_adjusted: float | None
-    verdict: str
-    outcome: Outcome
-    seconds: float  # mean training seconds per run
-    size: dict[str, float] = field(default_factory=dict)  # mean params, nonzero, size_bytes per run
-
-    @property
-    def name(self) -> str:
-        return self.variant.name
-
-    @property
-    def who(self) -> str:
-        """What the outcome is about: "l2", "dropout", "adding ema", "optimizer.lr=0.01"."""
-        v = self.variant
-        return {"add": f"adding {v.subject}", "base": "base"}.get(v.kind, v.subject)
-
-    def effect(self) -> str:
-        """A plain sentence: "l2 helped", "adding ema: no detectable difference", ..."""
-        v, who = self.variant, self.who
-        if self.outcome in ("helped", "hurt"):
-            return f"{who} {self.outcome}"
-        if self.outcome == "reference":
-            return "the reference"
-        if self.outcome == "failed":
-            return f"{v.name}: every run failed ({', '.join(sorted({s for _, s in self.failed}))})"
-        return f"{who}: {self.outcome}"
-
-    def to_dict(self) -> dict[str, Any]:
-        s, d = self.summary, self.difference
-        return {
-            "name": self.name,
-            "kind": self.variant.kind,
-            "subject": self.variant.subject,
-            "overrides": list(self.variant.overrides),
-            "n": s.n if s else 0,
-            "mean": s.mean if s else None,
-            "std": s.to_dict()["std"] if s else None,
-            "metric_ci_low": s.to_dict()["ci_low"] if s else None,
-            "metric_ci_high": s.to_dict()["ci_high"] if s else None,
-            # The difference to the base (variant - base) and its interval and p-value:
-            "difference": d.estimate if d else None,
-            "ci_low": d.to_dict()["ci_low"] if d else None,
-            "ci_high": d.to_dict()["ci_high"] if d else None,
-            "p_value": self.p_adjusted,
-            "p_unadjusted": d.p_value if d else None,
-            "test": d.test if d else None,
-            "pairs": d.n if d else 0,
-            "note": (d.note if d else "") or (s.note if s else ""),
-            "verdict": self.verdict,
-            "outcome": self.outcome,
-            "effect": self.effect(),
-            "seeds": list(self.seeds),
-            "values": list(self.values),
-            "failed": [{"seed": seed, "status": st} for seed, st in self.failed],
-            "seconds": self.seconds,
-            **{k: self.size.get(k) for k in SIZE_KEYS},
-        }
-
-
-@dataclass(frozen=True)
-class TestEvaluation:
-    """The test split, read after the choice: the base's and the best variant's runs per seed."""
-
-    metric: str
-    base: Summary
-    best: Summary | None  # None when the base is the best
-    difference: PairedDifference | None  # best - base on test, paired over seeds
-    base_values: tuple[float, ...]
-    best_values: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "base": {**self.base.to_dict(), "values": list(self.base_values)},
-            "best": {**self.best.to_dict(), "values": list(self.best_values)} if self.best else None,
-            "difference": self.difference.to_dict() if self.difference else None,
-        }
-
-
-@dataclass(frozen=True)
-class AblationResult:
-    """Everything ``tunelab ablate`` reports; ``to_dict()`` is its ``--json``."""
-
-    study_name: str
-    storage: str
-    monitor: str  # e.g. "val.accuracy"
-    mode: Literal["max", "min"]
-    seeds: tuple[int, ...]
-    test_name: str  # "t" or "wilcoxon"
-    alpha: float
-    confidence: float
-    variants: tuple[VariantResult, ...]
-    best: str  # name of the variant with the best mean on val
-    test: TestEvaluation | None
-    runs_computed: int
-    runs_reused: int
-    notes: tuple[str, ...] = ()
-
-    def variant(self, name: str) -> VariantResult:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        raise KeyError(name)
-
-    def conclusions(self) -> dict[str, list[str]]:
-        """What each variant is about, grouped by outcome: {"helped": [...], "hurt": [...], ...}."""
-        out: dict[str, list[str]] = {}
-        for v in self.variants:
-            if v.outcome != "reference":
-                out.setdefault(v.outcome, []).append(v.who)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "study": self.study_name,
-            "storage": self.storage,
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "seeds": list(self.seeds),
-            "paired_test": self.test_name,
-            "alpha": self.alpha,
-            "confidence": self.confidence,
-            "variants": [v.to_dict() for v in self.variants],
-            "best": self.best,
-            "conclusions": self.conclusions(),
-            "test_split": self.test.to_dict() if self.test else None,
-            "runs_computed": self.runs_computed,
-            "runs_reused": self.runs_reused,
-            "notes": list(self.notes),
-        }
-
-
 # --- variants ----------------------------------------------------------------------------------
-
-
-def override_text(path: str, value: Any) -> str:
-    """``path=value`` as ``--set`` reads it.
-
-    >>> override_text("model.hidden", [8]), override_text("optimizer.name", "sgd")
-    ('model.hidden=[8]', 'optimizer.name="sgd"')
-    """
-    # JSON is valid YAML: the override reads back as exactly this value (a string stays a string).
-    return f"{path}={json.dumps(value)}"
-
-
-def value_label(value: Any) -> str:
-    """How a value appears in a variant name: 0.01, false, adamw, [64, 64], {decay: 0.99}."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {value_label(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
-def study_free_raw(recipe: Recipe) -> dict[str, Any]:
-    """The resolved recipe as plain data, without its ``ablation:`` and ``search:`` sections."""
-    # Variants are plain recipes: without the ablation (and search) sections, a variant that adds
-    # a method of ablation.add is not rejected for naming it twice.
-    raw = recipe.to_dict()
-    raw.pop("ablation", None)
-    raw.pop("search", None)
-    return raw
 
 
 def variants(recipe: Recipe) -> list[Variant]:
@@ -363,7 +138,7 @@ def check_ablation(recipe: Recipe) -> None:
     """
     spec = recipe.ablation
     base_raw = study_free_raw(recipe)
-    base_key = _fingerprint_of(base_raw)
+    base_key = study_fingerprint(base_raw)
     seen: set[str] = set()
     for i, item in enumerate(spec.add):
         path = f"ablation.add[{i}]"
@@ -409,69 +184,15 @@ def _check_variant(
         r = load_recipe(base_raw, overrides)
     except RecipeError as e:
         raise RecipeError(path, given, f"does not make a valid recipe: {e}") from None
-    if _fingerprint_of(r.to_dict()) == base_key:
+    if study_fingerprint(r.to_dict()) == base_key:
         raise RecipeError(path, given, "is the base recipe's own setting; the base is already a variant")
 
 
-def _fingerprint_of(raw: Mapping[str, Any]) -> str:
-    return json.dumps(study_identity(raw), sort_keys=True, default=str)
-
-
-def study_identity(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a resolved recipe dict that change a run's result (what a stored study keys on)."""
-    out = {k: v for k, v in raw.items() if k not in ("ablation", "search")}
-    out["train"] = {k: v for k, v in raw.get("train", {}).items() if ("train", k) not in _NO_EFFECT}
-    return out
+def _preprocess_key(r: Recipe) -> str:
+    return json.dumps(dataclasses.asdict(r.preprocess), sort_keys=True)
 
 
 # --- running -----------------------------------------------------------------------------------
-
-
-def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    # Only the scalar metrics: the per-class report and the confusion matrix stay in run directories.
-    return {
-        k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-
-
-SIZE_KEYS = ("params", "nonzero", "size_bytes")
-
-
-def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None) -> RunOutcome:
-    """The default runner: ``tunelab.fit`` on ``bundle`` (a run directory only when ``out`` is given).
-
-    >>> from tunelab.recipe import load_recipe  # doctest: +SKIP
-    >>> r = load_recipe({"data": {"name": "iris"}, "train": {"epochs": 2}})  # doctest: +SKIP
-    >>> train_run(r, load_data(r.data)).status  # doctest: +SKIP
-    'completed'
-    """
-    from tunelab.metrics.efficiency import count_parameters, model_size_bytes
-    from tunelab.train import fit
-
-    result = fit(recipe, data=bundle, save=out is not None, out=out)
-    size = {}
-    if result.model is not None:
-        counts = count_parameters(result.model)
-        size = {"params": counts["params"], "nonzero": counts["nonzero"]}
-        size["size_bytes"] = model_size_bytes(result.model)
-    return RunOutcome(
-        status=result.status,
-        val=_scalars(result.val),
-        test=_scalars(result.test),
-        seconds=result.train_seconds,
-        epochs=result.epochs,
-        message=result.message,
-        run_dir=result.run_dir,
-        size=size,
-    )
-
-
-def resolve_monitor(recipe: Recipe, task: str) -> tuple[str, str, Literal["max", "min"]]:
-    """(monitor, val metric compared, mode). A ``train.loss`` monitor is compared on ``val.loss``:
-    a study's comparisons are always on held-out data."""
-    monitor = resolve_auto_monitor(recipe.train.monitor, task)
-    metric = monitor.split(".", 1)[1]
-    return monitor, metric, monitor_mode(monitor)
 
 
 def selection_bundle(bundle: DataBundle) -> DataBundle:
@@ -481,6 +202,31 @@ def selection_bundle(bundle: DataBundle) -> DataBundle:
     split out of every run that takes part in a choice.
     """
     return dataclasses.replace(bundle, x_test=bundle.x_val, y_test=bundle.y_val)
+
+
+class _VariantData:
+    """The bundle each variant trains on: the base's, or the same split preprocessed its own way.
+
+    A variant of the preprocessing (``preprocess.scaling: [none, minmax]``) needs the raw data
+    preprocessed again; every other variant shares the base's bundle. Selection runs see val in
+    the test slot (``selection_bundle``); the final test runs see the real test split.
+    """
+
+    def __init__(self, base: Recipe, bundle: DataBundle, data: DataBundle | tuple[Any, ...] | None) -> None:
+        self.base, self.data = base, data
+        self.bundles = {_preprocess_key(base): bundle}
+
+    def __call__(self, variant: Variant, phase: str) -> DataBundle:
+        r = variant_recipe(self.base, variant)
+        key = _preprocess_key(r)
+        if key not in self.bundles:
+            if isinstance(self.data, DataBundle):
+                raise RecipeError(
+                    "ablation.values", variant.name, "varies the preprocessing, which needs raw data: "
+                    "pass arrays (x, y) or the recipe's data, not a preprocessed DataBundle",
+                )  # fmt: skip
+            self.bundles[key] = load_bundle(r, self.data)
+        return self.bundles[key] if phase == "test" else selection_bundle(self.bundles[key])
 
 
 def _slug(name: str) -> str:
@@ -497,6 +243,7 @@ def run_ablation(
     overrides: Sequence[str] = (),
     test: str = "t",
     alpha: float = 0.05,
+    correction: str = "holm",
     confidence: float = 0.95,
     data: DataBundle | tuple[Any, ...] | None = None,
     runner: Runner | None = None,
@@ -511,7 +258,10 @@ def run_ablation(
             runs are read back from it, never recomputed.
         study_name: default ``ablate-<dataset>-<model>``.
         out_dir: where the final base/best test runs write their run directories (none if None).
-        test: the paired test, "t" or "wilcoxon"; ``alpha``: significance after Holm's correction.
+        test: the paired test, "t" or "wilcoxon"; ``alpha``: the family's significance level.
+        correction: "holm" (step-down) or "bonferroni" (simultaneous intervals); each difference's
+            interval is at the level this gives it (``tunelab.study.comparisons``).
+        confidence: of each variant's metric interval and of the test split's difference.
         data: a DataBundle or arrays instead of the recipe's data (one split for every run).
         runner: ``runner(recipe, bundle, out) -> RunOutcome`` instead of training with
             ``tunelab.fit`` (a scripted objective in tests, or your own training).
@@ -523,13 +273,8 @@ def run_ablation(
     >>> d = res.variant("-l2").difference  # doctest: +SKIP
     >>> d.estimate, d.ci_low, d.ci_high, res.variant("-l2").outcome, res.best  # doctest: +SKIP
     """
-    base = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
-    if seeds < 1:
-        raise TunelabError(f"--seeds {seeds}: must be at least 1 (5 or more to detect small effects)")
-    if test not in ("t", "wilcoxon"):
-        raise TunelabError(f"--test {test}: must be t or wilcoxon")
-    if not 0 < alpha < 1:
-        raise TunelabError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
+    base = study_recipe(recipe, overrides)
+    _check_options(seeds, test, alpha, correction)
     check_ablation(base)
     arms = variants(base)
     if len(arms) == 1:
@@ -538,78 +283,95 @@ def run_ablation(
             "`ablation:` section; add candidates, e.g. ablation: {add: [{name: ema}], values: "
             "{optimizer.lr: [0.01, 0.001]}}"
         )
-    runner = runner or train_run
     bundle = load_bundle(base, data)
-    monitor, metric, mode = resolve_monitor(base, bundle.task)
-    select_data = selection_bundle(bundle)
-    first = base.train.seed
-    seed_list = tuple(first + i for i in range(seeds))
-    name = study_name or f"ablate-{base.data.name}-{base.model.name}"
-    identity = study_identity(study_free_raw(base))
-    # Each run's key holds its own seed, so the base seed only says which runs to take: a study
-    # started at train.seed=0 serves --set train.seed=2 with the seeds they share.
-    identity["train"] = {k: v for k, v in identity["train"].items() if k != "seed"}
-    identity["study"] = {"monitor": monitor}
-    store = RunStore(
-        storage, name, kind="ablation", recipe=identity, direction="maximize" if mode == "max" else "minimize"
+    metric = compared_metric(base, bundle.task)
+    study = StudyRuns(
+        base,
+        kind="ablation",
+        storage=storage,
+        study_name=study_name,
+        metric=metric,
+        runner=runner,
+        study={"monitor": metric.monitor},
+        seed_in_keys=True,
     )
-    # Latency measurement and TensorBoard files cost seconds per run and change no metric compared.
-    quiet = ("train.efficiency=false", "train.tensorboard=false")
-    counts = {"computed": 0, "reused": 0}
+    data_for = _VariantData(base, bundle, data)
+    seed_list = tuple(base.train.seed + i for i in range(seeds))
 
     def one(variant: Variant, seed: int, phase: Literal["select", "test"]) -> StoredRun:
-        key = {"phase": phase, "overrides": list(variant.overrides), "seed": seed}
-
-        def compute() -> tuple[str, float | None, dict[str, Any]]:
-            r = variant_recipe(base, variant, [f"train.seed={seed}", *quiet])
-            out = None
-            if phase == "test" and out_dir is not None:
-                out = Path(out_dir) / _slug(variant.name) / f"seed-{seed}"
-            o = runner(r, bundle if phase == "test" else select_data, out)
-            value = o.val.get(metric)
-            attrs = {
-                "variant": variant.name,
-                "seed": seed,
-                "phase": phase,
-                "val": o.val,
-                "seconds": o.seconds,
-                "epochs": o.epochs,
-                "message": o.message,
-                **o.size,
-            }
-            if phase == "test":  # selection runs hold val in their test slot: nothing to keep
-                attrs["test"] = o.test
-                attrs["run_dir"] = o.run_dir
-            return o.status, value, attrs
-
-        run = store.run(key, compute)
-        counts["reused" if run.cached else "computed"] += 1
-        if on_run is not None and not run.cached:
-            test_value = (run.attrs.get("test") or {}).get(metric) if phase == "test" else None
-            on_run(
-                RunRecord(variant.name, seed, phase, run.status, run.value, test_value,
-                          float(run.attrs.get("seconds", 0.0)), run.cached)
-            )  # fmt: skip
-        return run
+        return _one_run(study, variant, seed, phase, data_for(variant, phase), out_dir, on_run)
 
     # Seed by seed, every variant: an interrupted study already holds complete pairs.
-    runs: dict[tuple[str, int], StoredRun] = {}
-    for seed in seed_list:
-        for v in arms:
-            runs[(v.name, seed)] = one(v, seed, "select")
-
-    results = analyze(arms, runs, seed_list, mode=mode, test=test, alpha=alpha, confidence=confidence)
-    best = choose_best(results, mode)
-    notes: list[str] = []
+    runs = {(v.name, seed): one(v, seed, "select") for seed in seed_list for v in arms}
+    results = analyze(
+        arms, runs, seed_list, mode=metric.mode, test=test, alpha=alpha, correction=correction,
+        confidence=confidence,
+    )  # fmt: skip
+    best = choose_best(results, metric.mode)
 
     # The test split, read once the choice is made: the base and the best variant, every seed.
-    finished = [s for s in seed_list if runs[("base", s)].ok]
     chosen = [arms[0]] + ([best.variant] if best.name != "base" else [])
-    test_runs: dict[tuple[str, int], StoredRun] = {}
-    for v in chosen:
-        for s in seed_list:
-            if runs[(v.name, s)].ok:
-                test_runs[(v.name, s)] = one(v, s, "test")
+    test_runs = {(v.name, s): one(v, s, "test") for v in chosen for s in seed_list if runs[(v.name, s)].ok}
+    finished = [s for s in seed_list if runs[("base", s)].ok]
+    return AblationResult(
+        study_name=study.store.study_name,
+        storage=study.where,
+        monitor=metric.monitor,
+        mode=metric.mode,
+        seeds=seed_list,
+        test_name=test,
+        alpha=alpha,
+        confidence=confidence,
+        variants=tuple(results),
+        best=best.name,
+        test=test_split_evaluation(metric.metric, best.name, test_runs, finished, confidence, test),
+        runs_computed=study.computed,
+        runs_reused=study.reused,
+        notes=tuple(_reproducibility_notes(runs, test_runs)),
+        correction=correction,
+    )
+
+
+def _check_options(seeds: int, test: str, alpha: float, correction: str) -> None:
+    if seeds < 1:
+        raise TunelabError(f"--seeds {seeds}: must be at least 1 (5 or more to detect small effects)")
+    if test not in ("t", "wilcoxon"):
+        raise TunelabError(f"--test {test}: must be t or wilcoxon")
+    if not 0 < alpha < 1:
+        raise TunelabError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
+    if correction not in CORRECTIONS:
+        raise TunelabError(f"--correction {correction}: must be {' or '.join(CORRECTIONS)}")
+
+
+def _one_run(
+    study: StudyRuns,
+    variant: Variant,
+    seed: int,
+    phase: Literal["select", "test"],
+    bundle: DataBundle,
+    out_dir: str | Path | None,
+    on_run: Callable[[RunRecord], None] | None,
+) -> StoredRun:
+    """One (variant, seed) run of ``phase``: read back, or trained now and reported to ``on_run``."""
+    key = {"phase": phase, "overrides": list(variant.overrides), "seed": seed}
+    out = None
+    if phase == "test" and out_dir is not None:
+        out = Path(out_dir) / _slug(variant.name) / f"seed-{seed}"
+    attrs = {"variant": variant.name, "seed": seed, "phase": phase}
+    overrides = [*variant.overrides, f"train.seed={seed}"]
+    run = study.run(key, overrides, bundle, out, keep_test=phase == "test", attrs=attrs)
+    if on_run is not None and not run.cached:
+        test_value = (run.attrs.get("test") or {}).get(study.metric.metric) if phase == "test" else None
+        seconds = float(run.attrs.get("seconds", 0.0))
+        on_run(RunRecord(variant.name, seed, phase, run.status, run.value, test_value, seconds, run.cached))
+    return run
+
+
+def _reproducibility_notes(
+    runs: Mapping[tuple[str, int], StoredRun], test_runs: Mapping[tuple[str, int], StoredRun]
+) -> list[str]:
+    """A note for each retrain for the test split whose val score differs from its selection run's."""
+    notes = []
     for (vname, s), tr in test_runs.items():
         sel = runs[(vname, s)]
         if tr.ok and sel.value is not None and not math.isclose(tr.value or 0.0, sel.value, rel_tol=1e-6):
@@ -617,154 +379,7 @@ def run_ablation(
                 f"{vname} seed {s}: the retrain for the test split scored val {tr.value:.6g}, not "
                 f"{sel.value:.6g}; training is not bit-reproducible on this device"
             )
-    test_eval = _test_evaluation(metric, best.name, test_runs, finished, confidence, test)
-    return AblationResult(
-        study_name=name,
-        storage=store.where,
-        monitor=monitor,
-        mode=mode,
-        seeds=seed_list,
-        test_name=test,
-        alpha=alpha,
-        confidence=confidence,
-        variants=tuple(results),
-        best=best.name,
-        test=test_eval,
-        runs_computed=counts["computed"],
-        runs_reused=counts["reused"],
-        notes=tuple(notes),
-    )
+    return notes
 
 
-# --- analysis (pure: runs in, report data out) ---------------------------------------------------
-
-
-def _outcome(kind: VariantKind, verdict_: str) -> Outcome:
-    if verdict_ in ("no detectable difference", "needs ≥ 2 seeds"):
-        return verdict_  # type: ignore[return-value]
-    better = verdict_ == "better"
-    # Removing a method (or switching a regularizer off) and getting worse means it helped.
-    if kind in ("remove", "regularizer"):
-        return "hurt" if better else "helped"
-    return "helped" if better else "hurt"
-
-
-def analyze(
-    arms: Sequence[Variant],
-    runs: Mapping[tuple[str, int], StoredRun],
-    seeds: Sequence[int],
-    *,
-    mode: Literal["max", "min"],
-    test: str = "t",
-    alpha: float = 0.05,
-    confidence: float = 0.95,
-) -> list[VariantResult]:
-    """Per variant: summary over seeds, paired difference to the base, Holm across variants, verdict.
-
-    Pairs are the seeds where both the variant and the base finished. Holm's correction runs over
-    the variants that have a test (at least two pairs); the others say "needs ≥ 2 seeds".
-    """
-    base_vals = {s: float(runs[("base", s)].value) for s in seeds if runs[("base", s)].ok}  # type: ignore[arg-type]
-    diffs: dict[str, PairedDifference] = {}
-    for v in arms:
-        ok = {s: float(runs[(v.name, s)].value) for s in seeds if runs[(v.name, s)].ok}  # type: ignore[arg-type]
-        paired = [s for s in seeds if s in ok and s in base_vals]
-        if not v.is_base and paired:
-            diffs[v.name] = paired_difference(
-                [ok[s] for s in paired], [base_vals[s] for s in paired], confidence=confidence, test=test
-            )
-    # Holm over the variants that have a test; one with a single pair has no p-value to correct.
-    testable = [name for name, d in diffs.items() if d.n >= 2]
-    adjusted = dict(zip(testable, holm([diffs[name].p_value for name in testable]), strict=True))
-    out = []
-    for v in arms:
-        mine = {s: runs[(v.name, s)] for s in seeds}
-        ok_seeds = tuple(s for s, r in mine.items() if r.ok)
-        vals = tuple(float(mine[s].value) for s in ok_seeds)  # type: ignore[arg-type]
-        failed = tuple((s, r.status) for s, r in mine.items() if not r.ok)
-        summary = summarize(vals, confidence) if vals else None
-        diff = diffs.get(v.name)
-        if v.is_base:
-            verdict_, outcome = "base", "reference"
-        elif diff is None:
-            verdict_, outcome = "failed", "failed"
-        else:
-            verdict_ = verdict(diff, adjusted.get(v.name, 1.0), mode=mode, alpha=alpha)
-            outcome = _outcome(v.kind, verdict_)
-        secs = [float(mine[s].attrs.get("seconds", 0.0)) for s in ok_seeds]
-        size = {}
-        for key in SIZE_KEYS:
-            got = [float(mine[s].attrs[key]) for s in ok_seeds if key in mine[s].attrs]
-            if got and len(got) == len(ok_seeds):
-                size[key] = sum(got) / len(got)
-        out.append(
-            VariantResult(
-                v, ok_seeds, vals, failed, summary, diff, adjusted.get(v.name), verdict_, outcome,
-                sum(secs) / max(1, len(secs)), size,
-            )
-        )  # fmt: skip
-    return out
-
-
-def choose_best(results: Sequence[VariantResult], mode: Literal["max", "min"]) -> VariantResult:
-    """The variant with the best mean on val (the base wins ties: no change without a reason)."""
-    sign = 1.0 if mode == "max" else -1.0
-    candidates = [r for r in results if r.summary is not None]
-    if not candidates:
-        raise TunelabError("every run of the ablation failed; see the runs' messages (lower the lr?)")
-    return max(candidates, key=lambda r: (sign * r.summary.mean, r.variant.is_base))  # type: ignore[union-attr]
-
-
-def _test_evaluation(
-    metric: str,
-    best: str,
-    test_runs: Mapping[tuple[str, int], StoredRun],
-    seeds: Sequence[int],
-    confidence: float,
-    test: str,
-) -> TestEvaluation | None:
-    def values(name: str) -> dict[int, float]:
-        out = {}
-        for (v, s), r in test_runs.items():
-            t = (r.attrs.get("test") or {}).get(metric)
-            if v == name and r.ok and t is not None:
-                out[s] = float(t)
-        return out
-
-    base = values("base")
-    if not base:
-        return None
-    other = values(best) if best != "base" else {}
-    paired = [s for s in seeds if s in base and s in other]
-    diff = None
-    if paired:
-        a, b = [other[s] for s in paired], [base[s] for s in paired]
-        diff = paired_difference(a, b, confidence=confidence, test=test)
-    return TestEvaluation(
-        metric=metric,
-        base=summarize(list(base.values()), confidence),
-        best=summarize(list(other.values()), confidence) if other else None,
-        difference=diff,
-        base_values=tuple(base.values()),
-        best_values=tuple(other.values()),
-    )
-
-
-__all__ = [
-    "AblationResult",
-    "RunOutcome",
-    "RunRecord",
-    "TestEvaluation",
-    "Variant",
-    "VariantResult",
-    "analyze",
-    "check_ablation",
-    "choose_best",
-    "override_text",
-    "run_ablation",
-    "study_free_raw",
-    "train_run",
-    "value_label",
-    "variant_recipe",
-    "variants",
-]
+__all__ = ["check_ablation", "run_ablation", "selection_bundle", "variant_recipe", "variants"]

@@ -42,10 +42,11 @@ from tunelab.compress.artifacts import save_compressed
 from tunelab.compress.prune import count_nonzero_params, prune_magnitude_, weight_sparsity
 from tunelab.compress.quantize import linear_weight_bytes, quantize_int8
 from tunelab.compress.structured import prune_channels
-from tunelab.errors import ModelError, TunelabError
+from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_text, finite
 from tunelab.metrics.efficiency import flops, latency, model_size_bytes, throughput
 from tunelab.recipe import Recipe
+from tunelab.study.scaffold import compared_metric
 
 __all__ = [
     "CompressResult",
@@ -182,11 +183,13 @@ class _Variant:
     tests: list[dict[str, Any]]
     seeds: list[int]
     notes: list[str] = field(default_factory=list)
+    scheme: str | None = None  # int8 rows: the torchao scheme, saved so a predictor can rebuild it
 
 
 def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
     from tunelab.data import load_data
-    from tunelab.models import build_model
+    from tunelab.models.pretrained import load_state_dict_file
+    from tunelab.predict import run_model
     from tunelab.recipe import load_recipe
 
     if not (run_dir / "recipe.yaml").is_file():
@@ -198,24 +201,19 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
             f"{run_dir}: no final.pt; the run did not finish (see its result.json): train it to the end first"
         )
     recipe = load_recipe(run_dir / "recipe.yaml")
-    data = load_data(recipe.data)
-    model = build_model(recipe.model, data.input_shape, data.num_outputs)
-    from tunelab.compress.quantize import dequantized
-    from tunelab.compress.structured import resize_to_state_dict
-    from tunelab.models.pretrained import load_state_dict_file
-
-    try:
-        # A run with channel_prune saved the narrowed model, one with quantize an int8 one: the
-        # recipe's architecture is narrowed to fit, and int8 weights are compressed as floats.
-        state = dequantized(load_state_dict_file(run_dir / "final.pt"))
-        if any(m.name == "channel_prune" for m in recipe.methods):
-            resize_to_state_dict(model, state)
-        model.load_state_dict(state)
-    except (RuntimeError, ModelError) as e:
-        raise TunelabError(
-            f"{run_dir}/final.pt does not fit the model its recipe.yaml builds ({str(e).splitlines()[0]}); "
-            "was the recipe edited after training?"
-        ) from None
+    data = load_data(recipe.data, recipe.preprocess)
+    # A run with channel_prune saved the narrowed model, one with quantize an int8 one: the
+    # recipe's architecture is narrowed to fit, and int8 weights are compressed as floats.
+    state = load_state_dict_file(run_dir / "final.pt")
+    model = run_model(
+        recipe,
+        data.input_shape,
+        data.num_outputs,
+        state,
+        quantized=False,
+        source=f"{run_dir}/final.pt",
+        embeddings=data.meta.get("embeddings"),
+    )
     return recipe, data, model
 
 
@@ -308,24 +306,12 @@ def compress_run(
     >>> res = compress_run("runs/demo", sparsities=[0.9], seeds=3)  # doctest: +SKIP
     >>> [(r.name, r.nonzero_params, r.val["accuracy"], r.pareto) for r in res.rows]  # doctest: +SKIP
     """
-    from tunelab.spec import monitor_mode
-    from tunelab.train import fit, resolve_device
+    from tunelab.train import resolve_device
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     say = progress or (lambda _msg: None)
-    for s in sparsities:
-        if not (isinstance(s, (int, float)) and 0 < s < 1):
-            raise TunelabError(f"--sparsity: got {s!r}; each value must be a fraction in (0, 1), e.g. 0.9")
-    if seeds < 1:
-        raise TunelabError(f"--seeds: got {seeds}; must be >= 1")
-    if finetune_epochs is not None and finetune_epochs < 0:
-        raise TunelabError(f"--finetune-epochs: got {finetune_epochs}; must be >= 0")
-    if schedule not in ("oneshot", "linear", "cubic"):
-        raise TunelabError(f"--schedule: got {schedule!r}; must be oneshot, linear or cubic")
-    scope = scope or ("layerwise" if structured else "global")
-    if scope not in ("global", "layerwise"):
-        raise TunelabError(f"--scope: got {scope!r}; must be global or layerwise")
+    scope = _check_options(sparsities, seeds, finetune_epochs, schedule, scope, structured)
 
     say(f"loading {run_dir}")
     recipe, data, dense = _load_run(run_dir)
@@ -333,66 +319,22 @@ def compress_run(
     torch.set_num_threads(threads)
     device = resolve_device(recipe.train.device)
     epochs = finetune_epochs if finetune_epochs is not None else max(1, round(recipe.train.epochs / 4))
-    monitor = recipe.train.monitor
-    if monitor == "auto":
-        monitor = "val.accuracy" if data.task == "classification" else "val.loss"
-    metric = monitor.split(".", 1)[1]
-    mode = monitor_mode(monitor)
+    compared = compared_metric(recipe, data.task)
+    metric, mode = compared.metric, compared.mode
     dense = dense.to(device)
-    bundle = data.to(device)
     gen = torch.Generator().manual_seed(0)  # inputs for tracing and timing: never the global RNG
     one = torch.randn((1, *data.input_shape), generator=gen).to(device)
     big = torch.randn((throughput_batch, *data.input_shape), generator=gen).to(device)
-    seed_list = [recipe.train.seed + i for i in range(seeds if epochs > 0 else 1)]
+    setting = _Setting(recipe, data.to(device), device, epochs, threads, scope, schedule, one)
 
-    variants: list[_Variant] = []
-    val, test = _evaluate(dense, bundle, recipe)
+    val, test = _evaluate(dense, setting.bundle, recipe)
     bare = any(m.name == "tta" for m in recipe.methods)
     notes = ["every row is the bare model: the run's tta is not applied"] if bare else []
-    variants.append(_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed], notes))
-
-    for s in sparsities:
-        kind: Kind = "structured" if structured else "unstructured"
-        v = _Variant(f"{kind}-{s:g}", kind, float(s), [], [], [], seed_list)
-        for seed in seed_list:
-            say(f"{v.name}: seed {seed}, {epochs} fine-tuning epoch(s)")
-            model = copy.deepcopy(dense)
-            prune_spec = None
-            if structured:
-                pr = prune_channels(model, torch.cat([one, one]), s, scope=scope)  # batch 2: BN-safe
-                if pr.params_after == pr.params_before:
-                    v.notes.append("no channel could be removed")
-            elif epochs == 0 or schedule == "oneshot":
-                prune_magnitude_(model, s, scope)
-                prune_spec = {"sparsity": s, "scope": scope, "schedule": "oneshot", "begin": 0.0, "end": 1.0}
-            else:
-                # Gradual: the masks grow over the first half of the fine-tuning from the trained
-                # weights' magnitudes; the second half fine-tunes with the masks fixed.
-                prune_spec = {"sparsity": s, "scope": scope, "schedule": schedule, "begin": 0.0, "end": 0.5}
-            if epochs > 0:
-                ft = finetune_recipe(recipe, epochs, seed, threads, prune_spec)
-                r = fit(ft, model=model, data=bundle, save=False)
-                if not r.ok:
-                    raise TunelabError(f"{v.name}: fine-tuning {r.status}: {r.message}")
-                model, val, test = r.model, r.val, r.test
-            else:
-                val, test = _evaluate(model, bundle, recipe)
-            v.models.append(model)
-            v.vals.append(val)
-            v.tests.append(test)
-        variants.append(v)
-
+    variants = [_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed], notes)]
+    seed_list = [recipe.train.seed + i for i in range(seeds if epochs > 0 else 1)]
+    variants += [_pruned(setting, dense, s, structured, seed_list, say) for s in sparsities]
     if quantize:
-        for scheme, name in (("int8_dynamic", "int8"), ("int8_weight_only", "int8-weight-only")):
-            say(f"{name}: {scheme} quantization of the Linear layers")
-            q = quantize_int8(copy.deepcopy(dense).cpu(), scheme)
-            if device.type != "cpu":
-                q.to(device)
-            val, test = _evaluate(q, bundle, recipe)
-            v = _Variant(name, "int8", 0.0, [q], [val], [test], [recipe.train.seed])
-            if scheme == "int8_weight_only":
-                v.notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")
-            variants.append(v)
+        variants += _quantized(setting, dense, say)
 
     say("measuring")
     rows = _rows(variants, recipe, dense, one, big, metric, budget_s, run_dir if save else None)
@@ -416,6 +358,115 @@ def compress_run(
     if save:
         atomic_write_text(run_dir / "compress" / "result.json", json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def _check_options(
+    sparsities: Sequence[float],
+    seeds: int,
+    finetune_epochs: int | None,
+    schedule: str,
+    scope: str | None,
+    structured: bool,
+) -> str:
+    """Raise a TunelabError naming the first bad option; return the scope (its default resolved)."""
+    for s in sparsities:
+        if not (isinstance(s, (int, float)) and 0 < s < 1):
+            raise TunelabError(f"--sparsity: got {s!r}; each value must be a fraction in (0, 1), e.g. 0.9")
+    if seeds < 1:
+        raise TunelabError(f"--seeds: got {seeds}; must be >= 1")
+    if finetune_epochs is not None and finetune_epochs < 0:
+        raise TunelabError(f"--finetune-epochs: got {finetune_epochs}; must be >= 0")
+    if schedule not in ("oneshot", "linear", "cubic"):
+        raise TunelabError(f"--schedule: got {schedule!r}; must be oneshot, linear or cubic")
+    scope = scope or ("layerwise" if structured else "global")
+    if scope not in ("global", "layerwise"):
+        raise TunelabError(f"--scope: got {scope!r}; must be global or layerwise")
+    return scope
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """What every compressed row of one run shares: the run, its data and how it is fine-tuned."""
+
+    recipe: Recipe
+    bundle: Any  # the run's DataBundle, on the device
+    device: torch.device
+    epochs: int  # fine-tuning epochs per seed; 0 evaluates the compressed model as it is
+    threads: int
+    scope: Literal["global", "layerwise"]
+    schedule: str
+    example: Tensor  # one input (batch 1), for tracing
+
+
+def _pruned(
+    setting: _Setting,
+    dense: nn.Module,
+    sparsity: float,
+    structured: bool,
+    seeds: list[int],
+    say: Callable[[str], None],
+) -> _Variant:
+    """One pruned row: ``dense`` pruned to ``sparsity`` and fine-tuned once per seed."""
+    from tunelab.train import fit
+
+    kind: Kind = "structured" if structured else "unstructured"
+    v = _Variant(f"{kind}-{sparsity:g}", kind, float(sparsity), [], [], [], seeds)
+    scope, schedule, epochs, one = setting.scope, setting.schedule, setting.epochs, setting.example
+    for seed in seeds:
+        say(f"{v.name}: seed {seed}, {epochs} fine-tuning epoch(s)")
+        model = copy.deepcopy(dense)
+        prune_spec = None
+        if structured:
+            pr = prune_channels(model, torch.cat([one, one]), sparsity, scope=scope)  # batch 2: BN-safe
+            if pr.params_after == pr.params_before:
+                v.notes.append("no channel could be removed")
+        elif epochs == 0 or schedule == "oneshot":
+            prune_magnitude_(model, sparsity, scope)
+            prune_spec = {
+                "sparsity": sparsity,
+                "scope": scope,
+                "schedule": "oneshot",
+                "begin": 0.0,
+                "end": 1.0,
+            }
+        else:
+            # Gradual: the masks grow over the first half of the fine-tuning from the trained
+            # weights' magnitudes; the second half fine-tunes with the masks fixed.
+            prune_spec = {
+                "sparsity": sparsity,
+                "scope": scope,
+                "schedule": schedule,
+                "begin": 0.0,
+                "end": 0.5,
+            }
+        if epochs > 0:
+            ft = finetune_recipe(setting.recipe, epochs, seed, setting.threads, prune_spec)
+            r = fit(ft, model=model, data=setting.bundle, save=False)
+            if not r.ok:
+                raise TunelabError(f"{v.name}: fine-tuning {r.status}: {r.message}")
+            model, val, test = r.model, r.val, r.test
+        else:
+            val, test = _evaluate(model, setting.bundle, setting.recipe)
+        v.models.append(model)
+        v.vals.append(val)
+        v.tests.append(test)
+    return v
+
+
+def _quantized(setting: _Setting, dense: nn.Module, say: Callable[[str], None]) -> list[_Variant]:
+    """The int8 rows: dynamic and weight-only quantization of ``dense``'s Linear layers."""
+    out = []
+    for scheme, name in (("int8_dynamic", "int8"), ("int8_weight_only", "int8-weight-only")):
+        say(f"{name}: {scheme} quantization of the Linear layers")
+        q = quantize_int8(copy.deepcopy(dense).cpu(), scheme)
+        if setting.device.type != "cpu":
+            q.to(setting.device)
+        val, test = _evaluate(q, setting.bundle, setting.recipe)
+        v = _Variant(name, "int8", 0.0, [q], [val], [test], [setting.recipe.train.seed], scheme=scheme)
+        if scheme == "int8_weight_only":
+            v.notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")
+        out.append(v)
+    return out
 
 
 def _summaries(records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
@@ -473,6 +524,8 @@ def _rows(
         if run_dir is not None and v.kind != "dense":
             for seed, model, seed_val in zip(v.seeds, v.models, v.vals, strict=True):
                 meta = {"row": v.name, "seed": seed, "sparsity": v.sparsity, "val": seed_val}
+                if v.scheme is not None:
+                    meta["scheme"] = v.scheme
                 out = save_compressed(model, v.kind, run_dir / path / f"seed-{seed}", one, meta)
                 notes.extend(n for n in out["notes"] if n not in notes)
                 if v.kind == "unstructured" and seed == v.seeds[0]:

@@ -6,10 +6,11 @@
    aside untouched, and train + val are pooled.
 2. The pool is cut into K folds, stratified for classification (``StratifiedKFold``, ``KFold`` for
    regression), shuffled by ``data.split_seed``: every value is scored on the same folds.
-3. Each fold trains on the other K-1 folds and is scored on itself. Standardization is fit on the
-   fold's training part only: the pool is loaded *unstandardized* (``data.standardize: false``,
-   the same split), and each fold refits the statistics, as ``make_bundle`` does for train, so no
-   statistic of a fold's held-out samples leaks into its training.
+3. Each fold trains on the other K-1 folds and is scored on itself. The preprocessing (the
+   recipe's ``preprocess:`` section: imputation, encoding, scaling) is fit on the fold's training
+   part only: the pool keeps its samples raw (``load_data(keep_raw=True)``, the same split), and
+   each fold refits it, as ``make_bundle`` does for train, so no statistic of a fold's held-out
+   samples leaks into its training.
 4. Per value: the per-fold scores of the monitored metric, their mean and 95% t-interval. The
    choice by best mean, and by the one-standard-error rule: among the values whose mean is within
    one standard error (std / sqrt(K)) of the best mean, the **first in the order given**; list
@@ -39,31 +40,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import yaml
 from optuna.storages import BaseStorage
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
-from tunelab.data.splits import CONSTANT_STD, x_stats
+from tunelab.data.splits import refit_fold
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import Recipe, load_recipe
-from tunelab.study.ablation import (
+from tunelab.study.runstore import StoredRun
+from tunelab.study.scaffold import (
+    ComparedMetric,
     Runner,
-    RunOutcome,
+    StudyRuns,
+    compared_metric,
     override_text,
-    resolve_monitor,
     study_free_raw,
-    study_identity,
-    train_run,
+    study_recipe,
     value_label,
 )
-from tunelab.study.runstore import RunStore, StoredRun
 from tunelab.study.stats import Summary, summarize
 from tunelab.train import load_bundle
+from tunelab.yaml_loader import DuplicateKeyError, load_yaml
 
 Choice = Literal["best", "1se"]
-_FORBIDDEN = ("data", "ablation", "search")
+_FORBIDDEN = ("data", "preprocess", "ablation", "search")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class CVChoice:
 
 
 @dataclass(frozen=True)
-class FinalRun:
+class CVRetrain:
     """The retrain with the chosen value on the recipe's train/val split, and its test evaluation."""
 
     label: str
@@ -179,7 +180,7 @@ class CVResult:
     values: tuple[CVValue, ...]
     folds: tuple[FoldRun, ...]
     choice: CVChoice
-    final: FinalRun
+    final: CVRetrain
     runs_computed: int
     runs_reused: int
     notes: tuple[str, ...] = ()
@@ -235,11 +236,13 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         raise RecipeError("--param", text, usage)
     try:
         if rhs.startswith("["):
-            values = yaml.safe_load(rhs)
+            values = load_yaml(rhs)
             if not isinstance(values, list):
                 raise RecipeError("--param", text, usage)
         else:
-            values = [yaml.safe_load(v) if v.strip() else None for v in rhs.split(",")]
+            values = [load_yaml(v) if v.strip() else None for v in rhs.split(",")]
+    except DuplicateKeyError as e:
+        raise RecipeError("--param", text, e.inline(path)) from None
     except yaml.YAMLError:
         raise RecipeError("--param", text, usage) from None
     return path, values
@@ -255,7 +258,7 @@ def _values(base: Recipe, param: tuple[str, Sequence[Any]] | None) -> list[tuple
     if any(path == p or path.startswith(p + ".") for p in _FORBIDDEN):
         raise RecipeError(
             f"--param {path}", values, "the folds are cut from the data: cross-validate a model or training "
-            "setting, not a data setting",
+            "setting, not a data or preprocess setting (compare those with tunelab ablate)",
         )  # fmt: skip
     out, seen = [], set()
     raw = study_free_raw(base)
@@ -304,56 +307,19 @@ def fold_indices(y: np.ndarray, k: int, seed: int, stratify: bool, class_names: 
     return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y))))
 
 
-def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
-
-
-def fold_bundle(
-    pool: DataBundle, x: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray, standardize: bool
-) -> DataBundle:
-    """A bundle whose train is ``x[train]`` and whose val (and test slot) is ``x[held]``.
-
-    ``x`` and ``y`` are the pooled train+val *before* standardization; with ``standardize``, the
-    statistics are fit on ``x[train]`` only (per feature, or per channel), as ``make_bundle`` does.
-    The test slot holds the held-out fold, so the real test split is never in a fold's bundle.
-    """
-    xt, xv, yt, yv = x[train], x[held], y[train], y[held]
-    preprocessing: dict[str, Any] = {}
-    y_mean = y_std = None
-    if standardize:
-        mean, std, scope, shape = x_stats(xt)
-        xt, xv = (((a - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32) for a in (xt, xv))
-        preprocessing = {"x_scope": scope, "x_mean": mean.tolist(), "x_std": std.tolist()}
-        if pool.task == "regression":
-            ym, ys = yt.mean(axis=0, dtype=np.float64), yt.std(axis=0, dtype=np.float64)
-            ys = np.where(ys < CONSTANT_STD, 1.0, ys)  # a constant target stays centred, unscaled
-            yt, yv = ((a - ym) / ys for a in (yt, yv))
-            preprocessing.update(y_mean=ym.tolist(), y_std=ys.tolist())
-            y_mean, y_std = _tensor(ym, torch.float32), _tensor(ys, torch.float32)
-    y_dtype = torch.int64 if pool.task == "classification" else torch.float32
-    xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
-    return dataclasses.replace(
-        pool,
-        x_train=_tensor(xt, torch.float32),
-        y_train=_tensor(yt, y_dtype),
-        x_val=xv_t,
-        y_val=yv_t,
-        x_test=xv_t,
-        y_test=yv_t,
-        preprocessing=preprocessing,
-        y_mean=y_mean,
-        y_std=y_std,
-    )
+def fold_bundle(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBundle:
+    """A bundle whose train is the pooled samples ``train`` and whose val (and test slot) is
+    ``held``, with the recipe's preprocessing fit on ``train`` only (``tunelab.data.refit_fold``)."""
+    return refit_fold(pool, train, held)
 
 
 def _raw_pool(base: Recipe, data: tuple[Any, ...] | None) -> DataBundle:
-    # The same split as the recipe's (split_seed), without standardization: each fold fits its own.
-    spec = dataclasses.replace(base.data, standardize=False)
+    # The same split as the recipe's (split_seed), its samples kept raw: each fold fits its own.
     if data is None:
-        return load_data(spec)
+        return load_data(base.data, base.preprocess, keep_raw=True)
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y, *test = data
-        return bundle_from_arrays(x, y, spec, *test)
+        return bundle_from_arrays(x, y, base.data, *test, preprocess=base.preprocess, keep_raw=True)
     raise RecipeError(
         "data", type(data).__name__,
         "cross-validation re-splits raw data: pass arrays (x, y) or (x, y, x_test, y_test), not a DataBundle",
@@ -428,88 +394,60 @@ def run_cv(
     ...              param=("methods.l2.weight", [0.1, 0.01, 0.001]))  # doctest: +SKIP
     >>> res.choice.best.value, res.choice.one_se.value, res.final.test["accuracy"]  # doctest: +SKIP
     """
-    base = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
+    base = study_recipe(recipe, overrides)
     if choose not in ("best", "1se"):
         raise TunelabError(f"--choose {choose}: must be best or 1se")
     candidates = _values(base, param)
-    runner = runner or train_run
     pool = _raw_pool(base, data)
-    monitor, metric, mode = resolve_monitor(base, pool.task)
-    notes = []
-    if pool.task == "regression" and metric == "loss":
-        # The loss of a regression is computed on targets standardized with each fold's own
-        # statistics; the MSE in the data's units is comparable across folds.
-        metric, mode = "mse", "min"
-        notes.append("regression: folds are scored on val.mse in the data's units (the loss is on "
-                     "targets standardized per fold)")  # fmt: skip
-    x = torch.cat([pool.x_train, pool.x_val]).numpy()
-    y = torch.cat([pool.y_train, pool.y_val]).numpy()
+    metric, notes = _fold_metric(base, pool.task)
+    assert pool.raw is not None  # loaded with keep_raw
+    y = pool.raw.y
     splits = fold_indices(
         y, folds, base.data.split_seed, pool.task == "classification", pool.class_names or ()
     )
-    name = study_name or f"cv-{base.data.name}-{base.model.name}"
-    identity = {**study_identity(study_free_raw(base)), "study": {"monitor": monitor, "metric": metric}}
-    store = RunStore(
-        storage, name, kind="cv", recipe=identity, direction="maximize" if mode == "max" else "minimize"
+    study = StudyRuns(
+        base,
+        kind="cv",
+        storage=storage,
+        study_name=study_name,
+        metric=metric,
+        runner=runner,
+        study={"monitor": metric.monitor, "metric": metric.metric},
     )
-    quiet = ("train.efficiency=false", "train.tensorboard=false")
-    counts = {"computed": 0, "reused": 0}
-
-    def run_one(key: dict[str, Any], overrides_: Sequence[str], bundle: DataBundle, out_: Any) -> StoredRun:
-        def compute() -> tuple[str, float | None, dict[str, Any]]:
-            r = load_recipe(study_free_raw(base), [*overrides_, *quiet])
-            o: RunOutcome = runner(r, bundle, out_)
-            attrs = {"val": o.val, "seconds": o.seconds, "epochs": o.epochs, "message": o.message}
-            if key["phase"] == "final":  # fold runs hold the held-out fold in their test slot
-                attrs.update(test=o.test, run_dir=o.run_dir)
-            return o.status, o.val.get(metric), attrs
-
-        run = store.run(key, compute)
-        counts["reused" if run.cached else "computed"] += 1
-        return run
 
     # Fold by fold, every value: an interrupted CV already holds comparable scores.
     fold_runs: list[FoldRun] = []
     by_value: dict[str, dict[int, StoredRun]] = {label: {} for _, label, _ in candidates}
     for i, (tr, va) in enumerate(splits):
-        bundle = fold_bundle(pool, x, y, tr, va, base.data.standardize)
+        bundle = fold_bundle(pool, tr, va)
         for value, label, ov in candidates:
-            key = {"phase": "fold", "overrides": list(ov), "k": folds, "fold": i}
-            run = run_one(key, ov, bundle, None)
+            run = study.run({"phase": "fold", "overrides": list(ov), "k": folds, "fold": i}, ov, bundle)
             by_value[label][i] = run
             seconds = float(run.attrs.get("seconds", 0.0))
             fr = FoldRun(value, label, i, run.value, run.status, len(tr), len(va), seconds, run.cached)
             fold_runs.append(fr)
             if on_run is not None and not run.cached:
                 on_run(fr)
-
-    results = []
-    for value, label, ov in candidates:
-        runs = by_value[label]
-        scores = tuple(float(r.value) for r in runs.values() if r.ok)  # type: ignore[arg-type]
-        failed = tuple((i, r.status) for i, r in runs.items() if not r.ok)
-        results.append(
-            CVValue(value, label, ov, scores, failed, summarize(scores, confidence) if scores else None)
-        )
-    choice = select_value(results, mode, choose)
+    results = [_cv_value(value, label, ov, by_value[label], confidence) for value, label, ov in candidates]
+    choice = select_value(results, metric.mode, choose)
 
     # The one retrain with the chosen value on the recipe's own split, and the one test read.
     chosen = choice.chosen
-    full = load_bundle(base, data)
-    final = run_one({"phase": "final", "overrides": list(chosen.overrides)}, chosen.overrides, full, out)
+    key = {"phase": "final", "overrides": list(chosen.overrides)}
+    final = study.run(key, chosen.overrides, load_bundle(base, data), out, keep_test=True)
     return CVResult(
-        study_name=name,
-        storage=store.where,
+        study_name=study.store.study_name,
+        storage=study.where,
         param=param[0] if param else None,
         k=folds,
-        monitor=monitor,
-        metric=metric,
-        mode=mode,
+        monitor=metric.monitor,
+        metric=metric.metric,
+        mode=metric.mode,
         stratified=pool.task == "classification",
         values=tuple(results),
         folds=tuple(fold_runs),
         choice=choice,
-        final=FinalRun(
+        final=CVRetrain(
             chosen.label,
             chosen.value,
             final.status,
@@ -517,17 +455,40 @@ def run_cv(
             dict(final.attrs.get("test") or {}),
             final.attrs.get("run_dir"),
         ),
-        runs_computed=counts["computed"],
-        runs_reused=counts["reused"],
+        runs_computed=study.computed,
+        runs_reused=study.reused,
         notes=tuple(notes),
     )
+
+
+def _fold_metric(base: Recipe, task: str) -> tuple[ComparedMetric, list[str]]:
+    """The metric each fold is scored on, and a note when it is not the recipe's own."""
+    metric = compared_metric(base, task)
+    if task == "regression" and metric.metric == "loss":
+        # The loss of a regression is computed on targets standardized with each fold's own
+        # statistics; the MSE in the data's units is comparable across folds.
+        note = (
+            "regression: folds are scored on val.mse in the data's units (the loss is on targets "
+            "standardized per fold)"
+        )
+        return dataclasses.replace(metric, metric="mse", mode="min"), [note]
+    return metric, []
+
+
+def _cv_value(
+    value: Any, label: str, overrides: tuple[str, ...], runs: Mapping[int, StoredRun], confidence: float
+) -> CVValue:
+    """One value's fold scores (the folds that finished) and their summary."""
+    scores = tuple(float(r.value) for r in runs.values() if r.ok)  # type: ignore[arg-type]
+    failed = tuple((i, r.status) for i, r in runs.items() if not r.ok)
+    return CVValue(value, label, overrides, scores, failed, summarize(scores, confidence) if scores else None)
 
 
 __all__ = [
     "CVChoice",
     "CVResult",
+    "CVRetrain",
     "CVValue",
-    "FinalRun",
     "FoldRun",
     "fold_bundle",
     "fold_indices",

@@ -26,11 +26,10 @@ processes on one study may duplicate a run, never corrupt one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +38,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from tunelab.errors import TunelabError
+from tunelab.redact import mask_url, redact
+from tunelab.study.storage import KIND_ATTR, open_storage, optuna_quiet, storage_url
 
 # Statuses of finished runs; anything else (interrupted, or no status: killed) is run again.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -89,17 +90,6 @@ def recipe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 
     return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    # Optuna logs "A new study created ..." at INFO; tunelab reports progress itself.
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
-
-
 def open_study_storage(storage: str | BaseStorage | None) -> tuple[BaseStorage, str]:
     """(storage, a printable description): a URL (None: the default SQLite file) or a storage.
 
@@ -107,10 +97,8 @@ def open_study_storage(storage: str | BaseStorage | None) -> tuple[BaseStorage, 
     """
     if isinstance(storage, BaseStorage):
         return storage, type(storage).__name__
-    from tunelab.study.storage import open_storage, storage_url
-
     url = storage_url(storage)
-    return open_storage(url, heartbeat=False), url
+    return open_storage(url, heartbeat=False), mask_url(url)
 
 
 class RunStore:
@@ -131,19 +119,19 @@ class RunStore:
     ) -> None:
         self.storage, self.where = open_study_storage(storage)
         self.study_name = study_name
-        with _quiet_optuna():
+        with optuna_quiet():
             self.study = optuna.create_study(
                 storage=self.storage, study_name=study_name, direction=direction, load_if_exists=True
             )
         attrs = self.study.user_attrs
         recipe = json.loads(canonical(recipe))  # plain JSON types, as the storage gives them back
         if not attrs:
-            self.study.set_user_attr("tunelab_kind", kind)
+            self.study.set_user_attr(KIND_ATTR, kind)
             self.study.set_user_attr("recipe", recipe)
-        elif attrs.get("tunelab_kind") != kind:
+        elif attrs.get(KIND_ATTR) != kind:
             raise TunelabError(
-                f"study {study_name!r} in {self.where} is a {attrs.get('tunelab_kind', 'non-tunelab')} "
-                f"study, not an {kind}; choose another name with --study"
+                f"study {study_name!r} in {self.where} is of kind {attrs.get(KIND_ATTR, 'non-tunelab')}, "
+                f"not {kind}; choose another name with --study"
             )
         elif canonical(attrs.get("recipe")) != canonical(recipe):
             changes = "; ".join(recipe_changes(attrs.get("recipe") or {}, recipe))
@@ -178,7 +166,9 @@ class RunStore:
             trial.set_user_attr(RUN_ATTR, {"key": dict(key), "status": status})
             self.study.tell(trial, state=TrialState.FAIL)
             raise
-        record = {**attrs, "key": dict(key), "status": status}
+        # A message may quote a URL with its password (a user's code failing); the key is kept
+        # exactly as given, since it is what a resumed study matches on.
+        record = {**redact(attrs), "key": dict(key), "status": status}
         # One attribute per run: each set_user_attr is a database transaction.
         trial.set_user_attr(RUN_ATTR, json.loads(canonical(record)))
         finished_ok = status in ("completed", "stopped_early") and value is not None and math.isfinite(value)

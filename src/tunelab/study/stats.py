@@ -1,15 +1,20 @@
-"""The statistics every study report rests on, in one module.
+"""The statistics every study report rests on: summaries and paired differences.
 
 * ``summarize(values)``: mean, sample standard deviation and a confidence interval of the mean.
 * ``paired_difference(variant, base)``: the mean difference over paired runs (same seeds, same
   split), its confidence interval and a p-value, from a paired t-test or a Wilcoxon signed-rank
   test (with the Hodges-Lehmann interval that belongs to it).
-* ``holm(p_values)``: Holm's step-down adjustment for comparing several variants to one base.
-* ``verdict(difference)``: "better", "worse" or "no detectable difference", in words a report
-  can print next to the interval it rests on.
 
+Several variants against one base (Holm, Bonferroni, verdicts) are ``tunelab.study.comparisons``.
 The numbers come from ``scipy.stats`` wherever scipy has them; the few parts written by hand
-(Holm, the signed-rank null distribution behind the Hodges-Lehmann interval) say why.
+(the signed-rank null distribution behind the Hodges-Lehmann interval and its p-value) say why.
+
+Each p-value here is the one its interval inverts: a ``1 - g`` interval excludes 0 exactly when
+p < g (p <= g for the signed-rank test), so a verdict read off the interval is the test's. For
+the Wilcoxon path that holds by construction: the p-value comes from the same Walsh averages
+and the same null distribution as the Hodges-Lehmann interval (Tukey's form of the signed-rank
+statistic), also with tied or zero differences, where scipy's ``wilcoxon`` switches to rules of
+its own (zeros dropped, a tie-corrected normal approximation) that can disagree with the interval.
 
     >>> s = summarize([0.91, 0.93, 0.92])
     >>> round(s.mean, 3), round(s.ci_low, 3), round(s.ci_high, 3), s.method
@@ -17,8 +22,6 @@ The numbers come from ``scipy.stats`` wherever scipy has them; the few parts wri
     >>> d = paired_difference([0.93, 0.95, 0.94, 0.96], [0.91, 0.93, 0.92, 0.93])
     >>> round(d.mean, 4), d.ci_low > 0, round(d.p_value, 4)
     (0.0225, True, 0.0029)
-    >>> holm([0.01, 0.04, 0.03])
-    [0.03, 0.06, 0.06]
 
 Edge cases are explicit, never a silent NaN: one value has no spread and no interval (the
 interval is infinite, ``note`` says "needs ≥ 2 values"); values that are all equal have zero
@@ -27,9 +30,10 @@ spread and a zero-width interval (``note`` says so).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -37,9 +41,8 @@ from scipy import stats
 
 from tunelab.errors import TunelabError
 
-Method = Literal["auto", "t", "bootstrap"]
+IntervalMethod = Literal["auto", "t", "bootstrap", "log-t"]  # not the training Method: an interval
 PairedTest = Literal["t", "wilcoxon"]
-Verdict = Literal["better", "worse", "no detectable difference", "needs ≥ 2 seeds"]
 
 # The "auto" rule for an interval of the mean. The t-interval is exact for normal data and, by the
 # central limit theorem, close for moderately skewed data. A bootstrap interval is built from the
@@ -173,8 +176,10 @@ def summarize(values: Sequence[float], confidence: float = 0.95, method: str = "
         # zero, so is the interval's width; more seeds (or a finer metric) may show variation.
         return Summary(n, mean, 0.0, mean, mean, confidence, chosen, f"all {n} values are equal: zero spread")
     if chosen == "t":
-        low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=stats.sem(x))
-        return Summary(n, mean, std, float(low), float(high), confidence, "t")
+        # mean ± t quantile x std / sqrt(n): ``stats.t.interval(..., scale=stats.sem(x))`` without
+        # sem's input checks and a second quantile (a millisecond a call, and studies make many).
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+        return Summary(n, mean, std, mean - half, mean + half, confidence, "t")
     low, high, note = _bootstrap_mean(x, confidence)
     if n < BOOTSTRAP_MIN_N:
         note = (note + "; " if note else "") + (
@@ -249,10 +254,25 @@ class PairedDifference:
     confidence: float
     test: str
     note: str = ""
+    # The n differences themselves: what ``at_level`` recomputes the interval from.
+    differences: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def has_interval(self) -> bool:
         return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+
+    def at_level(self, confidence: float) -> PairedDifference:
+        """The same comparison with its interval at another level (the test and p do not change).
+
+        >>> d = paired_difference([2.0, 3.0, 5.0], [1.0, 1.5, 3.0])
+        >>> d.at_level(0.99).ci_high > d.ci_high, d.at_level(0.99).p_value == d.p_value
+        (True, True)
+        """
+        _check_confidence(confidence)
+        if self.n < 2:
+            return dataclasses.replace(self, confidence=confidence)
+        low, high, note = _interval(np.asarray(self.differences), self, confidence)
+        return dataclasses.replace(self, ci_low=low, ci_high=high, confidence=confidence, note=note)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -278,12 +298,12 @@ def paired_difference(
 ) -> PairedDifference:
     """Compare paired values (the same seeds and split): ``variant - base``.
 
-    ``test="t"``: ``scipy.stats.ttest_rel`` and its interval of the mean difference.
-    ``test="wilcoxon"``: ``scipy.stats.wilcoxon`` and the Hodges-Lehmann interval (see
-    ``hodges_lehmann``), which needs at least 6 pairs to reach 95% (with 5, even the most
-    lopsided outcome has a two-sided p of 1/16). Without ties or zero differences the two agree
-    exactly (the interval is the inverted test); with them scipy switches to its normal
-    approximation while the interval stays exact, and the two may disagree at the margin.
+    ``test="t"``: the paired t-test (``scipy.stats.ttest_rel``'s p-value and interval).
+    ``test="wilcoxon"``: the signed-rank test and its Hodges-Lehmann interval, both from the
+    Walsh averages (see ``signed_rank_p`` and ``hodges_lehmann``); 95% needs at least 6 pairs
+    (with 5, even the most lopsided outcome has a two-sided p of 1/16). Without ties or zero
+    differences the p-value is ``scipy.stats.wilcoxon``'s exact one; with them it stays the one
+    the interval inverts, so the two never disagree.
 
     >>> d = paired_difference([0.90, 0.92, 0.91], [0.90, 0.92, 0.91])
     >>> d.p_value, d.ci_low, d.ci_high, d.note
@@ -305,37 +325,53 @@ def paired_difference(
     if n == 1:
         return PairedDifference(
             1, mean, math.nan, mean, -math.inf, math.inf, 1.0, confidence, "none",
-            "needs ≥ 2 seeds for an interval and a test",
+            "needs ≥ 2 seeds for an interval and a test", (mean,),
         )  # fmt: skip
     std = float(np.std(d, ddof=1))
-    if std == 0:
-        return _constant_difference(d, confidence)
-    if test == "t":
-        res = stats.ttest_rel(a, b)
-        ci = res.confidence_interval(confidence)
-        return PairedDifference(
-            n, mean, std, mean, float(ci.low), float(ci.high), float(res.pvalue), confidence, "t"
+    # Differences that differ only by the rounding of ``a - b`` (a few ulps of the values) are
+    # equal: 0.9 - 0.8 and 0.8 - 0.7 differ in the last bit, and a t statistic of 1e16 is no evidence.
+    rounding = 8 * np.finfo(np.float64).eps * float(np.max(np.abs(np.concatenate([a, b]))))
+    if np.ptp(d) <= rounding:
+        mean = 0.0 if abs(mean) <= rounding else mean
+        std, d = 0.0, np.full(n, mean)
+    if std == 0 and mean == 0:
+        name, estimate, p = test, 0.0, 1.0
+    elif std == 0:
+        # All n differences equal and non-zero: a t statistic is c / 0 (scipy says p = 0), which
+        # claims certainty the data do not have. The exact sign test asks only how likely n
+        # differences of one sign are by chance: p = 2 * 0.5**n.
+        name, estimate, p = "sign", mean, min(1.0, 2 * 0.5**n)
+    elif test == "t":
+        # The paired t-test as ``scipy.stats.ttest_rel`` computes it (the tests check), from
+        # scipy's t distribution: ttest_rel's input handling costs about 1 ms a call, ten times
+        # the test itself, and the simulations that check these statistics make thousands.
+        name, estimate = "t", mean
+        p = float(2 * stats.t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
+    else:
+        name, estimate, p = "wilcoxon", float(np.median(_walsh(d))), signed_rank_p(d)
+    first = PairedDifference(n, mean, std, estimate, math.nan, math.nan, p, confidence, name, "", tuple(d))
+    return first.at_level(confidence)
+
+
+def _interval(d: np.ndarray, test: PairedDifference, confidence: float) -> tuple[float, float, str]:
+    """The ``confidence`` interval that belongs to ``test``'s p-value (it excludes 0 when p < 1 - conf)."""
+    n, mean = len(d), test.mean
+    if test.std == 0 and mean == 0:
+        return 0.0, 0.0, "identical on every pair"
+    if test.test == "sign":
+        # The sign test's interval for the median is [c, c] when its p reaches the level, and
+        # unbounded when n is too small to reach it.
+        reached = test.p_value <= 1 - confidence
+        note = f"all {n} differences equal {mean:+.4g}: exact sign test" + (
+            "" if reached else f"; {n} pairs are too few for a {level_text(confidence)} interval"
         )
-    p = float(stats.wilcoxon(a, b).pvalue)
-    hl, low, high, note = hodges_lehmann(d, confidence)
-    return PairedDifference(n, mean, std, hl, low, high, p, confidence, "wilcoxon", note)
-
-
-def _constant_difference(d: np.ndarray, confidence: float) -> PairedDifference:
-    n, c = len(d), float(d[0])
-    if c == 0:
-        return PairedDifference(n, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, confidence, "t", "identical on every pair")
-    # All n differences equal and non-zero: a t statistic is c / 0 (scipy says p = 0), which claims
-    # certainty the data do not have. The exact sign test asks only how likely n differences of
-    # one sign are by chance: p = 2 * 0.5**n. Its interval for the median is [c, c] when that
-    # p reaches the confidence level, and unbounded when n is too small to reach it.
-    p = min(1.0, 2 * 0.5**n)
-    reached = p <= 1 - confidence
-    low, high = (c, c) if reached else (-math.inf, math.inf)
-    note = f"all {n} differences equal {c:+.4g}: exact sign test" + (
-        "" if reached else f"; {n} pairs are too few for a {confidence:.0%} interval"
-    )
-    return PairedDifference(n, c, 0.0, c, low, high, p, confidence, "sign", note)
+        return (mean, mean, note) if reached else (-math.inf, math.inf, note)
+    if test.test == "t":
+        # mean ± t quantile x standard error: ``stats.t.interval`` with one ppf call instead of two.
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * test.std / math.sqrt(n)
+        return mean - half, mean + half, ""
+    _, low, high, note = hodges_lehmann(d, confidence)
+    return low, high, note
 
 
 def signed_rank_cdf(n: int) -> np.ndarray:
@@ -355,6 +391,44 @@ def signed_rank_cdf(n: int) -> np.ndarray:
     return np.cumsum(counts) / 2.0**n
 
 
+def _signed_rank_null(n: int) -> np.ndarray:
+    """P(T+ <= t), t = 0..n(n+1)/2: exact up to ``EXACT_WILCOXON_MAX_N`` pairs, else the normal
+    approximation (mean M/2, variance n(n+1)(2n+1)/24, continuity-corrected). The p-value and the
+    interval both read this one array, which is what makes them agree."""
+    if n <= EXACT_WILCOXON_MAX_N:
+        return signed_rank_cdf(n)
+    m = n * (n + 1) // 2
+    sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+    return stats.norm.cdf((np.arange(m + 1) + 0.5 - m / 2) / sd)
+
+
+def _walsh(d: Sequence[float]) -> np.ndarray:
+    x = np.asarray(d, dtype=np.float64)
+    i, j = np.triu_indices(len(x))
+    return np.sort((x[i] + x[j]) / 2.0)  # the M = n(n+1)/2 Walsh averages, i <= j
+
+
+def signed_rank_p(d: Sequence[float]) -> float:
+    """Two-sided p-value of the signed-rank test of "the differences ``d`` are centred on 0".
+
+    T+ is counted as Tukey did: the number of Walsh averages above 0 (below 0 for the other
+    tail), which equals the sum of the positive ranks when no difference is zero or tied. A Walsh
+    average equal to 0 counts for neither tail (the conservative side), and the null is the
+    no-ties distribution: so "p <= g" holds exactly when the ``1 - g`` Hodges-Lehmann interval
+    excludes 0. scipy's ``wilcoxon`` drops zeros and uses a tie-corrected normal approximation
+    instead, which can disagree with the interval; without zeros or ties the two p-values agree.
+
+    >>> signed_rank_p([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])  # every Walsh average > 0: 2 * (1/2)**6
+    0.03125
+    """
+    walsh = _walsh(d)
+    m = len(walsh)
+    cdf = _signed_rank_null(len(d))
+    above, below = int(np.sum(walsh > 0)), int(np.sum(walsh < 0))
+    # P(T+ >= k) = P(T+ <= M - k) by symmetry; the smaller tail, doubled.
+    return float(min(1.0, 2.0 * min(cdf[m - above], cdf[m - below])))
+
+
 def hodges_lehmann(d: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, str]:
     """Hodges-Lehmann estimate and interval of the centre of paired differences ``d``.
 
@@ -368,82 +442,28 @@ def hodges_lehmann(d: Sequence[float], confidence: float = 0.95) -> tuple[float,
     >>> est, low, high
     (3.5, 1.0, 6.0)
     """
-    x = np.asarray(d, dtype=np.float64)
-    n = len(x)
-    i, j = np.triu_indices(n)
-    walsh = np.sort((x[i] + x[j]) / 2.0)
+    n = len(d)
+    walsh = _walsh(d)
     m = len(walsh)
     estimate = float(np.median(walsh))
     alpha = 1.0 - confidence
-    if n <= EXACT_WILCOXON_MAX_N:
-        cdf = signed_rank_cdf(n)
-        # C = the number of Walsh averages cut from each end: the largest C with P(T+ <= C-1) <= alpha/2.
-        c = int(np.searchsorted(cdf, alpha / 2, side="right"))
-    else:
-        # Normal approximation of T+ (mean M/2, variance n(n+1)(2n+1)/24), continuity-corrected.
-        z = stats.norm.ppf(1 - alpha / 2)
-        c = math.floor(m / 2 + 0.5 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24))
+    # C = the number of Walsh averages cut from each end: the largest C with P(T+ <= C-1) <= alpha/2.
+    c = int(np.searchsorted(_signed_rank_null(n), alpha / 2, side="right"))
     if c < 1:
-        need = next(k for k in range(2, 60) if 2 * 0.5**k <= alpha)
+        need = next(k for k in range(2, 200) if 2 * 0.5**k <= alpha)
         return (
             estimate,
             -math.inf,
             math.inf,
-            (f"{n} pairs are too few for a {confidence:.0%} signed-rank interval; needs ≥ {need}"),
+            (f"{n} pairs are too few for a {level_text(confidence)} signed-rank interval; needs ≥ {need}"),
         )
     return estimate, float(walsh[c - 1]), float(walsh[m - c]), ""
 
 
-# --- several comparisons -----------------------------------------------------------------------
+def level_text(confidence: float) -> str:
+    """A confidence level as a report prints it: 95%, 97.5%, 99.17%.
 
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (the family-wise error rate stays below alpha).
-
-    Sorted ascending, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``; a variant is
-    significant when its adjusted p is <= alpha. Written by hand (eight lines) because scipy has
-    only Benjamini-Hochberg (``false_discovery_control``); it matches statsmodels'
-    ``multipletests(method="holm")``.
-
-    >>> holm([0.01, 0.04, 0.03, 0.005])
-    [0.03, 0.06, 0.06, 0.02]
+    >>> level_text(0.95), level_text(1 - 0.05 / 6), level_text(0.999)
+    ('95%', '99.17%', '99.9%')
     """
-    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
-    if p.size == 0:
-        return []
-    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
-        raise TunelabError(f"holm: p-values must lie in [0, 1]; got {p.tolist()}")
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(1.0, stepped)
-    # Rounded to 15 digits: (m - j) * p carries float noise (3 * 0.01 = 0.030000000000000002).
-    return [round(float(v), 15) for v in adjusted]
-
-
-def verdict(
-    difference: PairedDifference,
-    p_value: float | None = None,
-    *,
-    mode: Literal["max", "min"] = "max",
-    alpha: float = 0.05,
-) -> Verdict:
-    """Is the variant better or worse than the base, or can the data not tell?
-
-    ``p_value`` defaults to the difference's own; pass the Holm-adjusted one when several
-    variants are compared. ``mode`` is the metric's direction ("max" for accuracy, "min" for a
-    loss). "no detectable difference" means the data cannot separate the two at this many
-    seeds, not that the effect is zero.
-
-    >>> d = paired_difference([0.93, 0.95, 0.94, 0.96], [0.91, 0.93, 0.92, 0.93])
-    >>> verdict(d), verdict(d, mode="min"), verdict(d, p_value=0.2)
-    ('better', 'worse', 'no detectable difference')
-    """
-    if difference.n < 2:
-        return "needs ≥ 2 seeds"
-    p = difference.p_value if p_value is None else p_value
-    if p > alpha or difference.estimate == 0:
-        return "no detectable difference"
-    up = difference.estimate > 0
-    return "better" if up == (mode == "max") else "worse"
+    return f"{100 * confidence:.4g}%"

@@ -18,14 +18,24 @@ with the same parameters, so the work is redone exactly once and nothing complet
 The beat and the grace period default to ``HEARTBEAT_SECONDS`` / ``GRACE_SECONDS`` and can be set
 with the environment variables ``TUNELAB_HEARTBEAT_SECONDS`` / ``TUNELAB_GRACE_SECONDS`` (tests
 use a 1 s beat so a killed worker's trial is retried within seconds).
+A password never shows: every message, table, JSON field and file shows the URL through
+``tunelab.redact.mask_url`` (``postgresql://bob:***@host/db``). To keep it off the command line
+(and out of ``ps`` and shell history) too, give the URL in ``TUNELAB_STORAGE`` instead of
+``--storage``, or leave the password out of the URL and let the driver read ``PGPASSWORD`` or
+``~/.pgpass``. Local workers get the URL through ``TUNELAB_STORAGE``, never on their command line.
 The storage stays readable by ``optuna-dashboard URL``: it is Optuna's own RDB schema, and
-tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker).
+tunelab keeps what a trial did in plain user attributes (overrides, val metrics, epochs, worker),
+and every study it makes records its kind (``KIND_ATTR``: search, ablation, cv).
+Optuna's own log lines are off while tunelab works on a study (``optuna_quiet``): it reports
+studies and trials itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +44,11 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tunelab.errors import TunelabError
+from tunelab.redact import mask_url, redact_text, url_secrets
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
+# The storage URL when --storage is not given: keeps a password off command lines.
+STORAGE_ENV = "TUNELAB_STORAGE"
 # A beat every 5 s; a trial silent for 20 s is declared dead. Short enough that a killed worker's
 # trial is retried within a test, long enough that a busy 2-core machine never misses four beats.
 HEARTBEAT_SECONDS = 5
@@ -43,6 +56,22 @@ GRACE_SECONDS = 20
 MAX_RETRY = 3  # a trial that kills its worker three times is a bug in the recipe, not bad luck
 HEARTBEAT_ENV = "TUNELAB_HEARTBEAT_SECONDS"
 GRACE_ENV = "TUNELAB_GRACE_SECONDS"
+KIND_ATTR = "tunelab_kind"  # the study user attribute every tunelab study records its kind in
+
+
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna logs only errors inside the block, and as before after it.
+
+    Optuna logs each study it creates, each trial, and a traceback for each failed trial (at
+    INFO and WARNING); tunelab reports its studies and trials itself, and keeps the messages.
+    """
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -76,7 +105,12 @@ def _env_seconds(name: str, default: int) -> int:
 
 
 def storage_url(url: str | None) -> str:
-    return url or DEFAULT_STORAGE
+    """``url``, else ``$TUNELAB_STORAGE``, else the default SQLite file.
+
+    >>> storage_url("sqlite:///a.db")
+    'sqlite:///a.db'
+    """
+    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorage:
@@ -89,13 +123,20 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path.split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # a file where a directory should be, no permission
+                raise TunelabError(
+                    f"--storage {mask_url(url)}: cannot create the directory of its file ({e.strerror}); "
+                    "choose a path in a writable directory"
+                ) from None
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
         url = _postgres_driver(url)
     elif not url.startswith("mysql"):
         raise TunelabError(
-            f"--storage {url}: not a supported URL; use sqlite:///path.db or postgresql://user@host/db"
+            f"--storage {mask_url(url)}: not a supported URL; use sqlite:///path.db or "
+            "postgresql://user@host/db"
         )
     kwargs: dict[str, Any] = {}
     if heartbeat:
@@ -110,7 +151,9 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorag
                 kwargs["heartbeat_stale_trial_callback"] = RetryHeartbeatStaleTrialCallback(MAX_RETRY)
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as e:  # connection refused, bad credentials, missing driver
-        raise TunelabError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
+        # The driver's or SQLAlchemy's text may quote the URL or the password: masked as well.
+        reason = redact_text(f"{type(e).__name__}: {e}", url_secrets(url))
+        raise TunelabError(f"--storage {mask_url(url)}: cannot open ({reason})") from None
     if url.startswith("sqlite:///"):
         _wal(storage)
     return storage
@@ -131,7 +174,7 @@ def _postgres_driver(url: str) -> str:
             continue
         return scheme + url[len("postgresql://") :]
     raise TunelabError(
-        f"--storage {url}: no PostgreSQL driver is installed; pip install 'psycopg[binary]' "
+        f"--storage {mask_url(url)}: no PostgreSQL driver is installed; pip install 'psycopg[binary]' "
         "(or psycopg2-binary)"
     )
 
@@ -140,8 +183,3 @@ def _wal(storage: RDBStorage) -> None:
     # WAL lets readers proceed while one process writes; set once per database file.
     with storage.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-
-def list_studies(url: str | None = None) -> list[optuna.study.StudySummary]:
-    """Summaries of every study in the storage."""
-    return optuna.study.get_all_study_summaries(open_storage(url, heartbeat=False))

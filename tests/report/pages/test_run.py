@@ -103,3 +103,30 @@ def test_report_json_round_trips(run):
 
     report = run[3]
     assert Report.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+def test_the_data_section_is_what_cleaning_and_preprocessing_did():
+    from tunelab.report.pages.run import run_files
+    from tunelab.train import fit
+
+    # penguins: rows without the target dropped, text columns one-hot encoded, duplicates looked for
+    recipe = {
+        "data": {"name": "penguins"},
+        "model": {"name": "mlp", "hidden": [4]},
+        "train": {"epochs": 1, "threads": 1, "efficiency": False, "tensorboard": False},
+    }
+    result = fit(recipe, save=False)
+    prep = result.info["preprocess"]
+    report = build_run_report(run_files(result))
+    table = next(t for t in report.tables() if t.title == "what cleaning and preprocessing did")
+    rows = prep["rows"]
+    assert ["rows read", "", rows["read"]] in table.rows
+    assert ["rows dropped", f"target {rows['target']} missing", rows["dropped_missing_target"]] in table.rows
+    assert [r[1:] for r in table.rows if r[0] == "encoded"] == [
+        [c, how] for c, how in prep["encoded"].items()
+    ]
+    dup = [r for r in table.rows if r[0] == "duplicate rows"]
+    assert len(dup) == len(prep["duplicates"]["within"]) + len(prep["duplicates"]["across"])
+    assert prep["duplicates"]["action"] in table.caption
+    facts = next((t for t in report.tables() if t.title == "what the methods reported"), None)
+    assert facts is None or all(row[0] != "preprocess" for row in facts.rows)  # not a method's fact

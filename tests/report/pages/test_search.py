@@ -6,7 +6,7 @@ from optuna.trial import TrialState
 
 from tunelab.errors import TunelabError
 from tunelab.report.pages.search import build_search_report
-from tunelab.study.search import study_report
+from tunelab.study.search.studies import study_report
 from tunelab.study.storage import open_storage
 
 

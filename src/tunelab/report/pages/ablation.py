@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunelab.redact import mask_url
 from tunelab.report.model import Figure, Item, Marker, Note, Report, Section, Series, Table
-from tunelab.report.pages.common import interval_text, masked_url, num, plural
+from tunelab.report.pages.common import interval_text, num, plural
+from tunelab.study.stats import level_text
 
 # A variant's outcome -> the role (colour) of its interval in the forest plot.
 OUTCOME_ROLE = {
@@ -18,6 +20,7 @@ OUTCOME_ROLE = {
     "failed": "failed",
 }
 TEST_NAMES = {"t": "paired t", "wilcoxon": "Wilcoxon signed-rank (Hodges-Lehmann)"}
+CORRECTION_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni"}
 
 
 def build_ablation_report(d: Mapping[str, Any], out_dir: str | None = None) -> Report:
@@ -30,7 +33,7 @@ def build_ablation_report(d: Mapping[str, Any], out_dir: str | None = None) -> R
         source={
             "kind": "ablation",
             "study": d["study"],
-            "storage": masked_url(d.get("storage")),
+            "storage": mask_url(d.get("storage") or ""),
             "dir": out_dir,
         },
     )
@@ -46,7 +49,7 @@ def build_ablation_report(d: Mapping[str, Any], out_dir: str | None = None) -> R
     notes.append(
         Note(
             f"runs: {d.get('runs_computed', 0)} computed, {d.get('runs_reused', 0)} reused from study "
-            f"{d['study']} in {masked_url(d.get('storage'))}"
+            f"{d['study']} in {mask_url(d.get('storage') or '')}"
         )
     )
     report.sections.append(Section("notes", notes))
@@ -61,9 +64,27 @@ def _summary(d: Mapping[str, Any]) -> str:
     return " · ".join([head, *parts, f"best on val: {d.get('best')}"])
 
 
+def _correction(d: Mapping[str, Any]) -> str:
+    return CORRECTION_NAMES.get(d.get("correction", "holm"), str(d.get("correction")))
+
+
 def _interval_words(d: Mapping[str, Any]) -> str:
+    """What the differences' intervals are, in the result's own words: at the level the multiplicity
+    correction gives each ("95% Holm step-down (each at its step's level, 99.17% down to 95%; not
+    simultaneous)"), so a verdict always agrees with its interval."""
     test = TEST_NAMES.get(d.get("paired_test", "t"), d.get("paired_test", ""))
-    return f"{d.get('confidence', 0.95):.0%} {test} interval"
+    if d.get("intervals"):
+        return f"{test} interval, {d['intervals']}"
+    # A result written before the intervals carried the correction: each at the family's level.
+    return f"{level_text(d.get('confidence', 0.95))} {test} interval (per comparison, not corrected)"
+
+
+def _levels(d: Mapping[str, Any]) -> list[float]:
+    """The distinct levels of the differences' intervals (several after a Holm step-down finding)."""
+    found = {
+        round(v["ci_level"], 12) for v in d["variants"] if v.get("ci_level") and v.get("ci_low") is not None
+    }
+    return sorted(found)
 
 
 def forest_figure(d: Mapping[str, Any]) -> Item:
@@ -90,10 +111,8 @@ def forest_figure(d: Mapping[str, Any]) -> Item:
         f"Δ = variant − base of {d['monitor']}, paired on the same {plural(len(d['seeds']), 'seed')} "
         f"({', '.join(map(str, d['seeds']))}) and split. Diamond: the mean paired difference; bar: its "
         f"{_interval_words(d)}; dots: each seed's own difference. Colour: the verdict at "
-        f"α = {d.get('alpha')} "
-        f"after Holm's correction across {plural(n_tested, 'variant')}. A bar that crosses zero is "
-        "compatible "
-        "with no effect at this many seeds.",
+        f"α = {d.get('alpha')} after {_correction(d)}'s correction across {plural(n_tested, 'variant')}, "
+        "read off the bar: a bar that crosses zero is no detectable difference at this many seeds.",
         x_label=f"Δ {d['monitor']} (variant − base)",
         series=[
             Series(
@@ -136,15 +155,23 @@ def cost_figure(d: Mapping[str, Any]) -> Item:
 
 
 def effect_table(d: Mapping[str, Any]) -> Table:
+    """One row per variant; the intervals' level in the Δ header when every row shares it, else a
+    "CI level" column (Holm's steps after a finding), as ``tunelab ablate`` prints it."""
+    levels = _levels(d)
+    per_row = len(levels) > 1
     rows = []
     for v in d["variants"]:
         diff = "reference" if v["kind"] == "base" else _diff_text(v)
+        level = ""
+        if v["kind"] != "base":
+            level = level_text(v["ci_level"]) if v.get("ci_level") and v.get("ci_low") is not None else "-"
         rows.append(
             [
                 v["name"],
                 f"{v['n']}/{len(d['seeds'])}",
                 _mean_std(v),
                 diff,
+                *([level] if per_row else []),
                 v.get("p_value"),
                 v["effect"],
                 v.get("seconds"),
@@ -159,8 +186,9 @@ def effect_table(d: Mapping[str, Any]) -> Table:
             "variant",
             "runs",
             f"{d['monitor']} mean ± std",
-            "Δ vs base [CI]",
-            "p (Holm)",
+            f"Δ vs base [{level_text(levels[0]) + ' ' if len(levels) == 1 else ''}CI]",
+            *(["CI level"] if per_row else []),
+            f"p ({_correction(d)})",
             "verdict",
             "s/run",
             "params",
@@ -168,8 +196,9 @@ def effect_table(d: Mapping[str, Any]) -> Table:
             "size (bytes)",
         ],
         rows,
-        f'Δ with its {_interval_words(d)}; p Holm-adjusted across variants. "no detectable difference" means '
-        "the interval is compatible with no effect at this many seeds, not that the effect is zero.",
+        f"Δ with its {_interval_words(d)}; p {_correction(d)}-adjusted across variants. A verdict is "
+        'better or worse exactly when its interval excludes 0; "no detectable difference" means the '
+        "interval is compatible with no effect at this many seeds, not that the effect is zero.",
     )
 
 
@@ -242,11 +271,10 @@ def test_section(d: Mapping[str, Any]) -> Section:
     section.items.append(
         Table(
             f"test {t['metric']}",
-            ["", "runs", "mean", "95% interval"],
+            ["", "runs", "mean", f"{level_text(d.get('confidence', 0.95))} interval"],
             rows,
             f"The base and the variant best on val ({d['best']}) retrained per seed on the full split; "
-            "only these "
-            "runs read the test split, once each.",
+            "only these runs read the test split, once each. The Δ is one comparison: no correction.",
         )
     )
     return section

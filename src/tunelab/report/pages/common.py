@@ -1,9 +1,8 @@
-"""What several report builders share: number formatting, masked URLs, plural words, flat dicts."""
+"""What several report builders share: number formatting, plural words, intervals."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -31,42 +30,6 @@ def num(v: Any, digits: int = 4) -> str:
 def plural(n: int, word: str) -> str:
     """``plural(1, "seed") == "1 seed"``, ``plural(3, "seed") == "3 seeds"``."""
     return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def masked_url(url: str | None) -> str:
-    """A storage URL with its password hidden (what a report may show).
-
-    >>> masked_url("postgresql://ann:secret@db/studies")
-    'postgresql://ann:***@db/studies'
-    """
-    if not url:
-        return ""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL (an in-memory storage's description)
-        return url
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys; a recipe's ``methods`` list is keyed by method name.
-
-    >>> flatten({"train": {"epochs": 3}, "methods": [{"name": "l2", "weight": 0.1}]})
-    {'train.epochs': 3, 'methods.l2.weight': 0.1}
-    """
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if k == "methods" and isinstance(v, list) and all(isinstance(m, Mapping) and "name" in m for m in v):
-            for m in v:
-                params = {p: x for p, x in m.items() if p != "name"}
-                out.update(flatten(params, f"{key}.{m['name']}.") if params else {f"{key}.{m['name']}": {}})
-        elif isinstance(v, Mapping) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def interval_text(low: float | None, high: float | None, signed: bool = False) -> str:

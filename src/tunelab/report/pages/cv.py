@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunelab.redact import mask_url
 from tunelab.report.model import Figure, Item, Marker, Note, Report, Section, Series, Table
-from tunelab.report.pages.common import interval_text, masked_url, num, plural
+from tunelab.report.pages.common import interval_text, num, plural
 
 
 def build_cv_report(d: Mapping[str, Any], out_dir: str | None = None) -> Report:
@@ -22,7 +23,12 @@ def build_cv_report(d: Mapping[str, Any], out_dir: str | None = None) -> Report:
             f"val.{metric} ({'higher' if d['mode'] == 'max' else 'lower'} is better) · retrained with "
             f"{c['label']} (rule {c['rule']}): test {metric} {num(f.get('test', {}).get(metric))}"
         ),
-        source={"kind": "cv", "study": d["study"], "storage": masked_url(d.get("storage")), "dir": out_dir},
+        source={
+            "kind": "cv",
+            "study": d["study"],
+            "storage": mask_url(d.get("storage") or ""),
+            "dir": out_dir,
+        },
     )
     report.sections.append(Section("score per value", [score_figure(d), value_table(d)]))
     final = Table(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tunelab.errors import TunelabError
+from tunelab.redact import redact_text
 from tunelab.report.model import Code, Figure, Heatmap, Item, Marker, Note, Report, Section, Series, Table
 from tunelab.report.pages.common import num, plural
 
@@ -96,7 +97,9 @@ def build_run_report(files: RunFiles) -> Report:
     report.sections.append(curves)
     report.sections.append(quality_section(r))
     report.sections.append(cost_section(r.get("efficiency") or {}))
-    methods = method_section(history, r.get("info") or {})
+    info = dict(r.get("info") or {})
+    report.sections.append(data_section(info.pop("preprocess", None)))
+    methods = method_section(history, info)
     if methods.items:
         report.sections.append(methods)
     if files.lr_find:
@@ -113,7 +116,7 @@ def headline(r: Mapping[str, Any]) -> str:
     if r.get("best_epoch") is not None:
         text += f" · best {r.get('monitor')} {num(r.get('best_value'))} at epoch {r['best_epoch']}"
     if r.get("message"):
-        text += f" · {r['message']}"
+        text += f" · {redact_text(str(r['message']))}"
     return text
 
 
@@ -330,6 +333,43 @@ def cost_section(eff: Mapping[str, Any]) -> Section:
     return section
 
 
+def data_section(prep: Mapping[str, Any] | None) -> Section:
+    """What cleaning and preprocessing did to the data (``info["preprocess"]``): rows dropped,
+    duplicate rows within and across the splits, and the columns dropped, imputed and encoded."""
+    section = Section("data: cleaning and preprocessing")
+    if prep is None:
+        section.items.append(Note("this run recorded no cleaning or preprocessing report"))
+        return section
+    rows: list[list[Any]] = []
+    counts = prep.get("rows") or {}
+    if counts.get("read") is not None:
+        rows.append(["rows read", "", counts["read"]])
+    if counts.get("dropped_missing_target"):
+        rows.append(
+            ["rows dropped", f"target {counts.get('target')} missing", counts["dropped_missing_target"]]
+        )
+    dup = prep.get("duplicates") or {}
+    for split, n in (dup.get("within") or {}).items():
+        rows.append(["duplicate rows", f"within {split}", n])
+    for pair, n in (dup.get("across") or {}).items():
+        rows.append(["duplicate rows", f"{pair} (across splits: leakage)", n])
+    for key, what in (("dropped_columns", "dropped column"), ("imputed", "imputed"), ("encoded", "encoded")):
+        rows += [[what, column, why] for column, why in (prep.get(key) or {}).items()]
+    if not rows:
+        section.items.append(
+            Note("nothing was dropped, imputed or encoded, and no duplicates were looked for")
+        )
+        return section
+    caption = (
+        "Found before training and fit on the train split only (docs/preprocessing.md). Duplicates: "
+        f"{dup.get('action', 'not looked for')}. The preprocessing itself is in preprocess.json."
+    )
+    section.items.append(
+        Table("what cleaning and preprocessing did", ["what", "where", "count or how"], rows, caption)
+    )
+    return section
+
+
 def method_section(history: list[dict[str, Any]], info: Mapping[str, Any]) -> Section:
     """Each method's per-epoch figures (gradient norms, sparsity, ...) and the facts it reported."""
     section = Section("methods")
@@ -385,7 +425,8 @@ def provenance_section(files: RunFiles, where: str) -> Section:
     env = dict(files.env)
     command = env.pop("command", None)
     if command:
-        section.items.append(Code("command", " ".join(str(c) for c in command), "shell"))
-    rows = [["run directory", where]] + [[k, str(v)] for k, v in env.items()]
+        # Masked again: env.json written before tunelab masked its command may hold a password.
+        section.items.append(Code("command", redact_text(" ".join(str(c) for c in command)), "shell"))
+    rows = [["run directory", where]] + [[k, redact_text(str(v))] for k, v in env.items()]
     section.items.append(Table("environment", ["", "value"], rows))
     return section

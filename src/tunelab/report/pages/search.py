@@ -14,11 +14,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import TunelabError
+from tunelab.redact import mask_url
 from tunelab.report.model import Code, Figure, Item, Note, Report, Section, Series, Table
-from tunelab.report.pages.common import interval_text, masked_url, num, plural
-from tunelab.study.options import DEFAULT_OUT
-from tunelab.study.search import KIND_ATTR, StudyConfig, StudyReport, TrialRecord, study_report
-from tunelab.study.storage import open_storage, storage_url
+from tunelab.report.pages.common import interval_text, num, plural
+from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.options import DEFAULT_OUT
+from tunelab.study.search.results import TrialRecord
+from tunelab.study.search.studies import StudyReport, study_report
+from tunelab.study.storage import KIND_ATTR, open_storage, storage_url
 
 # Trials listed in the folded table of every trial; a larger study lists its best ones.
 MAX_TRIAL_ROWS = 2000
@@ -32,14 +35,14 @@ def load_search(study_name: str, storage: str | None) -> tuple[optuna.Study, Stu
         study = optuna.load_study(study_name=study_name, storage=store)
     except KeyError:
         raise TunelabError(
-            f"study {study_name!r} is not in {masked_url(url)}; give a run directory, a study output "
+            f"study {study_name!r} is not in {mask_url(url)}; give a run directory, a study output "
             "directory, or a study name with --storage URL (`tunelab studies --storage URL` lists them)"
         ) from None
     if study.user_attrs.get(KIND_ATTR) != "search":
         kind = study.user_attrs.get(KIND_ATTR) or "non-tunelab"
         article = "an" if kind[:1] in "aeiou" else "a"
         raise TunelabError(
-            f"study {study_name!r} in {masked_url(url)} is {article} {kind} study, not a search; "
+            f"study {study_name!r} in {mask_url(url)} is {article} {kind} study, not a search; "
             "give its output "
             f"directory instead: tunelab report {DEFAULT_OUT}/{study_name}"
         )
@@ -64,7 +67,7 @@ def build_search_report(
         source={
             "kind": "search",
             "study": study_name,
-            "storage": masked_url(storage_url(storage)),
+            "storage": mask_url(storage_url(storage)),
             "dir": str(out),
         },
     )

@@ -1,11 +1,13 @@
 """Names and defaults of the search options, importable without torch or scipy.
 
-`tunelab --help` builds every command's parser; reading the choices from here keeps that fast
-(``tunelab.study.search`` imports torch and the training loop).
+`tunelab --help` builds every command's parser; reading the defaults from here keeps that fast
+(``tunelab.study.search.run`` imports torch and the training loop). The sampler and pruner names
+are the keys of their registries (``tunelab.study.search.samplers``), which import Optuna only
+when an entry is built.
 
-    >>> from tunelab.study.options import SAMPLERS
-    >>> SAMPLERS[0]
-    'tpe'
+    >>> from tunelab.study.search.options import COSTS
+    >>> COSTS["throughput"]
+    'maximize'
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from typing import Literal
 
 Direction = Literal["minimize", "maximize"]
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
-PRUNERS = ("none", "median", "asha", "hyperband")
 # Costs a search can minimize (or maximize) beside val metrics; keys of RunResult.efficiency.
 COSTS: dict[str, Direction] = {
     "latency_ms": "minimize",

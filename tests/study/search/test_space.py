@@ -7,7 +7,7 @@ import pytest
 
 from tunelab.errors import RecipeError
 from tunelab.recipe import load_recipe
-from tunelab.study.space import check_space, dimensions, is_active, suggest, trial_recipe
+from tunelab.study.search.space import check_space, dimensions, is_active, suggest, trial_recipe
 
 BASE = {
     "data": {"name": "iris"},

@@ -1,18 +1,15 @@
 """The search commands: search --json, per-trial lines, studies, show, worker, errors, Ctrl-C resume."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tunelab.cli import main
-from tunelab.study.search import prepare_search
+from tunelab.study.search.run import prepare_search
 
 RECIPE = {
     "data": {"name": "iris"},
@@ -35,26 +32,10 @@ def setup(tmp_path, monkeypatch):
     return path, storage, tmp_path / "out"
 
 
-# Reports (report.html) are tested in tests/commands/test_report.py; here they would only cost time.
-REPORTING = {"train", "search", "ablate", "cv", "compress"}
-
-
-def no_report(args):
-    args = [str(a) for a in args]
-    return [*args, "--no-report"] if args and args[0] in REPORTING else args
-
-
-def cli(args, capsys):
-    code = main(no_report(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_search_json_has_the_documented_keys(setup, capsys):
+def test_search_json_has_the_documented_keys(setup, cli):
     path, storage, out = setup
     code, stdout, _ = cli(
         ["search", path, "--trials", 3, "--storage", storage, "--out", out, "--final-seeds", 2, "--json"],
-        capsys,
     )
     assert code == 0
     d = json.loads(stdout)
@@ -74,82 +55,33 @@ def test_search_json_has_the_documented_keys(setup, capsys):
     assert m["test"]["ci_low"] <= m["test"]["mean"] <= m["test"]["ci_high"]
 
 
-def test_search_prints_trial_lines_and_tables(setup, capsys):
+def test_search_prints_trial_lines_and_tables(setup, cli):
     path, storage, out = setup
-    code, stdout, err = cli(
-        [
-            "search",
-            path,
-            "--trials",
-            2,
-            "--storage",
-            storage,
-            "--out",
-            out,
-            "--final-seeds",
-            2,
-            "--set",
-            "train.seed=3",
-        ],
-        capsys,
-    )
+    args = ["search", path, "--trials", 2, "--storage", storage, "--out", out, "--final-seeds", 2]
+    code, stdout, err = cli([*args, "--set", "train.seed=3"])
     assert code == 0
     assert "trial 0 complete · val.accuracy" in err and "trial 1 complete" in err
     assert "best trial" in stdout and "best recipe retrained · seeds 3, 4" in stdout
     assert "test (read once per run)" in stdout and " ± " in stdout
 
 
-def test_studies_and_show(setup, capsys):
+def test_studies_and_show(setup, cli):
     path, storage, out = setup
-    assert (
-        cli(
-            [
-                "search",
-                path,
-                "--trials",
-                5,
-                "--storage",
-                storage,
-                "--out",
-                out,
-                "--final-seeds",
-                0,
-                "--quiet",
-            ],
-            capsys,
-        )[0]
-        == 0
-    )
-    assert (
-        cli(
-            [
-                "search",
-                path,
-                "--trials",
-                2,
-                "--study",
-                "short",
-                "--storage",
-                storage,
-                "--final-seeds",
-                0,
-                "--quiet",
-            ],
-            capsys,
-        )[0]
-        == 0
-    )
+    five = ["search", path, "--trials", 5, "--storage", storage, "--out", out, "--final-seeds", 0, "--quiet"]
+    assert cli(five)[0] == 0
+    short = ["search", path, "--trials", 2, "--study", "short", "--storage", storage, "--final-seeds", 0]
+    assert cli([*short, "--quiet"])[0] == 0
 
-    code, stdout, _ = cli(["studies", "--storage", storage], capsys)
+    code, stdout, _ = cli(["studies", "--storage", storage])
     assert code == 0 and "iris_search" in stdout and "short" in stdout and "5 complete" in stdout
-    code, stdout, _ = cli(["studies", "--storage", storage, "--json"], capsys)
+    code, stdout, _ = cli(["studies", "--storage", storage, "--json"])
     studies = {s["name"]: s for s in json.loads(stdout)}
     assert studies["iris_search"]["counts"] == {"COMPLETE": 5} and studies["short"]["kind"] == "search"
 
-    code, stdout, _ = cli(["show", "iris_search", "--storage", storage, "--top", 3], capsys)
+    code, stdout, _ = cli(["show", "iris_search", "--storage", storage, "--top", 3])
     assert code == 0
     assert "best 3 trials" in stdout and "parameter importance" in stdout and "optimizer.lr" in stdout
-    code, stdout, _ = cli(["show", "iris_search", "--storage", storage, "--json"], capsys)
+    code, stdout, _ = cli(["show", "iris_search", "--storage", storage, "--json"])
     d = json.loads(stdout)
     assert d["counts"] == {"COMPLETE": 5} and d["budget"] == 5 and len(d["best"]) == 5
     imp = d["importances"]["val.accuracy"]
@@ -158,7 +90,7 @@ def test_studies_and_show(setup, capsys):
     assert values == sorted(values, reverse=True)
 
     # Too few trials: the table is there, the importances say why they are not.
-    code, stdout, _ = cli(["show", "short", "--storage", storage], capsys)
+    code, stdout, _ = cli(["show", "short", "--storage", storage])
     assert code == 0 and "need at least 4 complete trials (this study has 2)" in stdout
 
 
@@ -173,38 +105,64 @@ def test_studies_and_show(setup, capsys):
         (["--storage", "redis://x"], "not a supported URL"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(setup, capsys, args, fragment):
+def test_user_errors_exit_2_with_one_line(setup, args, fragment, cli):
     path, storage, _ = setup
     if "--storage" not in args:
         args = [*args, "--storage", storage]
-    code, _, err = cli(["search", path, *args], capsys)
+    code, _, err = cli(["search", path, *args])
     assert code == 2 and fragment in err and "Traceback" not in err
 
 
-def test_unknown_studies_are_named(setup, capsys):
+def test_unknown_studies_are_named(setup, cli):
     path, storage, _ = setup
-    cli(["search", path, "--trials", 1, "--storage", storage, "--final-seeds", 0, "--quiet"], capsys)
-    code, _, err = cli(["show", "iris_serach", "--storage", storage], capsys)
+    cli(["search", path, "--trials", 1, "--storage", storage, "--final-seeds", 0, "--quiet"])
+    code, _, err = cli(["show", "iris_serach", "--storage", storage])
     assert code == 2 and "study 'iris_serach' is not in" in err and 'did you mean "iris_search"?' in err
-    code, _, err = cli(["worker", "--study", "nope", "--storage", storage], capsys)
+    code, _, err = cli(["worker", "--study", "nope", "--storage", storage])
     assert code == 2 and "--study nope: no such study" in err
 
 
-def test_a_worker_joins_and_stops_at_the_budget(setup, capsys):
+def test_a_worker_joins_and_stops_at_the_budget(setup, cli):
     path, storage, _ = setup
-    cli(["search", path, "--trials", 2, "--storage", storage, "--final-seeds", 0, "--quiet"], capsys)
+    cli(["search", path, "--trials", 2, "--storage", storage, "--final-seeds", 0, "--quiet"])
     prepare_search(path, trials=4, storage=storage)  # the same study, its budget raised to 4
-    code, _, err = cli(["worker", "--study", "iris_search", "--storage", storage, "--threads", 1], capsys)
+    code, _, err = cli(["worker", "--study", "iris_search", "--storage", storage, "--threads", 1])
     assert code == 0 and "trial 2 complete" in err and "worker done: ran 2 trial(s)" in err
     study = optuna.load_study(study_name="iris_search", storage=storage)
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 4
 
 
+# Run as a script in its own process: `tunelab search ARGS`, with a Ctrl-C that lands at the end of
+# the first epoch of the third trial, from inside the process. No timing is involved: however fast
+# or loaded the machine, exactly two trials have finished when the interrupt comes.
+CTRL_C_IN_THIRD_TRIAL = """
+import os, signal, sys
+import tunelab.train
+from tunelab.cli import main
+from tunelab.methods import Method
+
+class CtrlC(Method):
+    name = "ctrl_c"
+
+    def epoch_end(self, state):
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C on a terminal sends
+
+real_fit, calls = tunelab.train.fit, []
+
+def fit(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        kwargs["methods"] = [*kwargs.get("methods", []), CtrlC()]
+    return real_fit(*args, **kwargs)
+
+tunelab.train.fit = fit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
-def test_an_interrupted_search_resumes_without_recomputing(setup, capsys):
+def test_an_interrupted_search_resumes_without_recomputing(setup, tmp_path, cli):
     path, storage, out = setup
-    slow = {**RECIPE, "train": {**RECIPE["train"], "epochs": 100}}  # about a second per trial
-    path.write_text(yaml.safe_dump(slow))
     args = [
         "search",
         str(path),
@@ -217,27 +175,21 @@ def test_an_interrupted_search_resumes_without_recomputing(setup, capsys):
         "--final-seeds",
         "0",
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", *args, "--quiet"], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    study = None
-    while time.monotonic() < deadline:
-        try:
-            study = optuna.load_study(study_name="iris_search", storage=storage)
-            if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
-                break
-        except KeyError:
-            pass  # not created yet
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()
-    before = {t.number: t for t in study.get_trials() if t.state == TrialState.COMPLETE}
-    assert 2 <= len(before) < 5
-    # Nothing is left RUNNING: the interrupted trial, if any, is marked failed.
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_IN_THIRD_TRIAL)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args, "--quiet"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+    study = optuna.load_study(study_name="iris_search", storage=storage)
     first = study.get_trials()
-    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in first)
+    # The two trials that had finished are kept; the interrupted one is marked failed, not left
+    # RUNNING, and no trial started after it.
+    assert [t.state for t in first] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    before = {t.number: t for t in first if t.state == TrialState.COMPLETE}
 
-    code, stdout, err = cli([*args, "--json"], capsys)
+    code, stdout, _ = cli([*args, "--json"])
     assert code == 0
     trials = study.get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -1,0 +1,154 @@
+"""One trial of a search: suggest the trial's recipe, train it, read its objectives.
+
+``TrialRunner`` is the objective function Optuna calls. Each epoch, a trial reports its objective
+metric to Optuna (``PruneOnEpoch``, a tunelab Method); with a pruner (median, ASHA, Hyperband; one
+``val.*`` objective only) a trial the pruner judges hopeless stops after that epoch and ends PRUNED.
+
+A run that diverges (loss NaN/inf) also ends PRUNED, with its message in the trial's user
+attributes: it counts as a spent trial (so a space that often diverges still ends after
+``trials`` trials), and Optuna's samplers rank pruned trials below every completed one, so TPE
+steers away from the diverging region instead of ignoring it, as it would a FAIL. A trial whose
+recipe is invalid ends FAIL with the error (and does not count); ``trials`` such failures stop
+the search with that error. A trial that starts past the budget (another worker took the last
+slot) is dropped before it trains: FAIL, user attribute ``surplus``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from tunelab.errors import RecipeError, TunelabError
+from tunelab.io import finite_scalars
+from tunelab.methods import Method, TrainState
+from tunelab.recipe import Recipe
+from tunelab.redact import redact_text
+from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.objectives import MEASURED_COSTS
+from tunelab.study.search.space import suggest, trial_recipe
+
+
+class PruneOnEpoch(Method):
+    """Reports ``metric`` to the Optuna trial after each epoch; stops the fit when it should prune.
+
+    The loop then ends with status ``stopped_early`` and the objective raises
+    ``optuna.TrialPruned``. With ``prune=False`` it only reports (learning curves in the storage).
+
+    >>> import optuna
+    >>> trial = optuna.create_study().ask()
+    >>> m = PruneOnEpoch(trial, "val.accuracy")
+    >>> m.pruned_at is None
+    True
+    """
+
+    name = "optuna_pruning"
+
+    def __init__(self, trial: optuna.trial.Trial, metric: str, prune: bool = True) -> None:
+        self.trial, self.metric, self.prune = trial, metric, prune
+        self.pruned_at: int | None = None
+
+    def epoch_end(self, state: TrainState) -> None:
+        value = state.last(self.metric)
+        step = state.epoch + 1  # epochs done: the resource ASHA and Hyperband allocate
+        self.trial.report(value, step)
+        if self.prune and self.trial.should_prune():
+            state.stop = True
+            state.stop_reason = f"pruned after epoch {step}: {self.metric} {value:.4f}"
+            self.pruned_at = step
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, kept with each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Dropped(TunelabError):
+    """The trial started past the budget (another worker took the last slot); it never trains."""
+
+
+class TrialRunner:
+    """The objective function of a search: one trial = suggest, fit, read the objectives."""
+
+    def __init__(self, config: StudyConfig, threads: int | None = None) -> None:
+        self.config = config
+        self.recipe = config.recipe()
+        needs_efficiency = any(o.name in MEASURED_COSTS for o in config.objectives)
+        # Per-trial settings that are about this worker, not the searched recipe: kept out of
+        # the trial's "overrides" (and so out of best.yaml).
+        self.run_overrides = [] if needs_efficiency else ["train.efficiency=false"]
+        if threads is not None:
+            self.run_overrides.append(f"train.threads={threads}")
+        self._data: dict[str, Any] = {}
+        self.budget = config.trials  # kept current by run_worker (a resumed search may raise it)
+        single = len(config.objectives) == 1 and config.objectives[0].metric is not None
+        self.report_metric = config.objectives[0].name if single else None
+
+    def _bundle(self, recipe: Recipe) -> Any:
+        # Trials share one DataBundle per data and preprocess sections: loading, splitting and
+        # preprocessing once per worker (a searched preprocess.* setting gets one per value).
+        from tunelab.data import load_data
+
+        d = recipe.to_dict()
+        key = yaml.safe_dump({"data": d["data"], "preprocess": d["preprocess"]}, sort_keys=True)
+        if key not in self._data:
+            self._data[key] = load_data(recipe.data, recipe.preprocess)
+        return self._data[key]
+
+    def __call__(self, trial: optuna.trial.Trial) -> float | list[float]:
+        from tunelab.train import fit
+
+        if _past_budget(trial.study, trial.number, self.budget):
+            trial.set_user_attr("surplus", True)
+            raise _Dropped(f"trial {trial.number} started past the budget of {self.budget}; dropped")
+        overrides = suggest(trial, self.recipe)
+        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("worker", worker_id())  # which machine and process ran it
+        try:
+            recipe = trial_recipe(self.recipe, [*overrides, *self.run_overrides])
+        except RecipeError as e:
+            trial.set_user_attr("error", redact_text(str(e)))
+            raise
+        method = (
+            PruneOnEpoch(trial, self.report_metric, self.config.pruner != "none")
+            if self.report_metric
+            else None
+        )
+        try:
+            result = fit(
+                recipe,
+                data=self._bundle(recipe),
+                save=False,
+                methods=[method] if method else [],
+                evaluate_test=False,  # a trial is a choice: the test split stays unread
+            )
+        except TunelabError as e:
+            trial.set_user_attr("error", redact_text(str(e)))
+            raise
+        trial.set_user_attr("status", result.status)
+        trial.set_user_attr("epochs", result.epochs)
+        trial.set_user_attr("train_seconds", result.train_seconds)
+        trial.set_user_attr("val", finite_scalars(result.val))
+        if result.efficiency:
+            trial.set_user_attr("costs", finite_scalars(result.efficiency))
+        if result.message:
+            trial.set_user_attr("message", redact_text(result.message))
+        if method is not None and method.pruned_at is not None:
+            raise optuna.TrialPruned(result.message)
+        if result.status == "diverged":
+            raise optuna.TrialPruned(f"diverged: {result.message}")
+        values = [o.read(result) for o in self.config.objectives]
+        return values[0] if len(values) == 1 else values
+
+
+def _past_budget(study: optuna.Study, number: int, budget: int) -> bool:
+    """True when ``budget`` trials already ended or started before trial ``number``."""
+    trials = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
+    ahead = sum(1 for t in trials if t.state != TrialState.RUNNING or t.number < number)
+    return ahead >= budget

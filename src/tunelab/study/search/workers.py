@@ -1,0 +1,236 @@
+"""Workers: processes that run trials of one search study until its budget is spent.
+
+The budget is exact across workers: a worker starts a trial only while COMPLETE + PRUNED + RUNNING
+trials are fewer than the budget, and a trial that two workers started at the same moment past the
+budget is dropped before it trains (``tunelab.study.search.trial``). Optuna's ``MaxTrialsCallback``
+counts only trials that have ended, so two workers finishing together would overshoot; counting
+running trials closes that gap. When the running trials fill the budget, idle workers wait: if a
+worker dies, its trial is failed by the heartbeat check (``optuna.storages.fail_stale_trials``) and
+retried with the same parameters (``RetryHeartbeatStaleTrialCallback``, up to 3 times) by whoever
+is left.
+
+``--workers K`` starts K ``tunelab worker`` processes here, each with ``cores // K`` torch threads.
+Single-worker studies are reproducible: the sampler's seed comes from ``train.seed`` (and the
+number of trials already in the study, so a resumed study draws new points instead of repeating
+its first ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunelab.errors import TunelabError
+from tunelab.redact import mask_url
+from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.samplers import make_pruner, make_sampler
+from tunelab.study.search.trial import TrialRunner
+from tunelab.study.storage import STORAGE_ENV, open_storage, optuna_quiet, storage_url
+
+# A worker waiting for the last running trials looks again this often (seconds); the heartbeat
+# grace period, not this, bounds how long a dead worker's trial goes unnoticed.
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Counts:
+    done: int  # COMPLETE + PRUNED: what the budget counts
+    running: int
+    errors: int  # FAIL with an error of the trial's own (not a dead worker, not dropped)
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    """The study's trials by what the budget makes of them."""
+    done = running = errors = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            done += 1
+        elif t.state == TrialState.RUNNING:
+            running += 1
+        elif t.state == TrialState.FAIL and "error" in t.user_attrs:
+            errors += 1
+    return Counts(done, running, errors)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def worker_seed(base: int, index: int, existing: int) -> int:
+    """A sampler seed from the recipe's seed, the worker's index and the trials already there.
+
+    Distinct workers and resumed studies get distinct streams; the same study started the same
+    way gets the same one.
+
+    >>> worker_seed(0, 0, 0) == worker_seed(0, 0, 0) != worker_seed(0, 1, 0)
+    True
+    """
+    return int(np.random.SeedSequence([base, index, existing]).generate_state(1)[0])
+
+
+def run_worker(
+    study_name: str,
+    storage: str | None = None,
+    *,
+    threads: int | None = None,
+    seed: int | None = None,
+    timeout: float | None = None,
+    on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
+) -> int:
+    """Run trials of an existing search study until its budget is spent; return how many ran.
+
+    Needs only the study's name and storage: the recipe, objectives, sampler, pruner and budget
+    are read from the study. ``seed`` seeds this worker's sampler (None: fresh entropy, as for a
+    worker joining from another machine). ``timeout`` (seconds): start no trial after it.
+    ``on_trial(trial, objective_names)`` is called with each trial this worker ends.
+
+    >>> run_worker("mnist1d_search", "postgresql://tunelab@db/studies")  # doctest: +SKIP
+    3
+    """
+    store = open_storage(storage)
+    try:
+        probe = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        raise TunelabError(
+            f"--study {study_name}: no such study in {mask_url(storage_url(storage))}; "
+            "`tunelab studies --storage URL` lists them"
+        ) from None
+    config = StudyConfig.from_attrs(probe.user_attrs, study_name)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=store,
+        sampler=make_sampler(config.sampler, seed, len(config.objectives)),
+        pruner=make_pruner(config.pruner, config.recipe().train.epochs),
+    )
+    runner = TrialRunner(config, threads)
+    names = [o.name for o in config.objectives]
+    callbacks = [lambda _study, trial: on_trial(trial, names)] if on_trial is not None else None
+    started = time.monotonic()
+    ran = 0
+    with optuna_quiet():
+        while timeout is None or time.monotonic() - started < timeout:
+            # The budget is re-read each time: `tunelab search --trials N` on a running study raises it.
+            budget = StudyConfig.from_attrs(study.user_attrs, study_name).trials
+            _fail_stale(study)
+            c = count_trials(study)
+            if c.done >= budget:
+                break
+            if c.errors >= budget:
+                raise TunelabError(f"study {study_name}: {c.errors} trials failed: {_first_error(study)}")
+            if c.done + c.running >= budget:
+                # The last trials are running elsewhere; if their worker dies, one of them comes
+                # back here as a retry once its heartbeat goes stale.
+                time.sleep(POLL_SECONDS)
+                continue
+            runner.budget = budget
+            study.optimize(
+                runner,
+                n_trials=1,
+                catch=(TunelabError,),
+                callbacks=callbacks,
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+            ran += 1
+    return ran
+
+
+def _first_error(study: optuna.Study) -> str:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if "error" in t.user_attrs:
+            return f"trial {t.number}: {t.user_attrs['error']}"
+    return "no message"
+
+
+def _wait_all(procs: Sequence[subprocess.Popen], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def run_local_workers(
+    study_name: str,
+    storage: str,
+    workers: int,
+    *,
+    base_seed: int,
+    existing: int,
+    timeout: float | None = None,
+    quiet: bool = True,
+    threads: int | None = None,
+) -> list[int]:
+    """Run ``workers`` `tunelab worker` processes on this machine, ``cores // workers`` threads each
+    (or ``threads``).
+
+    Returns their exit codes. Each worker prints its own errors on stderr.
+    """
+    threads = threads or max(1, available_cores() // workers)
+    env = dict(os.environ)
+    # Native thread pools (OpenMP, MKL) size themselves from these before torch can cap them.
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    # OpenMP threads that spin while waiting burn the cores the other workers need; on a busy
+    # 2-core machine a 2-thread worker ran 5x slower spinning than sleeping (PASSIVE).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The URL goes through the environment, not the command line: `ps` shows any user's argv,
+    # and the URL may hold a password.
+    env[STORAGE_ENV] = storage
+    procs = []
+    for i in range(workers):
+        cmd = [
+            sys.executable,
+            "-m",
+            "tunelab.cli",
+            "worker",
+            "--study",
+            study_name,
+            "--threads",
+            str(threads),
+            "--seed",
+            str(worker_seed(base_seed, i, existing)),
+        ]
+        if timeout is not None:
+            cmd += ["--timeout", str(timeout)]
+        if quiet:
+            cmd.append("--quiet")
+        procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL))
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        # Ctrl-C on a terminal reaches the workers too: give them a moment to mark their trials
+        # failed and exit, and only then pass the interrupt on to any that did not get it.
+        _wait_all(procs, 5)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        _wait_all(procs, 30)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()  # its running trial goes stale and is retried on the next run
+        raise
+    return codes

@@ -67,7 +67,11 @@ FLOOR_TESTS := \
   tests/study/search/test_samplers.py::test_every_sampler_runs \
   tests/study/search/test_run.py::test_running_again_resumes_without_recomputing \
   tests/study/test_postgres.py \
-  tests/test_lr_find.py::test_plot_writes_a_png
+  tests/test_lr_find.py::test_plot_writes_a_png \
+  tests/report/test_svg.py \
+  tests/commands/test_report.py::test_train_writes_its_report_and_says_where \
+  tests/report/test_browser.py::test_a_page_that_asks_for_the_network_is_caught \
+  tests/test_loggers.py::test_mlflow_gets_params_metrics_the_model_and_the_run_directory
 
 $(FLOORS)/.installed: pyproject.toml .ci/floors.py
 	rm -rf $(FLOORS)

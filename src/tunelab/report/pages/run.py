@@ -361,8 +361,8 @@ def data_section(prep: Mapping[str, Any] | None) -> Section:
         )
         return section
     caption = (
-        "Found before training and fit on the train split only (docs/preprocessing.md). Duplicates: "
-        f"{dup.get('action', 'not looked for')}. The preprocessing itself is in preprocess.json."
+        f"Duplicates are counted before training: {dup.get('action', 'not looked for')}. The "
+        "preprocessing is fit on the train split only and saved in preprocess.json (docs/preprocessing.md)."
     )
     section.items.append(
         Table("what cleaning and preprocessing did", ["what", "where", "count or how"], rows, caption)

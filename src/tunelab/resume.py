@@ -28,7 +28,7 @@ import json
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +231,7 @@ class Position:
     epoch_order: Tensor | None = None  # mid-epoch: the data-order generator at the epoch's start
     total: Tensor | None = None  # mid-epoch: the epoch's loss sum so far (loss x samples)
     seconds: float = 0.0  # mid-epoch: the epoch's time so far
+    lr_steps: list[float] = field(default_factory=list)  # mid-epoch: the lr of each step so far
 
 
 def loop_checkpoint(loop: Loop) -> dict[str, Any]:
@@ -255,6 +256,7 @@ def loop_checkpoint(loop: Loop) -> dict[str, Any]:
             "epoch_order": pos.epoch_order,
             "total": None if pos.total is None else pos.total.detach().cpu(),
             "seconds": pos.seconds,
+            "lr_steps": list(pos.lr_steps),
             "train_seconds": loop.seconds_before + time.perf_counter() - loop.session_start,
             "step": state.step,
             "best": loop.best.state_dict(),
@@ -291,6 +293,7 @@ def load_loop_checkpoint(loop: Loop, checkpoint: Mapping[str, Any]) -> None:
         saved_loop["epoch_order"],
         saved_loop["total"],
         saved_loop["seconds"] if mid else 0.0,
+        list(saved_loop["lr_steps"]) if mid else [],
     )
     if state.history:
         # The weights the last epoch evaluated: what fit_end and the final evaluation read when

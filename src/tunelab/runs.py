@@ -31,6 +31,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -168,11 +169,21 @@ class RunDir:
         tensorboard: write TensorBoard event files under ``tb/``.
         overwrite: replace a run already in ``path`` (every file in it).
         resumed: continue the run in ``path`` (``resume`` sets where its logs start again).
+        loggers: trackers to log to besides TensorBoard (``train.loggers``: "mlflow").
     """
 
     def __init__(
-        self, path: str | Path, tensorboard: bool = True, *, overwrite: bool = False, resumed: bool = False
+        self,
+        path: str | Path,
+        tensorboard: bool = True,
+        *,
+        overwrite: bool = False,
+        resumed: bool = False,
+        loggers: Sequence[str] = (),
     ) -> None:
+        from tunelab.loggers import check_loggers
+
+        check_loggers(loggers)  # a missing extra fails here, before the directory is touched
         self.path = Path(path)
         if not resumed:
             check_out_dir(self.path, overwrite=overwrite)
@@ -184,6 +195,12 @@ class RunDir:
         # Opened by start() or resume() (or the first epoch), never before recipe.yaml is written.
         self._metrics: Any = None
         self._tb: Any = None
+        self._mlflow = None
+        if "mlflow" in loggers:
+            from tunelab.loggers import MlflowLogger
+
+            self._mlflow = MlflowLogger(self.path)
+        self._recipe: Recipe | None = None
 
     def _clear(self) -> None:
         """Delete every entry of the run directory (a stale compress/ or export would describe
@@ -204,6 +221,7 @@ class RunDir:
     ) -> None:
         """Write what is known before the first epoch, so a killed run has it too: the recipe, the
         environment and, given the run's ``data``, what a predictor needs (``tunelab.load_run``)."""
+        self._recipe = recipe
         atomic_write_text(self.path / "recipe.yaml", recipe.to_yaml())
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
         if data is not None:
@@ -216,11 +234,15 @@ class RunDir:
             preprocess = json.dumps(data.preprocessing.to_json(), indent=2)
             atomic_write_text(self.path / "preprocess.json", preprocess)
         self._open_logs()  # after recipe.yaml: a directory with logs is always a recognizable run
+        if self._mlflow is not None:
+            self._mlflow.start(recipe, env)
 
-    def resume(self, history: list[dict[str, Any]], env: dict[str, Any]) -> None:
+    def resume(self, recipe: Recipe, history: list[dict[str, Any]], env: dict[str, Any]) -> None:
         """Continue after the checkpoint's ``history``: metrics.jsonl holds exactly its epochs (a
         record written after the checkpoint, by the killed session, is dropped: that epoch runs
-        again), TensorBoard drops its steps after them, and env.json lists this session."""
+        again), TensorBoard drops its steps after them, and env.json lists this session. MLflow
+        gets a new run holding the whole history (the killed session's run stays as it was left)."""
+        self._recipe = recipe
         lines = "".join(json.dumps(finite(record)) + "\n" for record in history)
         atomic_write_text(self.path / "metrics.jsonl", lines)
         self._purge_step = len(history) + 1  # epochs are the TensorBoard steps, from 1
@@ -237,6 +259,10 @@ class RunDir:
         )
         atomic_write_text(env_path, json.dumps(old, indent=2))
         self._open_logs()
+        if self._mlflow is not None:
+            self._mlflow.start(recipe, env)
+            for record in history:
+                self._mlflow.epoch(record)
 
     def _open_logs(self) -> None:
         self._metrics = open(self.path / "metrics.jsonl", "a")
@@ -262,13 +288,39 @@ class RunDir:
                 for k, v in items:
                     if isinstance(v, (int, float)) and v is not None:
                         self._tb.add_scalar(f"{key}/{k}" if k else key, v, step)
+        if self._mlflow is not None:
+            self._mlflow.epoch(record)
 
     def checkpoint(self, name: str, model: nn.Module) -> None:
         atomic_save(model.state_dict(), self.path / name)
 
-    def finish(self, result: RunResult) -> None:
+    def finish(self, result: RunResult, example: torch.Tensor | None = None) -> None:
+        """result.json, the hyperparameters for TensorBoard's HParams tab, and the trackers'
+        final logs; ``example`` (one input sample) lets MLflow save the model with a signature."""
+        if self._mlflow is not None:
+            result.info["mlflow"] = self._mlflow.ids()  # where to find it, kept in result.json
         atomic_write_text(self.path / "result.json", json.dumps(result.to_dict(), indent=2))
+        if self._tb is not None and self._recipe is not None:
+            self._hparams(result)
+        if self._mlflow is not None:
+            self._mlflow.finish(result, example)
+            if "model" in result.info.get("mlflow", {}):  # why the model was not logged, kept too
+                atomic_write_text(self.path / "result.json", json.dumps(result.to_dict(), indent=2))
         self.close()
+
+    def _hparams(self, result: RunResult) -> None:
+        """The recipe's flattened fields with the final metrics, so TensorBoard's HParams tab can
+        compare runs (in this run's tb/ directory: run_name "." adds no subdirectory)."""
+        from tunelab.loggers import flat_params, scalar_metrics
+
+        assert self._tb is not None and self._recipe is not None
+        hparams = {
+            k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in flat_params(self._recipe.to_dict()).items()
+        }
+        metrics = scalar_metrics({"final": {"val": result.val, "test": result.test}})
+        metrics["final.epochs"] = float(result.epochs)
+        self._tb.add_hparams(hparams, metrics, run_name=".")
 
     def close(self) -> None:
         if self._metrics is not None and not self._metrics.closed:

@@ -133,7 +133,8 @@ def test_resume_keeps_exactly_the_checkpoints_epochs(tmp_path):
     run.close()
     (path / ".last.pt.abc123").write_bytes(b"a write cut short")
     again = RunDir(path, tensorboard=False, resumed=True)
-    again.resume(RECIPE, [{"epoch": 1}, {"epoch": 2}], {"command": ["tunelab", "train", "--resume"], "seed": 0})
+    env = {"command": ["tunelab", "train", "--resume"], "seed": 0}
+    again.resume(RECIPE, [{"epoch": 1}, {"epoch": 2}], env)
     again.epoch({"epoch": 3})
     again.close()
     epochs = [json.loads(line)["epoch"] for line in (path / "metrics.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@ tunelab search RECIPE [--trials N] [--timeout S] [--sampler tpe|random|cmaes|gp|
                       [--pruner none|median|asha|hyperband] [--objective val.accuracy[,latency_ms]]
                       [--storage URL] [--study NAME] [--workers K] [--final-seeds S]
                       [--out DIR] [--set k=v ...] [--json] [--quiet] [--no-report]
-tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--quiet]
+tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--out DIR] [--quiet]
 tunelab studies [--storage URL] [--json]
 tunelab show STUDY [--storage URL] [--top N] [--json]
 """
@@ -77,6 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads for this worker (default: torch's)")
     p.add_argument("--seed", type=int, help="seed of this worker's sampler (default: fresh randomness)")
     p.add_argument("--timeout", type=float, help="seconds after which this worker starts no new trial")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"where running trials keep their checkpoints, <out>/<study>/trials/ (default {DEFAULT_OUT})",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.set_defaults(run=run_worker_command)
 
@@ -157,6 +162,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         timeout=args.timeout,
         on_trial=None if args.quiet else _print_trial,
+        out_dir=args.out,
     )
     if not args.quiet:
         print(f"worker done: ran {ran} trial(s) of study {args.study}", file=sys.stderr)

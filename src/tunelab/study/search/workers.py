@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -33,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.errors import TunelabError
 from tunelab.redact import mask_url
 from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.options import DEFAULT_OUT
 from tunelab.study.search.samplers import make_pruner, make_sampler
 from tunelab.study.search.trial import TrialRunner
 from tunelab.study.storage import STORAGE_ENV, open_storage, optuna_quiet, storage_url
@@ -90,13 +92,17 @@ def run_worker(
     seed: int | None = None,
     timeout: float | None = None,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
+    out_dir: str | Path = DEFAULT_OUT,
 ) -> int:
     """Run trials of an existing search study until its budget is spent; return how many ran.
 
     Needs only the study's name and storage: the recipe, objectives, sampler, pruner and budget
     are read from the study. ``seed`` seeds this worker's sampler (None: fresh entropy, as for a
     worker joining from another machine). ``timeout`` (seconds): start no trial after it.
-    ``on_trial(trial, objective_names)`` is called with each trial this worker ends.
+    ``on_trial(trial, objective_names)`` is called with each trial this worker ends. A running
+    trial keeps its checkpoint in ``<out_dir>/<study>/trials/<number>/``: when its worker dies,
+    the retry continues from there if it runs where that directory is (this machine, or a shared
+    filesystem), else it starts again.
 
     >>> run_worker("mnist1d_search", "postgresql://tunelab@db/studies")  # doctest: +SKIP
     3
@@ -120,7 +126,7 @@ def run_worker(
         sampler=make_sampler(config.sampler, seed, len(config.objectives)),
         pruner=make_pruner(config.pruner, config.recipe().train.epochs),
     )
-    runner = TrialRunner(config, threads)
+    runner = TrialRunner(config, threads, checkpoints=out_dir)
     names = [o.name for o in config.objectives]
     callbacks = [lambda _study, trial: on_trial(trial, names)] if on_trial is not None else None
     started = time.monotonic()
@@ -184,6 +190,7 @@ def run_local_workers(
     timeout: float | None = None,
     quiet: bool = True,
     threads: int | None = None,
+    out_dir: str | Path = DEFAULT_OUT,
 ) -> list[int]:
     """Run ``workers`` `tunelab worker` processes on this machine, ``cores // workers`` threads each
     (or ``threads``).
@@ -213,6 +220,8 @@ def run_local_workers(
             str(threads),
             "--seed",
             str(worker_seed(base_seed, i, existing)),
+            "--out",
+            str(out_dir),
         ]
         if timeout is not None:
             cmd += ["--timeout", str(timeout)]

@@ -192,6 +192,10 @@ class TrainSpec:
     # Experiment trackers that also receive what the run directory gets (params, per-epoch
     # metrics, the model, the directory as artifacts): none by default, it is an optional extra.
     loggers: list[Literal["mlflow"]] = field(default_factory=list)
+    # Under DDP (several processes): batch norm over the whole global batch instead of each
+    # process's share (nn.SyncBatchNorm; GPUs only). False: per-process statistics, as PyTorch's
+    # DDP does by default. No effect in one process.
+    sync_batch_norm: bool = False
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tunelab import distributed
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
 from tunelab.data.bundle import SPLITS
 from tunelab.errors import RecipeError, TunelabError
@@ -37,6 +38,7 @@ from tunelab.resume import (
     LAST,
     Position,
     check_same_run,
+    check_same_world,
     data_fingerprint,
     load_loop_checkpoint,
     loop_checkpoint,
@@ -135,14 +137,18 @@ class Prepared:
     methods: list[Method]
     batch_size: int
     groups: list[list[tuple[int, int]]]
+    where: distributed.Dist = distributed.ONE  # this process's rank among the DDP processes
 
 
-def epoch_steps(n: int, recipe: Recipe) -> tuple[int, list[list[tuple[int, int]]]]:
+def epoch_steps(
+    n: int, recipe: Recipe, where: distributed.Dist = distributed.ONE
+) -> tuple[int, list[list[tuple[int, int]]]]:
     """(micro-batch size, each optimizer step's micro-batch ranges) for ``n`` training samples.
 
     ``train.grad_accum`` micro-batches of ``train.batch_size`` make one optimizer step. ``gd``
     takes the whole split as one step, computed in ``grad_accum`` micro-batches (less memory,
-    the same update).
+    the same update). Under DDP the ranges are global: each of the ``where.world`` processes
+    trains on its share of every micro-batch (``distributed.shard``).
 
     >>> from tunelab.recipe import load_recipe
     >>> epoch_steps(100, load_recipe({"train": {"batch_size": 16, "grad_accum": 4}}))[1][-1]
@@ -150,8 +156,9 @@ def epoch_steps(n: int, recipe: Recipe) -> tuple[int, list[list[tuple[int, int]]
     """
     k = recipe.train.grad_accum
     full = OPTIMIZERS.get(recipe.optimizer.name).tags.get("full_batch")
+    distributed.check_batch(recipe.train.batch_size, where, bool(full))
     batch_size = -(-n // k) if full else min(recipe.train.batch_size, n)
-    return batch_size, step_groups(n, batch_size, k)
+    return batch_size, step_groups(n, batch_size, k, min_last=2 * where.world)
 
 
 def prepare(
@@ -171,7 +178,8 @@ def prepare(
     t = recipe.train
     if t.threads is not None:
         torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
+    where = distributed.current()
+    device = distributed.device_for(t.device, where) or resolve_device(t.device)
     seed_everything(t.seed)
 
     bundle = load_bundle(recipe, data).to(device)
@@ -197,7 +205,7 @@ def prepare(
         pretrained_report = load_pretrained(net, recipe.model.pretrained)
     net = net.to(device)
 
-    batch_size, groups = epoch_steps(len(bundle.x_train), recipe)
+    batch_size, groups = epoch_steps(len(bundle.x_train), recipe, where)
     steps_per_epoch = len(groups)  # optimizer steps: what per-batch schedules and methods count
     optimizer = build_optimizer(net, recipe.optimizer)
     monitor = resolve_auto_monitor(t.monitor, bundle.task)
@@ -230,7 +238,9 @@ def prepare(
         hook(state)
     if compile:
         state.model.compile()  # in place: state_dict keys stay the same as the eager model's
-    return Prepared(state, instances, batch_size, groups)
+    if where.active:
+        state.info["distributed"] = {"processes": where.world, "batch_per_process": batch_size // where.world}
+    return Prepared(state, instances, batch_size, groups, where)
 
 
 def fit(
@@ -281,44 +291,56 @@ def fit(
             raise TunelabError("fit: give a recipe (or resume=RUN_DIR to continue a run)")
         recipe = source.path / "recipe.yaml"
     recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
-    if save:
-        name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
-        path = source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
-        if source is None:
-            check_out_dir(path, overwrite=overwrite)  # before the data loads: fail fast
-    else:  # no run directory; last.pt only where asked (a search trial's checkpoint directory)
-        path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
-        if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
+    # Under torchrun: join the process group (and leave it cleanly, see distributed.session).
+    with distributed.session(recipe.train.device) as where:
+        main = where.main  # under DDP only rank 0 writes (run directory, last.pt) and prints
+        if save and main:
+            name = (
+                f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
+            )
+            path = (
+                source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
+            )
+            if source is None:
+                check_out_dir(path, overwrite=overwrite)  # before the data loads: fail fast
+        else:  # no run directory; last.pt only where asked (a search trial's checkpoint directory)
+            path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
+            path = path if main else None
+            if path is not None:
+                path.mkdir(parents=True, exist_ok=True)
 
-    prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
-    # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
-    share = None if save else TRIAL_CHECKPOINT_SHARE
-    loop = Loop(prep, len(recipe.methods), last=path / LAST if path is not None else None, max_share=share)
-    checkpoint = source.checkpoint if source is not None else None
-    if checkpoint is not None:
-        check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
-        load_loop_checkpoint(loop, checkpoint)
-    run = None
-    if save:
-        # A resumed run without a checkpoint yet (killed in its first epoch) starts again.
-        run = RunDir(
-            path,  # type: ignore[arg-type]
-            recipe.train.tensorboard,
-            overwrite=overwrite or source is not None,
-            resumed=checkpoint is not None,
-            loggers=recipe.train.loggers,
+        prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
+        # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
+        share = None if save else TRIAL_CHECKPOINT_SHARE
+        loop = Loop(
+            prep, len(recipe.methods), last=path / LAST if path is not None else None, max_share=share
         )
-        env = environment(recipe, prep.state.device)
+        checkpoint = source.checkpoint if source is not None else None
         if checkpoint is not None:
-            run.resume(recipe, prep.state.history, env)
-        else:
-            run.start(recipe, env, prep.state.data, model_from_recipe=model is None)
-    try:
-        return _run(loop, run, evaluate_test)
-    finally:
-        if run is not None:
-            run.close()
+            check_same_world(checkpoint, where.world, source.path)  # type: ignore[union-attr]
+            if main:  # the others have no data hash (they write no checkpoint); rank 0 checks for all
+                check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
+            load_loop_checkpoint(loop, checkpoint)
+        run = None
+        if save and main:
+            # A resumed run without a checkpoint yet (killed in its first epoch) starts again.
+            run = RunDir(
+                path,  # type: ignore[arg-type]
+                recipe.train.tensorboard,
+                overwrite=overwrite or source is not None,
+                resumed=checkpoint is not None,
+                loggers=recipe.train.loggers,
+            )
+            env = environment(recipe, prep.state.device)
+            if checkpoint is not None:
+                run.resume(recipe, prep.state.history, env)
+            else:
+                run.start(recipe, env, prep.state.data, model_from_recipe=model is None)
+        try:
+            return _run(loop, run, evaluate_test)
+        finally:
+            if run is not None:
+                run.close()
 
 
 def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
@@ -339,8 +361,10 @@ def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
     test: dict[str, Any] = {}
     efficiency: dict[str, Any] = {}
     if status in ("completed", "stopped_early"):
-        val, test = _final_metrics(state, eval_net, evaluate_test)
-        if t.efficiency:
+        where = loop.where
+        val, test = _final_metrics(state, eval_net, evaluate_test) if where.main else ({}, {})
+        val, test = distributed.from_main((val, test), where)
+        if t.efficiency and where.main:
             efficiency = _efficiency(state, eval_net)
         efficiency["train_seconds"] = train_seconds
         efficiency["seconds_per_epoch"] = train_seconds / max(1, len(state.history))
@@ -423,6 +447,14 @@ class Loop:
         self.eval_hooks = hooks_of(methods, "eval_model")
         self.epoch_end = hooks_of(methods, "epoch_end")
         self.train_step = TrainStep(state, methods)  # batch .. after_step hooks, autocast, loss scaling
+        self.where = where = prep.where
+        if where.active:  # the forward goes through DDP; all micro-batches but a step's last skip its sync
+            sync_bn = state.recipe.train.sync_batch_norm
+            net = distributed.wrap_model(state.model, methods, state.device, sync_bn)
+            step = self.train_step
+            step.net, step.no_sync, step.world = net, net.no_sync, where.world
+            buffers = distributed.BufferSync(state.model, where.world)
+            step.sync_buffers = buffers if buffers else None
         # Samples per optimizer step: its loss is their mean, and the epoch's loss sums loss x count.
         self.plan = [(group, group[-1][1] - group[0][0]) for group in prep.groups]
         self.val_loss = LOSSES["cross_entropy"] if state.data.task == "classification" else state.criterion
@@ -465,8 +497,11 @@ class Loop:
         for hook in self.eval_hooks:
             eval_net = hook(state, eval_net)
         state.eval_net = eval_net
-        train_loss = float(total) / len(data.x_train)  # the one sync of the epoch
-        val = evaluate(eval_net, data, "val", self.val_loss, t.eval_batch_size)
+        where = self.where
+        train_loss = float(distributed.all_mean(total, where)) / len(data.x_train)  # the epoch's one sync
+        # Under DDP rank 0 evaluates and every rank reads its figures (see tunelab.distributed).
+        val = evaluate(eval_net, data, "val", self.val_loss, t.eval_batch_size) if where.main else None
+        val = distributed.from_main(val, where)
         record = {
             "epoch": epoch + 1,
             "train": {"loss": train_loss},
@@ -522,6 +557,7 @@ class Loop:
         state.model.train()
         perm = torch.randperm(len(x_train), generator=self.gen).to(device, non_blocking=True)
         train_step, every, last_step = self.train_step, self.every, len(self.plan)
+        rank, world = self.where.rank, self.where.world
         # The lr of every step, for a schedule that changes it per step: read from the host-side param
         # group before the step (a Python float: no device sync, ~0.1 us a step). An epoch schedule's
         # lr is constant within the epoch: the record's "lr" and "steps" describe it.
@@ -530,10 +566,18 @@ class Loop:
             group, count = self.plan[i]
             if per_batch:
                 lr_steps.append(group0["lr"])  # the lr this step uses; the schedule advances after it
-            micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
-            total += train_step(micro) * count
+            if world == 1:
+                micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
+                total += train_step(micro) * count
+            else:  # this rank's strided share of each micro-batch (tunelab.distributed.shard)
+                micro = [
+                    (x_train[idx], y_train[idx]) for idx in (perm[lo + rank : hi : world] for lo, hi in group)
+                ]
+                total += train_step(micro, count) * count
             if every is not None and state.step % every == 0 and i + 1 < last_step:
-                self.pos = Position(epoch, i + 1, order, total, time.perf_counter() - t0, lr_steps)
+                # Under DDP every rank resumes from the mean of the ranks' sums (what rank 0 saves).
+                saved = distributed.all_mean(total, self.where)
+                self.pos = Position(epoch, i + 1, order, saved, time.perf_counter() - t0, lr_steps)
                 self.save()
         return total, lr_steps
 

@@ -104,6 +104,9 @@ def data_fingerprint(tensors: Mapping[str, Tensor]) -> str:
     """
     h = hashlib.sha256()
     for name, t in tensors.items():
+        if hasattr(t, "fingerprint"):  # a streamed split: its files or rows (tunelab.data.stream)
+            h.update(f"{name}:{t.fingerprint()};".encode())
+            continue
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
         # Bytes of the standard layout (a channels_last tensor hashes as its contiguous twin).
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

@@ -10,11 +10,10 @@ a killed run continues where it stopped (``fit(resume=RUN_DIR)``, see ``tunelab.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,13 @@ from torch import Tensor, nn
 from tunelab import distributed
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
 from tunelab.data.bundle import SPLITS
+from tunelab.data.stream import StreamSplit, as_stream, load_stream, wants_stream
 from tunelab.errors import RecipeError, TunelabError
+from tunelab.evaluation import efficiency as _efficiency
+from tunelab.evaluation import evaluate, predict
+from tunelab.evaluation import final_metrics as _final_metrics
 from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.methods.early_stopping import BestEpoch
-from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tunelab.recipe import Recipe, load_recipe
@@ -48,7 +50,20 @@ from tunelab.resume import (
 )
 from tunelab.runs import RunDir, RunResult, check_out_dir, default_run_dir, environment
 from tunelab.spec import monitor_mode, resolve_auto_monitor
-from tunelab.step import AMP_DTYPES, TrainStep, step_groups
+from tunelab.step import TrainStep, step_groups
+
+# evaluate and predict live in tunelab.evaluation; they are re-exported here, where they always were.
+__all__ = [
+    "LOSSES",
+    "Loop",
+    "Prepared",
+    "evaluate",
+    "fit",
+    "load_bundle",
+    "predict",
+    "prepare",
+    "resolve_device",
+]
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 # The largest share of a run without a run directory (a study trial) spent writing last.pt.
@@ -90,42 +105,23 @@ def _criterion(recipe: Recipe, task: str) -> Criterion:
 
 
 def load_bundle(recipe: Recipe, data: Any = None) -> DataBundle:
-    """The recipe's data, or the data given: a DataBundle, (x, y) or (x, y, x_test, y_test)."""
+    """The recipe's data, or the data given: a DataBundle, (x, y) or (x, y, x_test, y_test), or
+    torch Datasets (one, or train and val and optionally test), which stream (tunelab.data.stream)."""
     if data is None:
+        if wants_stream(recipe.data):
+            return load_stream(recipe.data, recipe.preprocess)
         return load_data(recipe.data, recipe.preprocess)
+    streamed = as_stream(data, recipe.data, recipe.preprocess)
+    if streamed is not None:
+        return streamed
     if isinstance(data, DataBundle):
         return data
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y, *test = data
         return bundle_from_arrays(x, y, recipe.data, *test, preprocess=recipe.preprocess)
-    raise RecipeError("data", type(data).__name__, "pass a DataBundle, (x, y) or (x, y, x_test, y_test)")
-
-
-@torch.inference_mode()
-def predict(net: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    """Outputs of ``net`` on ``x`` in eval mode, in batches (restores the training flag)."""
-    was_training = net.training
-    net.eval()
-    try:
-        return torch.cat([net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
-    finally:
-        net.train(was_training)
-
-
-def evaluate(
-    net: nn.Module, data: DataBundle, split: str, loss_fn: Criterion, batch_size: int, full: bool = False
-) -> dict[str, Any]:
-    """Loss and metrics of ``net`` on one split; ``full`` adds the per-class report."""
-    x, y = data.split(split)
-    out = predict(net, x, batch_size)
-    metrics: dict[str, Any] = {"loss": float(loss_fn(out, y))}
-    if data.task == "regression":  # metrics in the data's own units
-        out, y = data.unscale_y(out), data.unscale_y(y)
-    if full:
-        metrics.update(full_report(data.task, out, y, data.class_names))
-    else:
-        metrics.update(epoch_metrics(data.task, out, y, data.num_classes))
-    return metrics
+    raise RecipeError(
+        "data", type(data).__name__, "pass a DataBundle, (x, y), (x, y, x_test, y_test) or torch Datasets"
+    )
 
 
 @dataclass
@@ -397,32 +393,6 @@ def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
     return result
 
 
-def _final_metrics(state: TrainState, net: nn.Module, evaluate_test: bool) -> tuple[dict[str, Any], ...]:
-    """(val, test) full reports of the final weights; the test split is read here, once."""
-    data, t = state.data, state.recipe.train
-    base_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
-    val = evaluate(net, data, "val", base_loss, t.eval_batch_size, full=True)
-    # After every choice was made on val.
-    test = evaluate(net, data, "test", base_loss, t.eval_batch_size, full=True) if evaluate_test else {}
-    return val, test
-
-
-def _efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:
-    """Size and inference cost of the final weights, in the run's precision and memory layout."""
-    t, device = state.recipe.train, state.device
-    amp_dtype = AMP_DTYPES.get(t.precision)
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    # Inference is timed in the run's precision and memory layout: what it would deploy. A model a
-    # method handed on (a quantized or narrowed copy, an EMA average) is not the one compiled in
-    # prepare(): compiled here, so train.compile times it compiled.
-    if t.compile and net is not state.model:
-        net.compile()
-    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        efficiency = efficiency_report(net, state.data.input_shape, device, memory_format=fmt)
-    efficiency["precision"] = t.precision
-    return efficiency
-
-
 Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best epoch, best value
 
 
@@ -544,7 +514,7 @@ class Loop:
         """The epoch's optimizer steps (from where a resumed run stopped): its loss sum, on device,
         and the lr of each step when the schedule changes it per step (else [])."""
         state, pos = self.state, self.pos
-        x_train, y_train, device = state.data.x_train, state.data.y_train, state.device
+        x_train, device = state.data.x_train, state.device
         if pos.epoch_order is None:  # the epoch starts here
             order = self.gen.get_state()
             for hook in self.epoch_start:
@@ -555,31 +525,41 @@ class Loop:
             self.gen.set_state(order)
             total, lr_steps = pos.total.to(device), list(pos.lr_steps)  # type: ignore[union-attr]
         state.model.train()
-        perm = torch.randperm(len(x_train), generator=self.gen).to(device, non_blocking=True)
-        train_step, every, last_step = self.train_step, self.every, len(self.plan)
-        rank, world = self.where.rank, self.where.world
+        perm = torch.randperm(len(x_train), generator=self.gen)
+        steps = self._micro_batches(perm, pos.step_in_epoch)
+        train_step, every, last_step, world = self.train_step, self.every, len(self.plan), self.where.world
         # The lr of every step, for a schedule that changes it per step: read from the host-side param
         # group before the step (a Python float: no device sync, ~0.1 us a step). An epoch schedule's
         # lr is constant within the epoch: the record's "lr" and "steps" describe it.
         group0, per_batch = state.optimizer.param_groups[0], state.schedule.per_batch
         for i in range(pos.step_in_epoch, last_step):
-            group, count = self.plan[i]
+            count = self.plan[i][1]
             if per_batch:
                 lr_steps.append(group0["lr"])  # the lr this step uses; the schedule advances after it
-            if world == 1:
-                micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
-                total += train_step(micro) * count
-            else:  # this rank's strided share of each micro-batch (tunelab.distributed.shard)
-                micro = [
-                    (x_train[idx], y_train[idx]) for idx in (perm[lo + rank : hi : world] for lo, hi in group)
-                ]
-                total += train_step(micro, count) * count
+            micro = next(steps)
+            total += (train_step(micro) if world == 1 else train_step(micro, count)) * count
             if every is not None and state.step % every == 0 and i + 1 < last_step:
                 # Under DDP every rank resumes from the mean of the ranks' sums (what rank 0 saves).
                 saved = distributed.all_mean(total, self.where)
                 self.pos = Position(epoch, i + 1, order, saved, time.perf_counter() - t0, lr_steps)
                 self.save()
         return total, lr_steps
+
+    def _micro_batches(self, perm: Tensor, start: int) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        """Each optimizer step's micro-batches from step ``start`` on: this rank's strided share
+        (``rank::world``, all of it in one process) of the ranges of ``self.plan`` in ``perm``."""
+        data, rank, world = self.state.data, self.where.rank, self.where.world
+        x, y = data.x_train, data.y_train
+        plan = self.plan[start:]
+        if isinstance(x, StreamSplit):  # read by the DataLoader, in this order, on the device
+            batches = [perm[lo + rank : hi : world].tolist() for group, _ in plan for lo, hi in group]
+            read = x.read(batches)
+            for group, _ in plan:
+                yield [next(read) for _ in group]
+            return
+        perm = perm.to(self.state.device, non_blocking=True)
+        for group, _ in plan:
+            yield [(x[idx], y[idx]) for idx in (perm[lo + rank : hi : world] for lo, hi in group)]
 
     def _best(self) -> tuple[int | None, float | None]:
         """(best epoch, its value), or (None, None) when no epoch counted."""

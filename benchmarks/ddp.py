@@ -4,7 +4,7 @@ Runs ``tunelab train examples/mnist1d_cnn.yaml --nproc N`` for each N (torchrun,
 NCCL on GPUs with ``--device cuda``) with the same global batch, and prints training samples per
 second (train samples x epochs / train_seconds, which excludes start-up and the final evaluation)
 and the final val accuracy. Each process gets ``cores // N`` threads (torchrun's OMP_NUM_THREADS=1
-is replaced), so N processes use the same cores as one.
+is replaced, and threads wait passively), so N processes use the same cores as one.
 
     .venv/bin/python benchmarks/ddp.py [--nproc 1 2] [--epochs 3] [--device cpu]
 """
@@ -35,7 +35,8 @@ def run(nproc: int, epochs: int, device: str, out: Path) -> dict:
         "train.tensorboard=false",
     ):
         argv += ["--set", s]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    # Threads that spin while waiting burn the cores the other process needs (as search workers do).
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     subprocess.run(argv, check=True, env=env, cwd=ROOT)
     return json.loads((out / "result.json").read_text())
 

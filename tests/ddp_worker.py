@@ -66,8 +66,33 @@ def recipe_for(name: str) -> dict[str, Any]:
     }
 
 
+def count_all_reduces() -> dict[str, int]:
+    """A fit with grad_accum 2, counting DDP's gradient all-reduces (one per step with no_sync)."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from tunelab import distributed
+
+    calls: list[int] = []
+    original = distributed.wrap_model
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        net = original(*args, **kwargs)
+        net.register_comm_hook(None, lambda group, bucket: calls.append(1) or allreduce_hook(group, bucket))
+        return net
+
+    distributed.wrap_model = counting
+    try:
+        recipe = recipe_for("l2") | {
+            "train": {"epochs": 1, "batch_size": 16, "grad_accum": 2, "device": "cpu"}
+        }
+        r = fit(recipe, save=False, evaluate_test=False)
+    finally:
+        distributed.wrap_model = original
+    return {"all_reduces": len(calls), "steps": r.history[-1]["steps"]}
+
+
 def run_methods() -> dict[str, Any]:
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"no_sync": count_all_reduces()}
     for name in METHODS.names():
         digests = Digests()
         try:

@@ -75,10 +75,13 @@ def test_two_processes_reach_the_metrics_of_one_with_the_same_global_batch(tmp_p
     assert (tmp_path / "two" / "report.html").is_file() and (tmp_path / "two" / "last.pt").is_file()
 
 
-def test_torchrun_module_launch_with_grad_accum_uses_no_sync_and_matches(tmp_path):
-    # 2 processes x 2 micro-batches of 16 = the global batch 64 of 2 micro-batches of 32 in one process.
+def test_torchrun_module_launch_with_grad_accum_and_streaming_matches(tmp_path):
+    # 2 processes x 2 micro-batches of 16 = the global batch 64 of 2 micro-batches of 32 in one process
+    # (no_sync on the first micro-batch); the 2 processes read their shards through the streaming
+    # path's DataLoader, which gives the in-memory path's batches (tests/data/test_stream.py).
     recipe = {**MNIST1D, "train": {**MNIST1D["train"], "epochs": 2, "grad_accum": 2, "batch_size": 32}}
-    path = _write_recipe(tmp_path / "r.yaml", recipe)
+    streamed = {**recipe, "data": {"name": "mnist1d", "stream": True, "num_workers": 0}}
+    path = _write_recipe(tmp_path / "r.yaml", streamed)
     argv = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "tunelab"]
     done = _launch([*argv, "train", str(path), "--out", "run", "--quiet", "--no-report"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -95,6 +98,11 @@ def test_every_method_is_identical_on_every_rank_or_refuses(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     from tunelab.methods import METHODS
+
+    # grad_accum 2: the first micro-batch of each step runs in no_sync(), so one all-reduce per step
+    # (the small MLP's gradients fit in one DDP bucket); without it there would be two.
+    counted = results.pop("no_sync")
+    assert counted["all_reduces"] == counted["steps"] > 0, counted
 
     assert set(METHODS.names()) <= set(results)
     refused = {name for name, r in results.items() if "refused" in r}

@@ -134,7 +134,23 @@ def session(device_name: str) -> Iterator[Dist]:
     finally:
         if ok:
             dist.barrier()
+        _let_gloo_finish()
         dist.destroy_process_group()
+
+
+def _let_gloo_finish() -> None:
+    """Release the GIL for a moment after the last collective (hand-written: a PyTorch race).
+
+    Gloo's worker thread destroys a finished collective's work after the caller has already seen it
+    complete, and that drops Python-owned tensors, which needs the GIL. If the main thread tears
+    the process group down meanwhile (DDP's reducer freed with the GIL held joins that thread), the
+    two wait for each other forever: seen once in ~20 two-process runs, a rank hung at exit with its
+    work done (gdb: ~ProcessGroupGloo joining pt_gloo_runloop, itself waiting for the GIL in
+    ~AsyncBarrierWork). Sleeping releases the GIL to the waiting thread, which then finishes.
+    """
+    import time
+
+    time.sleep(0.05)
 
 
 def shard(index: Tensor, where: Dist) -> Tensor:
@@ -175,8 +191,9 @@ def wrap_model(model: nn.Module, methods: Sequence[Any], device: torch.device, s
         if converted is not model:
             raise RecipeError("train.sync_batch_norm", True, "the model is a bare BatchNorm layer")
     ids = [device.index] if device.type == "cuda" else None
-    # Buffers are averaged after each step (BufferSync), not broadcast from rank 0 before each forward.
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    # Buffers are copied from rank 0 once, at the start, then averaged after each step (BufferSync)
+    # rather than broadcast from rank 0 before each forward.
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
 class BufferSync:

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunelab.data.bundle import SPLITS, DataBundle
 from tunelab.data.preprocess import CONSTANT_STD, Preprocessing, Standardize
-from tunelab.errors import RecipeError
+from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec, PreprocessSpec
 
 __all__ = [
@@ -156,8 +156,11 @@ class StreamSplit:
         return (len(self), *self.owner.input_shape)
 
     def __getitem__(self, key: slice) -> Tensor:
-        if not isinstance(key, slice):
-            raise TypeError("a streamed split is read by slices or through batches()")
+        if not isinstance(key, slice):  # indexing by a tensor of indices: a loop that wants tensors
+            raise DataError(
+                "this command reads the data as tensors in memory; data.stream is for train and search: "
+                "set data.stream: false (or a larger data.memory_limit)"
+            )
         rows = [self.dataset[i] for i in range(*key.indices(len(self)))]
         return self.owner.transform(torch.stack([r[0] for r in rows]).to(self.owner.device))
 

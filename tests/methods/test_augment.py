@@ -37,7 +37,7 @@ def _images(b: int = 64, c: int = 1, h: int = 8, w: int = 8) -> torch.Tensor:
 
 def _state(input_shape: tuple[int, ...], task: str = "classification", num_classes: int = 3):
     return SimpleNamespace(
-        data=SimpleNamespace(input_shape=input_shape, task=task, num_classes=num_classes),
+        data=SimpleNamespace(input_shape=input_shape, task=task, num_classes=num_classes, meta={}),
         device=torch.device("cpu"),
         info={},
     )
@@ -415,5 +415,5 @@ def test_feature_noise_leaves_the_category_codes_of_embeddings_alone():
 
 @pytest.mark.parametrize("name", ["mixup", "cutmix"])
 def test_mixing_category_codes_for_embeddings_is_refused(name):
-    with pytest.raises(RecipeError, match="preprocess.encoding: onehot"):
+    with pytest.raises(RecipeError, match=r"preprocess\.encoding: onehot"):
         _penguins_embedding([{"name": name}])

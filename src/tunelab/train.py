@@ -162,7 +162,9 @@ def prepare(
     # only to models tunelab builds. model.pretrained, an explicit request, applies to both.
     embeddings = bundle.meta.get("embeddings")
     if model is None:
-        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs, embeddings)
+        net = build_model(
+            recipe.model, bundle.input_shape, bundle.num_outputs, embeddings, text=bundle.meta.get("text")
+        )
     else:
         net = model
     if t.channels_last:
@@ -288,7 +290,13 @@ def fit(
             if t.compile and eval_net is not state.model:
                 eval_net.compile()
             with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                efficiency = efficiency_report(eval_net, bundle.input_shape, device, memory_format=fmt)
+                efficiency = efficiency_report(
+                    eval_net,
+                    bundle.input_shape,
+                    device,
+                    memory_format=fmt,
+                    example=bundle.example_inputs(1024),
+                )
             efficiency["precision"] = t.precision
         efficiency["train_seconds"] = train_seconds
         efficiency["seconds_per_epoch"] = train_seconds / max(1, len(state.history))

@@ -37,7 +37,7 @@ from tunelab.data.files import _check_csv_params, _existing_file, _read_rows, en
 from tunelab.errors import DataError, RecipeError, did_you_mean
 from tunelab.schema import Doc
 
-__all__ = ["bbc_news", "documents_raw", "read_text_file", "text_csv", "text_folder"]
+__all__ = ["bbc_news", "documents_raw", "read_documents", "read_text_file", "text_csv", "text_folder"]
 
 # A missing document or label in a CSV cell.
 _MISSING = {"", "NA", "N/A", "NaN", "nan", "null", "None"}
@@ -230,3 +230,72 @@ def bbc_news(
     if latin1:
         raw.meta["cleaning"]["documents"]["read_as_latin1"] = latin1
     return raw
+
+
+# --- new documents for a trained run (tunelab.load_run, tunelab predict) ---------------------------
+
+
+def read_documents(x: Any, card: Mapping[str, Any], source: str = "input") -> tuple[np.ndarray, list[str]]:
+    """Documents ``[N]`` (an object array of strings) and each one's name, for a text run's predictor.
+
+    ``x``: a list (or array, or pandas Series) of strings; a pandas DataFrame or a ``.csv`` file
+    with the run's text column (``text_column`` of ``card``, the run's ``data.json``; ``text`` for
+    runs on folders); a ``.txt`` file, one document per line (blank lines skipped; rows are named
+    by line number); or a folder of ``.txt`` files, one document each (named by file).
+
+    >>> docs, rows = read_documents(["good film", "bad plot"], {"text_column": None})
+    >>> docs.tolist(), rows
+    (['good film', 'bad plot'], ['0', '1'])
+    """
+    column = card.get("text_column") or "text"
+    if isinstance(x, (str, Path)):
+        return _documents_from_path(Path(x), column, card.get("delimiter") or ",")
+    if type(x).__module__.startswith("pandas") and hasattr(x, "columns"):
+        if column not in x.columns:
+            raise DataError(
+                f"{source}: the DataFrame has no text column {column!r}; it has {list(x.columns)}"
+            )
+        x = x[column]
+    values = list(x.tolist() if hasattr(x, "tolist") else x)
+    bad = next((v for v in values if not isinstance(v, str)), None)
+    if bad is not None or not values:
+        raise DataError(
+            f"{source}: this run reads text: give a list of strings (got "
+            f"{type(bad).__name__ if values else 'none'}), a .txt file with one document per line, or a CSV "
+            f"with the column {column!r}"
+        )
+    docs = np.empty(len(values), dtype=object)
+    docs[:] = values
+    return docs, [str(i) for i in range(len(values))]
+
+
+def _documents_from_path(p: Path, column: str, delimiter: str) -> tuple[np.ndarray, list[str]]:
+    if p.is_dir():
+        files = sorted(p.rglob("*.txt"))
+        if not files:
+            raise DataError(f"{p}: holds no .txt files; give a folder of .txt files, one document each")
+        texts, names = [read_text_file(f) for f in files], [str(f.relative_to(p)) for f in files]
+    elif p.suffix.lower() == ".txt" and p.is_file():
+        lines = read_text_file(p).split("\n")
+        kept = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+        if not kept:
+            raise DataError(f"{p}: is empty; write one document per line")
+        texts, names = [t for _, t in kept], [str(i) for i, _ in kept]
+    elif p.suffix.lower() == ".csv" and p.is_file():
+        header, rows, _ = _read_rows(p, delimiter)
+        if column not in header:
+            hint = did_you_mean(column, header)
+            raise DataError(
+                f"{p}: no text column {column!r} (the run's); the columns are: {', '.join(header)}"
+                + (f" ({hint})" if hint else "")
+            )
+        j = header.index(column)
+        texts, names = [r[j] if j < len(r) else "" for r in rows], [str(i) for i in range(len(rows))]
+    else:
+        raise DataError(
+            f"{p}: not a .txt file, a .csv file or a folder; this run reads text: give a .txt file with one "
+            f"document per line, a CSV with the column {column!r}, or a folder of .txt files"
+        )
+    docs = np.empty(len(texts), dtype=object)
+    docs[:] = texts
+    return docs, names

@@ -47,7 +47,7 @@ def hashed_bigrams(ids: Tensor, pad_id: int, vocab_size: int, buckets: int) -> T
     ids placed after the vocabulary; a pair touching padding becomes ``pad_id``. ``[B, L] -> [B, L-1]``.
 
     >>> hashed_bigrams(torch.tensor([[3, 4, 0]]), 0, vocab_size=10, buckets=5).tolist()
-    [[12, 0]]
+    [[13, 0]]
     """
     a, b = ids[:, :-1], ids[:, 1:]
     h = (a * _BIGRAM_PRIME + b) % buckets + vocab_size

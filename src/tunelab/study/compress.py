@@ -325,6 +325,9 @@ def compress_run(
     gen = torch.Generator().manual_seed(0)  # inputs for tracing and timing: never the global RNG
     one = torch.randn((1, *data.input_shape), generator=gen).to(device)
     big = torch.randn((throughput_batch, *data.input_shape), generator=gen).to(device)
+    real = data.example_inputs(throughput_batch)  # token ids: real documents, not random numbers
+    if real is not None:
+        one, big = real[:1].to(device), real.to(device)
     setting = _Setting(recipe, data.to(device), device, epochs, threads, scope, schedule, one)
 
     val, test = _evaluate(dense, setting.bundle, recipe)

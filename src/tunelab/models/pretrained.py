@@ -98,7 +98,8 @@ def load_pretrained(model: nn.Module, source: str | Path) -> dict[str, Any]:
         )
         report["warnings"].append(msg)
         warnings.warn(f"{_PATH}: {msg}", stacklevel=2)
-    new_head = str(source) in ENCODERS and all(n.startswith("head.") for n in report["missing"])
+    encoder = str(source) in ENCODERS or Path(str(source), "config.json").is_file()
+    new_head = encoder and all(n.startswith("head.") for n in report["missing"])
     if report["missing"] and not new_head:  # a transformer's head is new by design: no warning
         msg = (
             f"{len(report['missing'])} tensor(s) of the model are not in {source} and keep their "

@@ -31,6 +31,7 @@ EXPECTED_HOOKS = {
     "image_augment": {"setup", "batch"},
     "signal_augment": {"setup", "batch"},
     "feature_noise": {"setup", "batch"},
+    "text_augment": {"setup", "batch"},
     "tta": {"setup", "eval_model", "epoch_end"},
 }
 
@@ -81,7 +82,16 @@ def _model() -> nn.Module:
 # hand-made state does not have; the loop's contract test in tests/test_train.py runs them on
 # real data of their kind.
 # channel_prune reads the input shape too (to trace the model); tests/methods/test_channel_prune.py.
-AUGMENTATION = {"image_augment", "signal_augment", "feature_noise", "mixup", "cutmix", "tta", "channel_prune"}
+AUGMENTATION = {
+    "image_augment",
+    "signal_augment",
+    "feature_noise",
+    "mixup",
+    "cutmix",
+    "tta",
+    "channel_prune",
+    "text_augment",
+}
 TABULAR = sorted(set(EXPECTED_HOOKS) - AUGMENTATION)
 
 

@@ -213,6 +213,7 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
         quantized=False,
         source=f"{run_dir}/final.pt",
         embeddings=data.meta.get("embeddings"),
+        text=data.meta.get("text"),
     )
     return recipe, data, model
 

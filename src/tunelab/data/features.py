@@ -75,6 +75,7 @@ def _save(key: str, rows: dict[bytes, np.ndarray]) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, keys=np.array(list(rows), dtype="S20"), values=np.stack(list(rows.values())))
+            os.chmod(tmp, 0o644)  # mkstemp makes the file private; the features hold public data
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -78,11 +78,13 @@ def accuracy(seeds: int) -> None:
         tests.append(r.test["accuracy"])
         times.append(r.train_seconds)
         print(
-            f"  seed {seed}: val {r.val['accuracy']:.4f}  test {r.test['accuracy']:.4f}  ({r.train_seconds:.0f} s)"
+            f"  seed {seed}: val {r.val['accuracy']:.4f}  test {r.test['accuracy']:.4f}  "
+            f"({r.train_seconds:.0f} s)"
         )
     mean, low, high = interval(tests)
     print(
-        f"{FAST.name}: test accuracy {100 * mean:.2f}% [{100 * low:.2f}, {100 * high:.2f}] over {seeds} seeds "
+        f"{FAST.name}: test accuracy {100 * mean:.2f}% [{100 * low:.2f}, {100 * high:.2f}] over {seeds} "
+        "seeds "
         f"(goal >= 98.5%: {'met' if mean >= 0.985 else 'missed'}); {statistics.fmean(times):.0f} s a run"
     )
     on_train, on_train_val = svc_accuracy(0)
@@ -92,7 +94,8 @@ def accuracy(seeds: int) -> None:
     )
     spread = [svc_accuracy(s)[1] for s in range(5)]
     print(
-        f"TF-IDF + LinearSVC (train + val) over split seeds 0-4: {', '.join(f'{100 * a:.2f}' for a in spread)} "
+        "TF-IDF + LinearSVC (train + val) over split seeds 0-4: "
+        f"{', '.join(f'{100 * a:.2f}' for a in spread)} "
         f"(mean {100 * statistics.fmean(spread):.2f}%)"
     )
 
@@ -146,7 +149,8 @@ def transfer(finetune_epochs: int) -> None:
     print(f"  {'model':48s} {'test acc':>9s} {'train s':>8s} {'params':>10s}")
     for name, r in rows:
         print(
-            f"  {name:48s} {100 * r.test['accuracy']:8.2f}% {r.train_seconds:8.0f} {r.efficiency.get('params', 0):10,}"
+            f"  {name:48s} {100 * r.test['accuracy']:8.2f}% {r.train_seconds:8.0f} "
+            f"{r.efficiency.get('params', 0):10,}"
         )
 
 

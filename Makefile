@@ -84,7 +84,12 @@ FLOOR_TESTS := \
   tests/study/search/test_samplers.py::test_every_sampler_runs \
   tests/study/search/test_run.py::test_running_again_resumes_without_recomputing \
   tests/study/test_postgres.py \
-  tests/test_lr_find.py::test_plot_writes_a_png
+  tests/test_lr_find.py::test_plot_writes_a_png \
+  tests/data/test_tokenize.py \
+  tests/data/test_text.py::test_bbc_news_has_2225_articles_of_which_98_exact_copies \
+  tests/data/test_features.py::test_features_are_the_mean_pooled_encoder_states \
+  tests/models/test_transformer.py::test_pretrained_weights_load_into_every_tensor_but_the_new_head \
+  tests/methods/test_augment_text.py::test_wordnet_synonyms_come_from_debians_files
 
 $(FLOORS)/.installed: pyproject.toml .ci/floors.py
 	rm -rf $(FLOORS)

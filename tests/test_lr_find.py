@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from tunelab import fit
 from tunelab.data import bundle_from_arrays
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.lr_find import RULE, LRFindResult, apply_suggestion, ema, lr_find, plot_lr_find, suggest_lr
@@ -125,6 +126,54 @@ def test_methods_of_the_recipe_run_their_setup_and_batch_hooks() -> None:
     recipe = {"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [8]}, "methods": ["freeze"]}
     lr_find(recipe, methods=[Probe()], steps=30, start_lr=1e-3, end_lr=10.0)
     assert seen and set(seen) == {8 * 3 + 3}
+
+
+class FirstStep(Method):
+    """Records the first optimizer step: the dtype of each micro-batch's output, the weights after."""
+
+    def setup(self, state):
+        self.init = [p.detach().clone() for p in state.model.parameters()]
+        self.dtypes: list[torch.dtype] = []
+        self.after: list[torch.Tensor] = []
+
+    def loss(self, state, loss, out, y):
+        if state.step == 0:
+            self.dtypes.append(out.dtype)
+        return loss
+
+    def after_step(self, state):
+        if state.step == 1:
+            self.after = [p.detach().clone() for p in state.model.parameters()]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.precision=bf16"],
+        ["train.precision=fp16"],
+        ["train.grad_accum=3"],
+        ["train.precision=fp16", "train.grad_accum=3"],
+    ],
+)
+def test_the_ramps_first_step_is_fits_first_step(overrides: list[str]) -> None:
+    # The same seed, data and lr: the finder's first step must be the step fit takes, in the
+    # recipe's precision (fp16: autocast and loss scaling) and with its micro-batches.
+    recipe = load_recipe(
+        {
+            "data": {"name": "iris"},
+            "model": {"name": "mlp", "hidden": [16], "dropout": 0.0},
+            "optimizer": {"name": "sgd", "lr": 0.01},
+            "train": {"epochs": 1, "batch_size": 16, "efficiency": False},
+        },
+        overrides,
+    )
+    in_fit, in_finder = FirstStep(), FirstStep()
+    fit(recipe, save=False, methods=[in_fit])
+    lr_find(recipe, methods=[in_finder], steps=60, start_lr=0.01, end_lr=100.0)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[recipe.train.precision]
+    assert in_finder.dtypes == in_fit.dtypes == [dtype] * recipe.train.grad_accum
+    assert any(not torch.equal(a, b) for a, b in zip(in_fit.init, in_fit.after, strict=True))  # not skipped
+    assert all(torch.equal(a, b) for a, b in zip(in_fit.after, in_finder.after, strict=True))
 
 
 def test_memorizing_a_tiny_split_is_noted() -> None:

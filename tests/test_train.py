@@ -337,6 +337,64 @@ def test_fp16_autocast_with_loss_scaling_trains(iris):
     assert 0.5 < ratio < 2
 
 
+class StepCounter(Method):
+    """Counts micro-batches and optimizer steps; records the lr after each step."""
+
+    name = "step_counter"
+
+    def setup(self, state):
+        self.steps_per_epoch, self.micro, self.lrs = state.steps_per_epoch, 0, []
+
+    def batch(self, state, x, y):
+        self.micro += 1
+        return x, y
+
+    def after_step(self, state):
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+
+# No dropout (random masks differ between the runs) and no batch norm (its statistics are per
+# micro-batch): a model whose gradient over K micro-batches is that of the K*B batch.
+ACCUM = {
+    **IRIS,
+    "model": {"name": "mlp", "hidden": [16], "dropout": 0.0},
+    "optimizer": {"name": "sgd", "lr": 0.1},
+    "schedule": {"name": "onecycle"},  # per batch: it must see the optimizer steps, not micro-batches
+    "train": {"epochs": 3, "efficiency": False},
+}
+
+
+def _assert_same_training(a, b) -> None:
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert [h["train"]["loss"] for h in a.history] == pytest.approx([h["train"]["loss"] for h in b.history])
+    assert a.val["loss"] == pytest.approx(b.val["loss"])
+
+
+def test_grad_accum_of_k_batches_of_b_trains_like_batches_of_k_times_b(iris):
+    # 96 training samples: batches of 60 are [60, 36]; micro-batches of 20 in threes are
+    # [20, 20, 20] and [20, 16], the shorter last step weighted by its sample counts.
+    assert len(iris.x_train) == 96
+    big, small = StepCounter(), StepCounter()
+    a = fit(ACCUM, data=iris, save=False, overrides=["train.batch_size=60"], methods=[big])
+    b = fit(
+        ACCUM, data=iris, save=False, overrides=["train.batch_size=20", "train.grad_accum=3"], methods=[small]
+    )
+    assert big.steps_per_epoch == small.steps_per_epoch == 2
+    assert (big.micro, small.micro) == (6, 15) and len(small.lrs) == 6
+    assert small.lrs == pytest.approx(big.lrs) and len(set(big.lrs)) == 6  # the schedule moved per step
+    _assert_same_training(a, b)
+
+
+def test_gd_with_grad_accum_takes_its_full_batch_step_in_micro_batches(iris):
+    recipe = {**ACCUM, "optimizer": {"name": "gd", "lr": 0.5}}
+    counter = StepCounter()
+    a = fit(recipe, data=iris, save=False)
+    b = fit(recipe, data=iris, save=False, overrides=["train.grad_accum=4"], methods=[counter])
+    assert counter.steps_per_epoch == 1 and (counter.micro, len(counter.lrs)) == (12, 3)
+    _assert_same_training(a, b)
+
+
 def test_channels_last_on_images_and_refused_elsewhere():
     from tunelab.errors import RecipeError
 

@@ -3,10 +3,11 @@
 ``lr_find(recipe)`` builds the data, model, optimizer and methods exactly as ``tunelab.fit`` does,
 then trains a copy of the initial weights (a model you pass is left untouched) for ``steps``
 optimizer steps on shuffled training batches, the learning rate growing exponentially from
-``start_lr`` to ``end_lr`` (one step = one batch; the data is cycled as often as needed). The
-recorded loss is smoothed with an exponential moving average (bias-corrected, as in Adam), and
-the ramp stops once that ``smoothed`` loss exceeds ``diverge_factor`` times its minimum or the
-loss becomes NaN/inf: the lr has diverged.
+``start_lr`` to ``end_lr`` (one step = one optimizer step of ``fit``: ``train.grad_accum``
+micro-batches, in the recipe's precision, through the same ``tunelab.step.TrainStep``; the data is
+cycled as often as needed). The recorded loss is smoothed with an exponential moving average
+(bias-corrected, as in Adam), and the ramp stops once that ``smoothed`` loss exceeds
+``diverge_factor`` times its minimum or the loss becomes NaN/inf: the lr has diverged.
 
 The suggestion follows one rule, ``RULE``: the lr at the minimum of the smoothed loss, divided by
 10 (fastai's "minimum" rule). At the minimum the lr is already near the edge of stability, so a
@@ -21,7 +22,8 @@ What the finder does not run: validation, the epoch hooks of methods (``epoch_st
 ``epoch_end``; gradual unfreezing keeps its initial frozen blocks) and ``torch.compile``. The
 methods' per-batch hooks (augmentation, penalties, gradient clipping) run, since they change
 the loss and the step. With ``optimizer.layer_decay`` every block keeps its lr ratio to the
-output block, whose lr is the one ramped and suggested.
+output block, whose lr is the one ramped and suggested. A step's loss is known once the step is
+taken, so the step whose loss diverged has updated the copy; nothing reads it after.
 
     >>> result = lr_find({"data": {"name": "iris"}, "model": {"name": "mlp"}}, steps=100)  # doctest: +SKIP
     >>> result.suggested_lr, result.rule  # doctest: +SKIP
@@ -30,7 +32,6 @@ output block, whose lr is the one ramped and suggested.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Sequence
@@ -44,10 +45,11 @@ from torch.optim.lr_scheduler import ConstantLR
 
 from tunelab.data import DataBundle
 from tunelab.errors import RecipeError, TunelabError
-from tunelab.methods import Method, hooks_of
+from tunelab.methods import Method
 from tunelab.optim import Schedule
 from tunelab.recipe import Recipe, load_recipe
-from tunelab.train import batch_bounds, prepare
+from tunelab.step import TrainStep
+from tunelab.train import prepare
 
 __all__ = ["RULE", "LRFindResult", "apply_suggestion", "ema", "lr_find", "plot_lr_find", "suggest_lr"]
 
@@ -173,22 +175,13 @@ def lr_find(
     if model is not None:
         model = copy.deepcopy(model)  # the range test trains it towards divergence
     prep = prepare(recipe, model=model, data=data, methods=methods)
-    state, instances = prep.state, prep.methods
+    state, groups = prep.state, prep.groups
     bundle, device, optimizer = state.data, state.device, state.optimizer
-    n, batch_size, steps_per_epoch = len(bundle.x_train), prep.batch_size, state.steps_per_epoch
-    bounds = batch_bounds(n, batch_size, steps_per_epoch)
+    n, steps_per_epoch = len(bundle.x_train), state.steps_per_epoch
     scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
     # The finder sets every lr itself; a constant schedule stands in for methods that read one.
     state.schedule = Schedule(optimizer, ConstantLR(optimizer, factor=1.0, total_iters=0), per_batch=False)
-    batch_hooks = hooks_of(instances, "batch")
-    loss_hooks = hooks_of(instances, "loss")
-    after_backward = hooks_of(instances, "after_backward")
-    after_step = hooks_of(instances, "after_step")
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if t.precision == "bf16"
-        else contextlib.nullcontext
-    )
+    train_step = TrainStep(state, prep.methods)  # after the swap: no per-batch schedule steps
 
     ratio = end_lr / start_lr
     gen = torch.Generator().manual_seed(t.seed)
@@ -198,8 +191,7 @@ def lr_find(
     avg, best = 0.0, math.inf
     stopped = False
     perm = torch.randperm(n, generator=gen).to(device)
-    model_ = state.model
-    model_.train()
+    state.model.train()
     for i in range(steps):
         lr = start_lr * ratio ** (i / (steps - 1))
         for g, k in zip(optimizer.param_groups, scales, strict=True):
@@ -207,16 +199,8 @@ def lr_find(
         b = i % steps_per_epoch
         if b == 0 and i > 0:
             perm = torch.randperm(n, generator=gen).to(device)
-        idx = perm[bounds[b][0] : bounds[b][1]]
-        x, y = bundle.x_train[idx], bundle.y_train[idx]
-        for hook in batch_hooks:
-            x, y = hook(state, x, y)
-        with autocast():
-            out = model_(x)
-            loss = state.criterion(out, y)
-        for hook in loss_hooks:
-            loss = hook(state, loss, out, y)
-        value = float(loss.detach())
+        micro = [(bundle.x_train[idx], bundle.y_train[idx]) for idx in (perm[lo:hi] for lo, hi in groups[b])]
+        value = float(train_step(micro))  # the ramp reads every step's loss: one sync per step
         lrs.append(lr)
         losses.append(value)
         if not math.isfinite(value):
@@ -230,14 +214,6 @@ def lr_find(
             stopped = True
             break
         best = min(best, s)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for hook in after_backward:
-            hook(state)
-        optimizer.step()
-        state.step += 1
-        for hook in after_step:
-            hook(state)
 
     kept = smoothed[: len(lrs) - 1] if stopped else smoothed  # never the diverged step
     trend = ema(kept[::-1], smooth)[::-1]  # backwards again: cancels the average's delay

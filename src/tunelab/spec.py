@@ -182,6 +182,9 @@ class ScheduleSpec:
 class TrainSpec:
     epochs: Annotated[int, Range(ge=1)] = 20
     batch_size: Annotated[int, Range(ge=1)] = 64
+    # Micro-batches of batch_size per optimizer step: a batch of grad_accum x batch_size in the
+    # memory of one micro-batch (gradients accumulate; the loss is weighted by sample counts).
+    grad_accum: Annotated[int, Range(ge=1)] = 1
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present, else CPU
     # Autocast precision of the forward pass. bf16 keeps fp32's range (no loss scaling); fp16

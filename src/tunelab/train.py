@@ -25,12 +25,14 @@ from torch import Tensor, nn
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
 from tunelab.errors import RecipeError
 from tunelab.methods import METHODS, Method, TrainState, hooks_of
+from tunelab.methods.early_stopping import BestEpoch
 from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.runs import RunDir, RunResult, default_run_dir, environment
 from tunelab.spec import monitor_mode, resolve_auto_monitor
+from tunelab.step import AMP_DTYPES, TrainStep, step_groups
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 
@@ -110,30 +112,30 @@ def evaluate(
 
 @dataclass
 class Prepared:
-    """What ``prepare`` hands to a loop: the state after setup, the methods, the batch size."""
+    """What ``prepare`` hands to a loop: the state after setup, the methods, the micro-batch size
+    and the [lo, hi) ranges of each optimizer step's micro-batches in an epoch (``step_groups``)."""
 
     state: TrainState
     methods: list[Method]
     batch_size: int
+    groups: list[list[tuple[int, int]]]
 
 
-def batch_size_and_steps(n: int, recipe: Recipe) -> tuple[int, int]:
-    """(batch size, optimizer steps per epoch) for ``n`` training samples.
+def epoch_steps(n: int, recipe: Recipe) -> tuple[int, list[list[tuple[int, int]]]]:
+    """(micro-batch size, each optimizer step's micro-batch ranges) for ``n`` training samples.
 
-    ``gd`` takes the whole split as one batch. A final batch of a single sample breaks batch
-    norm in training mode, so it is folded into the previous batch.
+    ``train.grad_accum`` micro-batches of ``train.batch_size`` make one optimizer step. ``gd``
+    takes the whole split as one step, computed in ``grad_accum`` micro-batches (less memory,
+    the same update).
+
+    >>> from tunelab.recipe import load_recipe
+    >>> epoch_steps(100, load_recipe({"train": {"batch_size": 16, "grad_accum": 4}}))[1][-1]
+    [(64, 80), (80, 96), (96, 100)]
     """
+    k = recipe.train.grad_accum
     full = OPTIMIZERS.get(recipe.optimizer.name).tags.get("full_batch")
-    batch_size = n if full else min(recipe.train.batch_size, n)
-    steps = n // batch_size if n % batch_size == 1 else -(-n // batch_size)
-    return batch_size, max(1, steps)
-
-
-def batch_bounds(n: int, batch_size: int, steps: int) -> list[tuple[int, int]]:
-    """[lo, hi) index ranges of the ``steps`` batches of an epoch; the last takes the remainder."""
-    bounds = [(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(steps)]
-    bounds[-1] = (bounds[-1][0], n)
-    return bounds
+    batch_size = -(-n // k) if full else min(recipe.train.batch_size, n)
+    return batch_size, step_groups(n, batch_size, k)
 
 
 def prepare(
@@ -181,7 +183,8 @@ def prepare(
         pretrained_report = load_pretrained(net, recipe.model.pretrained)
     net = net.to(device)
 
-    batch_size, steps_per_epoch = batch_size_and_steps(len(bundle.x_train), recipe)
+    batch_size, groups = epoch_steps(len(bundle.x_train), recipe)
+    steps_per_epoch = len(groups)  # optimizer steps: what per-batch schedules and methods count
     optimizer = build_optimizer(net, recipe.optimizer)
     monitor = resolve_auto_monitor(t.monitor, bundle.task)
     metric = monitor.split(".")[-1]
@@ -213,7 +216,7 @@ def prepare(
         hook(state)
     if compile:
         state.model.compile()  # in place: state_dict keys stay the same as the eager model's
-    return Prepared(state, instances, batch_size)
+    return Prepared(state, instances, batch_size, groups)
 
 
 def fit(
@@ -250,7 +253,7 @@ def fit(
     recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
     t = recipe.train
     prep = prepare(recipe, model=model, data=data, methods=methods, compile=t.compile)
-    state, instances, batch_size = prep.state, prep.methods, prep.batch_size
+    state, instances = prep.state, prep.methods
     bundle, device, criterion, monitor = state.data, state.device, state.criterion, state.monitor
 
     run = None
@@ -264,7 +267,7 @@ def fit(
     best_epoch: int | None = None
     started = time.perf_counter()
     try:
-        status, message, best_epoch, best_value = _loop(state, instances, batch_size, run)
+        status, message, best_epoch, best_value = _loop(state, instances, prep.groups, run)
     except KeyboardInterrupt:
         status, message = "interrupted", f"interrupted by the user after {len(state.history)} epoch(s)"
     train_seconds = time.perf_counter() - started
@@ -282,7 +285,7 @@ def fit(
         if evaluate_test:
             test = evaluate(eval_net, bundle, "test", base_loss, t.eval_batch_size, full=True)
         if t.efficiency:
-            amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+            amp_dtype = AMP_DTYPES.get(t.precision)
             fmt = torch.channels_last if t.channels_last else torch.contiguous_format
             # Inference is timed in the run's precision and memory layout: what it would deploy.
             # A model a method handed on (a quantized or narrowed copy, an EMA average) is not
@@ -328,7 +331,7 @@ def fit(
 
 
 def _loop(
-    state: TrainState, methods: list[Method], batch_size: int, run: RunDir | None
+    state: TrainState, methods: list[Method], groups: list[list[tuple[int, int]]], run: RunDir | None
 ) -> tuple[str, str, int | None, float | None]:
     """Run the epochs; return (status, message, best_epoch, best_value)."""
     recipe, data, device = state.recipe, state.data, state.device
@@ -336,30 +339,15 @@ def _loop(
     x_train, y_train = data.x_train, data.y_train
     n = len(x_train)
     epoch_start = hooks_of(methods, "epoch_start")
-    batch_hooks = hooks_of(methods, "batch")
-    loss_hooks = hooks_of(methods, "loss")
-    after_backward = hooks_of(methods, "after_backward")
-    after_step = hooks_of(methods, "after_step")
     eval_hooks = hooks_of(methods, "eval_model")
     epoch_end = hooks_of(methods, "epoch_end")
-    step_batch = state.schedule.step_batch if state.schedule.per_batch else None
-    optimizer = state.optimizer
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=amp_dtype))
-        if amp_dtype is not None
-        else contextlib.nullcontext
-    )
-    # fp16 needs loss scaling so small gradients do not flush to zero; the gradients are unscaled
-    # before after_backward, so clipping and other hooks see their true values.
-    scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
+    train_step = TrainStep(state, methods)  # batch .. after_step hooks, autocast, loss scaling
+    # Samples per optimizer step: its loss is their mean, and the epoch's loss sums loss x count.
+    plan = [(group, group[-1][1] - group[0][0]) for group in groups]
     val_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
     # Batching by index permutation from a dedicated generator: the order depends only on the seed.
     gen = torch.Generator().manual_seed(t.seed)
-    bounds = batch_bounds(n, batch_size, state.steps_per_epoch)
-    better = (lambda a, b: a > b) if state.mode == "max" else (lambda a, b: a < b)
-    best_value: float | None = None
-    best_epoch: int | None = None
+    best = BestEpoch(state.mode)  # type: ignore[arg-type]  # the same rule as early stopping's
 
     for epoch in range(t.epochs):
         state.epoch = epoch
@@ -370,35 +358,9 @@ def _loop(
         model.train()
         perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
         total = torch.zeros((), device=device)
-        for lo, hi in bounds:
-            idx = perm[lo:hi]
-            x, y = x_train[idx], y_train[idx]
-            for hook in batch_hooks:
-                x, y = hook(state, x, y)
-            with autocast():
-                out = model(x)
-                loss = state.criterion(out, y)
-            for hook in loss_hooks:
-                loss = hook(state, loss, out, y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                for hook in after_backward:
-                    hook(state)
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                for hook in after_backward:
-                    hook(state)
-                scaler.step(optimizer)  # skipped when a gradient overflowed; the scale then drops
-                scaler.update()
-            if step_batch is not None:
-                step_batch()
-            state.step += 1
-            for hook in after_step:
-                hook(state)
-            total += loss.detach() * (hi - lo)
+        for group, count in plan:
+            micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
+            total += train_step(micro) * count
 
         eval_net = model
         for hook in eval_hooks:
@@ -410,7 +372,7 @@ def _loop(
             "epoch": epoch + 1,
             "train": {"loss": train_loss},
             "val": val,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": state.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         }
         state.history.append(record)
@@ -423,16 +385,12 @@ def _loop(
                 f"the loss became {train_loss if not math.isfinite(train_loss) else val['loss']} at epoch "
                 f"{epoch + 1}: lower optimizer.lr (now {lr}), add grad_clip, or check the data for "
                 "extreme values",
-                best_epoch,
-                best_value,
+                *_best(best),
             )
         value = state.last()
-        if best_epoch is not None and best_epoch <= state.comparable_since:
-            best_value = best_epoch = None  # the model changed form since (see TrainState)
-        if best_value is None or better(value, best_value):
-            best_value, best_epoch = value, epoch + 1
-            if run is not None:
-                run.checkpoint("best.pt", eval_net)
+        best.forget_before(state.comparable_since)
+        if best.update(value, epoch + 1) and run is not None:
+            run.checkpoint("best.pt", eval_net)
         state.schedule.step_epoch(value)
         for hook in epoch_end:
             hook(state)
@@ -440,5 +398,10 @@ def _loop(
         if run is not None:
             run.epoch(record)
         if state.stop:
-            return "stopped_early", state.stop_reason, best_epoch, best_value
-    return "completed", "", best_epoch, best_value
+            return "stopped_early", state.stop_reason, *_best(best)
+    return "completed", "", *_best(best)
+
+
+def _best(best: BestEpoch) -> tuple[int | None, float | None]:
+    """(best epoch, its value), or (None, None) when no epoch counted."""
+    return (best.best_epoch, best.best) if best.best_epoch is not None else (None, None)

@@ -10,6 +10,7 @@ from torch import nn
 
 from tunelab.methods import EVENTS, METHODS, Method, hooks_of
 from tunelab.methods.early_stopping import EarlyStopping
+from tunelab.recipe import load_recipe
 
 # The events each method overrides; hooks_of must list exactly these (no per-batch cost otherwise).
 EXPECTED_HOOKS = {
@@ -127,3 +128,53 @@ def test_early_stopping_in_the_loop_stops_a_run_that_does_not_learn(state_factor
     # Epoch 1 sets the best, epochs 2 and 3 do not improve on it: stop after epoch 3.
     assert state.stop and len(state.history) == 3
     assert state.info["early_stopping"]["stopped_epoch"] == 3
+
+
+class StepProbe(Method):
+    """Records each micro-batch's output dtype and the lr after each optimizer step."""
+
+    def setup(self, state):
+        self.dtypes, self.lrs = [], []
+
+    def loss(self, state, loss, out, y):
+        self.dtypes.append(out.dtype)
+        return loss
+
+    def after_step(self, state):
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+
+def test_mini_fit_trains_through_the_loops_step(state_factory, fit):
+    # Precision, gradient accumulation and a per-batch schedule come from the recipe, as in fit.
+    batches, val = _problem()  # 4 batches of 16
+    state = state_factory(_model())
+    state.recipe = load_recipe(
+        {"schedule": {"name": "onecycle"}, "train": {"precision": "bf16", "grad_accum": 2}}
+    )
+    probe = StepProbe()
+    fit(state, [probe], batches, 2, val)
+    assert state.steps_per_epoch == 2 and state.step == 4
+    assert probe.dtypes == [torch.bfloat16] * 8
+    assert len(set(probe.lrs)) == 4  # onecycle stepped once per optimizer step
+
+
+class ChangeForm(Method):
+    """Declares the evaluated model comparable only from epoch ``at`` (0-based) on."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def epoch_start(self, state):
+        if state.epoch == self.at:
+            state.comparable_since = self.at
+
+
+def test_mini_fit_and_early_stopping_choose_the_best_among_comparable_epochs(state_factory, fit):
+    batches, val = _problem()
+    # No batch norm (its running statistics move even at lr 0): the same value every epoch, so
+    # without the change the first epoch would stay the best.
+    state = state_factory(nn.Linear(4, 2), lr=0.0)
+    stopping = EarlyStopping(patience=10)
+    fit(state, [ChangeForm(at=2), stopping], batches, 4, val)
+    # Epochs 1-2 precede the change: the best is chosen again from epoch 3 on, by both.
+    assert state.info["best"]["epoch"] == state.info["early_stopping"]["best_epoch"] == 3

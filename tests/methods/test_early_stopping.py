@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tunelab.errors import RecipeError
-from tunelab.methods.early_stopping import EarlyStopper, EarlyStopping
+from tunelab.methods.early_stopping import BestEpoch, EarlyStopper, EarlyStopping
 from tunelab.recipe import Recipe
 from tunelab.spec import MethodSpec, check_monitor
 
@@ -50,10 +50,29 @@ def test_nan_never_improves_and_epoch_labels():
     assert (s.best, s.best_epoch) == (1.0, 1)
 
 
+def test_best_epoch_forgets_epochs_before_the_comparable_one():
+    b = BestEpoch("min")
+    assert [b.update(v, e) for e, v in [(1, 0.5), (2, 0.7), (3, 0.4)]] == [True, False, True]
+    assert not b.forget_before(comparable_since=2)  # epoch 3 (from 1) is 0-based epoch 2: kept
+    assert (b.best, b.best_epoch) == (0.4, 3)
+    assert b.forget_before(comparable_since=3)
+    assert (b.best, b.best_epoch) == (math.inf, None)
+    assert b.update(0.9, 5)  # any value is the first comparable best
+
+
+def test_early_stopper_counts_patience_from_the_change():
+    s = EarlyStopper(patience=2, mode="max")
+    assert [s.update(v, epoch=e) for e, v in [(1, 0.9), (2, 0.5)]] == [False, False]
+    assert s.bad_epochs == 1 and s.forget_before(comparable_since=1)
+    assert s.bad_epochs == 0 and not s.update(0.4, epoch=3) and s.best_epoch == 3
+
+
 def test_invalid_arguments():
     for kwargs in ({"patience": 0}, {"patience": 1, "min_delta": -1.0}, {"patience": 1, "mode": "auto"}):
         with pytest.raises(ValueError):
             EarlyStopper(**kwargs)
+    with pytest.raises(ValueError, match="mode"):
+        BestEpoch("auto")  # type: ignore[arg-type]
 
 
 def _run(

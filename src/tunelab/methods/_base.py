@@ -6,17 +6,21 @@ The loop, as annotated pseudocode (``tunelab.train.fit`` is exactly this)::
                                           edit the model (freeze, swap layers) or the criterion
     for epoch in range(epochs):
         epoch_start(state)
-        for x, y in batches(train):
-            x, y = batch(state, x, y)     augmentation, mixup/cutmix (y may become soft targets)
-            out = model(x)
-            loss = criterion(out, y)
-            loss = loss(state, loss, out, y)   L1 / L2 / elastic-net penalties
-            loss.backward()
+        for step in steps(train):         one optimizer step: tunelab.step.TrainStep, shared by
+                                          fit, lr_find and the method tests' loop
+            for x, y in step:             train.grad_accum micro-batches (1 by default)
+                x, y = batch(state, x, y)     augmentation, mixup/cutmix (y may become soft targets)
+                out = model(x)                under autocast (train.precision)
+                loss = criterion(out, y)
+                loss = loss(state, loss, out, y)   L1 / L2 / elastic-net penalties
+                (loss * len(x) / samples in step).backward()   (fp16: loss-scaled)
+            unscale the gradients         (fp16) so the hooks see their true values
             after_backward(state)         gradient clipping                   (reverse order)
-            optimizer.step(); schedule.step_batch()
+            optimizer.step(); schedule.step_batch(); state.step += 1   (fp16: skipped on overflow)
             after_step(state)             EMA updates, pruning masks          (reverse order)
         state.eval_net = eval_model(state, state.model)   which weights are evaluated/saved
-        evaluate eval_net on val; schedule.step_epoch(monitor value)
+        evaluate eval_net on val; best epoch (BestEpoch, from comparable_since on)
+        schedule.step_epoch(monitor value)
         epoch_end(state)                  early stopping sets state.stop; a method may add its
                                           per-epoch figures to state.history[-1] under its name
                                           (logged to metrics.jsonl and TensorBoard) (reverse order)
@@ -79,10 +83,10 @@ class TrainState:
     device: torch.device
     monitor: str  # e.g. "val.accuracy"
     mode: str  # "max" or "min": which direction of ``monitor`` is better
-    steps_per_epoch: int
+    steps_per_epoch: int  # optimizer steps (each of train.grad_accum micro-batches)
     eval_net: nn.Module | None = None  # (rw via eval_model) the weights evaluated and saved
     epoch: int = 0  # 0-based epoch being run
-    step: int = 0  # optimizer steps taken so far
+    step: int = 0  # optimizer steps taken so far (not micro-batches)
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
     stop: bool = False  # (rw in epoch_end) end training after this epoch
     stop_reason: str = ""  # (rw) why training stopped, for the report

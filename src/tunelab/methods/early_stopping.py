@@ -11,9 +11,10 @@
 * ``update`` returns True (stop now) when ``bad_epochs`` reaches ``patience``, so training runs
   ``patience`` epochs past the best one.
 
-The ``EarlyStopping`` adapter feeds it the monitored value at every ``epoch_end``, keeps a CPU
-copy of the evaluated weights (``state.eval_net``, possibly an EMA average) at each improvement,
-and puts them back at ``fit_end``.
+The best value and epoch are kept by ``BestEpoch``, the rule the loop also uses for ``best.pt``.
+The ``EarlyStopping`` adapter feeds ``EarlyStopper`` the monitored value at every ``epoch_end``,
+keeps a CPU copy of the evaluated weights (``state.eval_net``, possibly an EMA average) at each
+improvement, and puts them back at ``fit_end``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,65 @@ from tunelab.spec import check_monitor, monitor_mode
 if TYPE_CHECKING:
     from tunelab.recipe import Recipe
 
-__all__ = ["EarlyStopper", "EarlyStopping"]
+__all__ = ["BestEpoch", "EarlyStopper", "EarlyStopping"]
+
+
+class BestEpoch:
+    """The best value of a monitored metric and its epoch, among the comparable epochs.
+
+    The one best-epoch rule of tunelab: the loop's ``best.pt`` and ``RunResult.best_epoch`` and
+    ``EarlyStopper`` all use it. An epoch *improves* when its value beats the best so far by more
+    than ``min_delta`` (``value < best - min_delta`` in ``min`` mode, ``value > best + min_delta``
+    in ``max`` mode); the first finite value always does, NaN never does.
+
+    Args:
+        mode: "min" when lower is better (losses), "max" when higher is better (accuracy).
+        min_delta: an improvement must beat the best by more than this (>= 0).
+
+    >>> b = BestEpoch("max")
+    >>> [b.update(v, epoch) for epoch, v in enumerate([0.5, 0.7, 0.6], start=1)]
+    [True, True, False]
+    >>> b.best, b.best_epoch
+    (0.7, 2)
+    >>> b.forget_before(comparable_since=2), b.best_epoch  # epoch 2 (from 1) is 0-based epoch 1
+    (True, None)
+    """
+
+    def __init__(self, mode: Literal["min", "max"] = "min", min_delta: float = 0.0) -> None:
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.mode, self.min_delta = mode, min_delta
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+
+    def is_improvement(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far by more than ``min_delta``."""
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record ``epoch``'s value; True when it is the new best."""
+        if not self.is_improvement(value):
+            return False
+        self.best, self.best_epoch = value, epoch
+        return True
+
+    def forget_before(self, comparable_since: int) -> bool:
+        """Forget a best epoch that precedes ``TrainState.comparable_since``; True when it did.
+
+        Epochs are labelled as in the history (from 1), ``comparable_since`` counts from 0: the
+        best epoch e is not comparable when e - 1 < comparable_since. The evaluated model changed
+        form since (channel pruning narrows it): its weights cannot be restored into the final
+        model, so the best is chosen again among the epochs from the change on.
+        """
+        if self.best_epoch is None or self.best_epoch > comparable_since:
+            return False
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+        return True
 
 
 class EarlyStopper:
@@ -52,21 +111,30 @@ class EarlyStopper:
     def __init__(self, patience: int, min_delta: float = 0.0, mode: Literal["min", "max"] = "min") -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
-        if min_delta < 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.patience, self.min_delta, self.mode = patience, min_delta, mode
-        self.best = math.inf if mode == "min" else -math.inf
-        self.best_epoch: int | None = None
+        self.patience = patience
+        self.tracker = BestEpoch(mode, min_delta)  # the best value and epoch (shared with the loop)
         self.bad_epochs = 0
         self._seen = 0
 
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        return self.tracker.mode
+
+    @property
+    def min_delta(self) -> float:
+        return self.tracker.min_delta
+
+    @property
+    def best(self) -> float:
+        return self.tracker.best
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.tracker.best_epoch
+
     def is_improvement(self, value: float) -> bool:
         """Whether ``value`` beats the best so far by more than ``min_delta``."""
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return self.tracker.is_improvement(value)
 
     def update(self, value: float, epoch: int | None = None) -> bool:
         """Record one epoch's value; True when training should stop now.
@@ -75,11 +143,18 @@ class EarlyStopper:
         """
         epoch = self._seen if epoch is None else epoch
         self._seen += 1
-        if self.is_improvement(value):
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        if self.tracker.update(value, epoch):
+            self.bad_epochs = 0
         else:
             self.bad_epochs += 1
         return self.bad_epochs >= self.patience
+
+    def forget_before(self, comparable_since: int) -> bool:
+        """``BestEpoch.forget_before``; patience then counts from the change."""
+        forgot = self.tracker.forget_before(comparable_since)
+        if forgot:
+            self.bad_epochs = 0
+        return forgot
 
 
 @METHODS.register(
@@ -148,12 +223,8 @@ class EarlyStopping(Method):
                 "is not recorded by this run; recorded: " + ", ".join(known),
             ) from None
         epoch = state.history[-1].get("epoch", len(state.history))
-        best_epoch = self.stopper.best_epoch
-        if best_epoch is not None and best_epoch <= state.comparable_since:
-            # The evaluated model changed form (channel pruning): its earlier epochs cannot be
-            # restored into it, and patience counts from the change.
-            self.stopper = EarlyStopper(self.patience, self.min_delta, self.stopper.mode)  # type: ignore[arg-type]
-            self.best_state = None
+        if self.stopper.forget_before(state.comparable_since):
+            self.best_state = None  # weights of a form the evaluated model no longer has
         stop = self.stopper.update(value, epoch)
         if self.stopper.bad_epochs == 0 and self.restore_best:
             # A CPU copy: device memory stays free, and later steps cannot modify it in place.

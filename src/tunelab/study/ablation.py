@@ -204,6 +204,31 @@ def selection_bundle(bundle: DataBundle) -> DataBundle:
     return dataclasses.replace(bundle, x_test=bundle.x_val, y_test=bundle.y_val)
 
 
+class _VariantData:
+    """The bundle each variant trains on: the base's, or the same split preprocessed its own way.
+
+    A variant of the preprocessing (``preprocess.scaling: [none, minmax]``) needs the raw data
+    preprocessed again; every other variant shares the base's bundle. Selection runs see val in
+    the test slot (``selection_bundle``); the final test runs see the real test split.
+    """
+
+    def __init__(self, base: Recipe, bundle: DataBundle, data: DataBundle | tuple[Any, ...] | None) -> None:
+        self.base, self.data = base, data
+        self.bundles = {_preprocess_key(base): bundle}
+
+    def __call__(self, variant: Variant, phase: str) -> DataBundle:
+        r = variant_recipe(self.base, variant)
+        key = _preprocess_key(r)
+        if key not in self.bundles:
+            if isinstance(self.data, DataBundle):
+                raise RecipeError(
+                    "ablation.values", variant.name, "varies the preprocessing, which needs raw data: "
+                    "pass arrays (x, y) or the recipe's data, not a preprocessed DataBundle",
+                )  # fmt: skip
+            self.bundles[key] = load_bundle(r, self.data)
+        return self.bundles[key] if phase == "test" else selection_bundle(self.bundles[key])
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "variant"
 
@@ -270,22 +295,7 @@ def run_ablation(
         study={"monitor": metric.monitor},
         seed_in_keys=True,
     )
-    bundles = {_preprocess_key(base): bundle}
-
-    def data_for(variant: Variant, phase: str) -> DataBundle:
-        # A variant of the preprocessing (preprocess.scaling: [none, minmax]) gets the same split
-        # preprocessed its own way; every other variant shares the base's bundle.
-        r = variant_recipe(base, variant)
-        key = _preprocess_key(r)
-        if key not in bundles:
-            if isinstance(data, DataBundle):
-                raise RecipeError(
-                    "ablation.values", variant.name, "varies the preprocessing, which needs raw data: "
-                    "pass arrays (x, y) or the recipe's data, not a preprocessed DataBundle",
-                )  # fmt: skip
-            bundles[key] = load_bundle(r, data)
-        return bundles[key] if phase == "test" else selection_bundle(bundles[key])
-
+    data_for = _VariantData(base, bundle, data)
     seed_list = tuple(base.train.seed + i for i in range(seeds))
 
     def one(variant: Variant, seed: int, phase: Literal["select", "test"]) -> StoredRun:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test floors lint bench clean postgres wordnet
+.PHONY: demo test floors lint bench clean postgres wordnet chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/tunelab train examples/mnist1d_cnn.yaml --out runs/demo
 
-test: $(VENV)/.dev-installed postgres wordnet
+test: $(VENV)/.dev-installed postgres wordnet chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q tests src/tunelab --doctest-modules
 
@@ -89,7 +89,11 @@ FLOOR_TESTS := \
   tests/data/test_text.py::test_bbc_news_has_2225_articles_of_which_98_exact_copies \
   tests/data/test_features.py::test_features_are_the_mean_pooled_encoder_states \
   tests/models/test_transformer.py::test_pretrained_weights_load_into_every_tensor_but_the_new_head \
-  tests/methods/test_augment_text.py::test_wordnet_synonyms_come_from_debians_files
+  tests/methods/test_augment_text.py::test_wordnet_synonyms_come_from_debians_files \
+  tests/report/test_svg.py \
+  tests/commands/test_report.py::test_train_writes_its_report_and_says_where \
+  tests/report/test_browser.py::test_a_page_that_asks_for_the_network_is_caught \
+  tests/test_loggers.py::test_mlflow_gets_params_metrics_the_model_and_the_run_directory
 
 $(FLOORS)/.installed: pyproject.toml .ci/floors.py
 	rm -rf $(FLOORS)
@@ -107,6 +111,24 @@ floors: $(FLOORS)/.installed postgres wordnet
 	@echo "floors: $$(tr '\n' ' ' < $(FLOORS)/floors.txt)"
 	$(FLOORS)/bin/ruff check src tests benchmarks
 	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider --disable-warnings $(FLOOR_TESTS)
+
+# The report tests open every kind of report in Debian's headless chromium, driven by Playwright
+# (which never downloads a browser here). Installed the way PostgreSQL is: as root (CI's bare Debian
+# machine) it is installed, saying so; as any other user nothing is installed and the browser tests
+# skip, saying why.
+CHROMIUM_BIN ?= /usr/lib/chromium/chromium
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || [ -x $(CHROMIUM_BIN) ]; then \
+	  true; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "chromium: not found, and not root, so not installing it; the report's browser tests will be skipped (to run them: sudo apt-get install chromium)"; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "chromium: not found and no apt-get to install it; the report's browser tests will be skipped"; \
+	else \
+	  echo "installing Debian's chromium for the report's browser tests (root)…"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	    echo "warning: could not install chromium; the report's browser tests will be skipped"; \
+	fi
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks

@@ -1,5 +1,5 @@
-"""tunelab.runs: the run directory is written atomically, refuses a directory that is not a run, and
-its RunResult is JSON-safe."""
+"""tunelab.runs: the run directory is written atomically, refuses a directory that is not a run, its
+RunResult is JSON-safe, and TensorBoard's HParams tab gets the recipe and the final metrics."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import sys
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import plugin_data_pb2
 from torch import nn
 
 import tunelab.io
 from tunelab.errors import TunelabError
 from tunelab.recipe import load_recipe
 from tunelab.runs import RunDir, RunResult, default_run_dir, environment
+from tunelab.train import fit
 
 RECIPE = load_recipe({"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [4]}})
 
@@ -116,3 +119,30 @@ def test_default_run_dirs_never_collide(tmp_path):
     first.mkdir()
     second = default_run_dir("iris", tmp_path)
     assert second != first and second.name.startswith(first.name)
+
+
+def test_tensorboard_gets_the_flattened_recipe_and_final_metrics(tmp_path):
+    recipe = {
+        "data": {"name": "iris"},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"epochs": 2, "threads": 1, "efficiency": False},
+        "methods": [{"name": "l2", "weight": 0.001}],
+    }
+    result = fit(recipe, out=tmp_path / "run")
+    hparams, scalars = {}, {}
+    for f in sorted((tmp_path / "run" / "tb").iterdir()):
+        for event in EventFileLoader(str(f)).Load():
+            for v in event.summary.value:
+                if v.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                    if data.HasField("session_start_info"):
+                        for k, x in data.session_start_info.hparams.items():
+                            hparams[k] = x.number_value if x.HasField("number_value") else x.string_value
+                elif v.HasField("tensor"):
+                    scalars.setdefault(v.tag, []).append(
+                        v.tensor.float_val[0] if v.tensor.float_val else None
+                    )
+    assert hparams["optimizer.name"] == "adam" and hparams["methods.l2.weight"] == 0.001
+    assert hparams["model.hidden"] == "[8]" and hparams["train.epochs"] == 2
+    assert scalars["final.val.accuracy"][-1] == pytest.approx(result.val["accuracy"], rel=1e-6)
+    assert len(list((tmp_path / "run" / "tb").iterdir())) == 2  # no subdirectory: a rerun can clear tb/

@@ -386,6 +386,21 @@ def test_grad_accum_of_k_batches_of_b_trains_like_batches_of_k_times_b(iris):
     _assert_same_training(a, b)
 
 
+def test_the_history_records_the_lr_of_every_optimizer_step_of_a_per_batch_schedule(iris):
+    # The report draws the lr per step: `lr_steps` is the lr each optimizer step used (not each
+    # micro-batch), `steps` the optimizer steps so far; an epoch schedule records neither list.
+    counter = StepCounter()
+    overrides = ["train.batch_size=20", "train.grad_accum=3"]
+    r = fit(ACCUM, data=iris, save=False, overrides=overrides, methods=[counter])
+    assert [h["steps"] for h in r.history] == [2, 4, 6]
+    used = [lr for h in r.history for lr in h["lr_steps"]]
+    first = r.history[0]["lr_steps"][0]
+    assert used == pytest.approx([first, *counter.lrs[:-1]])  # the lr after a step is the next one's
+    assert first == pytest.approx(0.1 / 25)  # onecycle starts at max_lr / div_factor
+    stepped = fit({**ACCUM, "schedule": {"name": "step", "step_size": 1}}, data=iris, save=False)
+    assert all("lr_steps" not in h for h in stepped.history) and stepped.history[-1]["steps"] == 6
+
+
 def test_gd_with_grad_accum_takes_its_full_batch_step_in_micro_batches(iris):
     recipe = {**ACCUM, "optimizer": {"name": "gd", "lr": 0.5}}
     counter = StepCounter()

@@ -1,10 +1,11 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
-    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe]
+    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe] [--no-report]
     tunelab predict RUN_DIR INPUT [--out predictions.csv] [--batch-size N] [--json]
     tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
     tunelab methods | models | datasets | optimizers | schedules [--json]
     tunelab catalogue [--out FILE]
+    tunelab report PATH [--out report.html] [--open] [--json]
     tunelab --version              (also: python -m tunelab ...)
 
 User errors print one line naming what is wrong and how to fix it, and exit with status 2;
@@ -25,7 +26,18 @@ from tunelab.errors import TunelabError
 from tunelab.redact import redact_text
 
 # The command modules, in the order `tunelab --help` lists them.
-COMMANDS = ("train", "predict", "export", "search", "ablate", "cv", "lr_find", "compress", "listing")
+COMMANDS = (
+    "train",
+    "predict",
+    "export",
+    "search",
+    "ablate",
+    "cv",
+    "lr_find",
+    "compress",
+    "report",
+    "listing",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -113,7 +114,10 @@ def default_run_dir(recipe_name: str, root: str | Path = "runs") -> Path:
 class RunDir:
     """Writes one run directory. Reusing a directory of an earlier run replaces that run."""
 
-    def __init__(self, path: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, path: str | Path, tensorboard: bool = True, loggers: Sequence[str] = ()) -> None:
+        from tunelab.loggers import check_loggers
+
+        check_loggers(loggers)  # a missing extra fails here, before the directory is touched
         self.path = Path(path)
         if self.path.exists():
             if not self.path.is_dir():
@@ -138,6 +142,12 @@ class RunDir:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(self.path / "tb"))
+        self._mlflow = None
+        if "mlflow" in loggers:
+            from tunelab.loggers import MlflowLogger
+
+            self._mlflow = MlflowLogger(self.path)
+        self._recipe: Recipe | None = None
 
     def start(
         self,
@@ -149,6 +159,7 @@ class RunDir:
     ) -> None:
         """Write what is known before the first epoch, so a killed run has it too: the recipe, the
         environment and, given the run's ``data``, what a predictor needs (``tunelab.load_run``)."""
+        self._recipe = recipe
         atomic_write_text(self.path / "recipe.yaml", recipe.to_yaml())
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
         if data is not None:
@@ -163,6 +174,8 @@ class RunDir:
                 atomic_write_text(self.path / name, text)
             preprocess = json.dumps(data.preprocessing.to_json(), indent=2)
             atomic_write_text(self.path / "preprocess.json", preprocess)
+        if self._mlflow is not None:
+            self._mlflow.start(recipe, env)
 
     def epoch(self, record: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(finite(record)) + "\n")
@@ -176,13 +189,39 @@ class RunDir:
                 for k, v in items:
                     if isinstance(v, (int, float)) and v is not None:
                         self._tb.add_scalar(f"{key}/{k}" if k else key, v, step)
+        if self._mlflow is not None:
+            self._mlflow.epoch(record)
 
     def checkpoint(self, name: str, model: nn.Module) -> None:
         atomic_save(model.state_dict(), self.path / name)
 
-    def finish(self, result: RunResult) -> None:
+    def finish(self, result: RunResult, example: torch.Tensor | None = None) -> None:
+        """result.json, the hyperparameters for TensorBoard's HParams tab, and the trackers'
+        final logs; ``example`` (one input sample) lets MLflow save the model with a signature."""
+        if self._mlflow is not None:
+            result.info["mlflow"] = self._mlflow.ids()  # where to find it, kept in result.json
         atomic_write_text(self.path / "result.json", json.dumps(result.to_dict(), indent=2))
+        if self._tb is not None and self._recipe is not None:
+            self._hparams(result)
+        if self._mlflow is not None:
+            self._mlflow.finish(result, example)
+            if "model" in result.info.get("mlflow", {}):  # why the model was not logged, kept too
+                atomic_write_text(self.path / "result.json", json.dumps(result.to_dict(), indent=2))
         self.close()
+
+    def _hparams(self, result: RunResult) -> None:
+        """The recipe's flattened fields with the final metrics, so TensorBoard's HParams tab can
+        compare runs (in this run's tb/ directory: run_name "." adds no subdirectory)."""
+        from tunelab.loggers import flat_params, scalar_metrics
+
+        assert self._tb is not None and self._recipe is not None
+        hparams = {
+            k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in flat_params(self._recipe.to_dict()).items()
+        }
+        metrics = scalar_metrics({"final": {"val": result.val, "test": result.test}})
+        metrics["final.epochs"] = float(result.epochs)
+        self._tb.add_hparams(hparams, metrics, run_name=".")
 
     def close(self) -> None:
         if not self._metrics.closed:

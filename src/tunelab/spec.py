@@ -202,6 +202,9 @@ class TrainSpec:
     tensorboard: bool = True
     # Measure inference latency and throughput at the end (a few seconds on a small model).
     efficiency: bool = True
+    # Experiment trackers that also receive what the run directory gets (params, per-epoch
+    # metrics, the model, the directory as artifacts): none by default, it is an optional extra.
+    loggers: list[Literal["mlflow"]] = field(default_factory=list)
 
 
 @dataclass

@@ -84,12 +84,21 @@ def raw_test_split() -> Callable[[Path], tuple[np.ndarray, np.ndarray]]:
     return _raw_test_split
 
 
+# The commands that write report.html by default. Reports are tested in tests/commands/test_report.py
+# and tests/report/; in the other command tests they would only cost time, so `cli` skips them.
+REPORTING = {"train", "search", "ablate", "cv", "compress"}
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[Sequence[Any]], tuple[int, str, str]]:
-    """``cli(args) -> (exit status, stdout, stderr)`` of ``tunelab ARGS`` (each arg str()-ed)."""
+    """``cli(args) -> (exit status, stdout, stderr)`` of ``tunelab ARGS`` (each arg str()-ed), with
+    ``--no-report`` added for the commands that write a report."""
 
     def run(args: Sequence[Any]) -> tuple[int, str, str]:
-        code = main([str(a) for a in args])
+        argv = [str(a) for a in args]
+        if argv and argv[0] in REPORTING:
+            argv.append("--no-report")
+        code = main(argv)
         out, err = capsys.readouterr()
         return code, out, err
 

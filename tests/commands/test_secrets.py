@@ -159,7 +159,7 @@ def test_ablate_and_cv_never_show_the_password(recipe, tmp_path, capfd, monkeypa
     code, out, err = cli(cv, capfd, monkeypatch)
     assert code == 0 and SECRET not in out + err
 
-    assert shown in json.loads((tmp_path / "cvrun" / "env.json").read_text())["command"]
+    assert shown in json.loads((tmp_path / "cvrun" / "final" / "env.json").read_text())["command"]
     assert list((tmp_path / "abl").rglob("env.json"))  # the final base/best runs were written
     assert files_with_secret(tmp_path) == []
 

@@ -1,4 +1,5 @@
-"""Every command on a text run: train, predict (.txt and CSV), search, ablate, cv, lr-find, compress.
+"""Every command on a text run: train, report, predict (.txt and CSV), search, ablate, cv, lr-find,
+compress.
 
 The data is the tiny three-topic corpus of tests/conftest.py (120 one-line documents), so each
 command takes a second or two."""
@@ -68,6 +69,23 @@ def test_predict_on_the_raw_test_texts_reproduces_the_test_accuracy_exactly(text
         assert float((predicted == labels).mean()) == accuracy
     p = tunelab.load_run(text_run)
     assert p.predict(["soup and bread with butter", "the goal of the match"]).tolist() == ["food", "sport"]
+
+
+def test_the_run_report_of_a_text_run_shows_documents_and_tokenizer(text_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert (text_run / "report.html").is_file()
+    assert main(["report", str(text_run), "--out", str(tmp_path / "r.html"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "run"
+    report = json.loads((tmp_path / "r.json").read_text())
+    data = next(s for s in report["sections"] if s["title"].startswith("data"))
+    rows = {r[0]: r[1:] for r in data["items"][0]["rows"]}
+    prep = json.loads((text_run / "result.json").read_text())["info"]["preprocess"]
+    assert rows["documents read"] == ["", prep["documents"]["read"]]
+    assert rows["exact duplicate documents"] == ["dropped before the split", 1]
+    assert rows["tokenizer"][1] == f"word, vocabulary of {prep['text']['vocab_size']}"
+    assert rows["truncated documents"][1] == prep["text"]["truncated_documents"]
+    html = (tmp_path / "r.html").read_text()
+    assert "confusion matrix" in html and "documents read" in html
 
 
 def test_export_refuses_a_text_run_with_the_way_to_predict(text_run, capsys):

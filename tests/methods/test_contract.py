@@ -21,7 +21,7 @@ EXPECTED_HOOKS = {
     "early_stopping": {"setup", "epoch_end", "fit_end"},
     "label_smoothing": {"setup"},
     "ema": {"setup", "after_step", "eval_model"},
-    "prune": {"setup", "after_step", "fit_end"},
+    "prune": {"setup", "after_step", "epoch_end", "fit_end"},
     "channel_prune": {"setup", "epoch_start", "after_step", "eval_model", "fit_end"},
     "quantize": {"setup", "eval_model"},
     "freeze": {"setup"},

@@ -214,11 +214,13 @@ def test_registry_entry_is_documented_and_hooks_only_what_it_needs():
     for p in entry.params:
         assert not p.required and p.doc
         assert entry.check({p.name: p.default}, "methods.prune") == {p.name: p.default}
-    assert {e for e in EVENTS if hooks_of([Prune()], e)} == {"setup", "after_step", "fit_end"}
+    # epoch_end records the sparsity per epoch (a host number, once an epoch)
+    assert {e for e in EVENTS if hooks_of([Prune()], e)} == {"setup", "after_step", "epoch_end", "fit_end"}
     assert {e for e in EVENTS if hooks_of([Prune(rewind_epoch=2)], e)} == {
         "setup",
         "epoch_start",
         "after_step",
+        "epoch_end",
         "fit_end",
     }
 
@@ -230,3 +232,15 @@ def test_pruning_steps_schedule():
     # A run too short for every update: those on one step collapse into the sparsest of them
     # (updates 1-5 at step 0: 0.9·(1 − 0.5³); updates 6-10 at step 1: the full 0.9).
     assert pruning_steps(2, 0.9, "cubic", 0.0, 0.5, 10) == {0: pytest.approx(0.7875), 1: pytest.approx(0.9)}
+
+
+def test_each_epoch_records_the_sparsity_the_masks_hold():
+    recipe = {
+        **RECIPE,
+        "train": {**RECIPE["train"], "epochs": 4},
+        "methods": [{"name": "prune", "sparsity": 0.8}],
+    }
+    r = fit(recipe, model=_net(), data=_data(), save=False)
+    ramp = [h["prune"]["sparsity"] for h in r.history]
+    assert ramp == sorted(ramp) and ramp[-1] == 0.8  # grows on the schedule, ends at the target
+    assert weight_sparsity(r.model)["zeros"] == _zeros_expected(ramp[-1])

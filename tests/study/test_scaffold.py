@@ -56,8 +56,11 @@ def test_only_what_changes_a_result_is_the_identity():
     identity = study_identity(raw)
     assert "search" not in identity and "tensorboard" not in identity["train"]
     assert "efficiency" not in identity["train"] and identity["train"]["epochs"] == 2
+    assert "loggers" not in identity["train"]
     quiet = load_recipe(IRIS, list(QUIET_OVERRIDES)).to_dict()
     assert study_fingerprint(quiet) == study_fingerprint(load_recipe(IRIS).to_dict())
+    logged = load_recipe(IRIS, ["train.loggers=[mlflow]"]).to_dict()
+    assert study_fingerprint(logged) == study_fingerprint(quiet)  # a logger changes no result
     assert study_fingerprint(load_recipe(IRIS, ["train.threads=2"]).to_dict()) != study_fingerprint(quiet)
 
 

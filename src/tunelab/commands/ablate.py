@@ -1,5 +1,5 @@
 """tunelab ablate RECIPE [--seeds S] [--set k=v ...] [--storage URL] [--study NAME] [--json] [--quiet]
-[--test t|wilcoxon] [--correction holm|bonferroni] [--alpha A] [--out DIR]"""
+[--test t|wilcoxon] [--correction holm|bonferroni] [--alpha A] [--out DIR] [--no-report]"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from tunelab.commands._common import add_overrides
+from tunelab.commands._common import add_overrides, add_report_option, report_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,9 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="for several variants: holm (default; step-down, each interval at its Holm step's level) "
         "or bonferroni (every interval at 1 - alpha/m: simultaneous, finds a little less)",
     )
-    p.add_argument("--out", help="directory for the run directories of the final base/best test runs")
+    p.add_argument(
+        "--out",
+        help="output directory: report.html, report.json, result.json and the run directories of the final "
+        "base/best test runs (default runs/studies/<study>)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no per-run lines on stderr and no tables")
+    add_report_option(p)
     p.set_defaults(run=run)
 
 
@@ -54,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.recipe import load_recipe
     from tunelab.report.study import print_ablation, run_line
     from tunelab.study.ablation import run_ablation
+    from tunelab.study.search.options import DEFAULT_OUT
 
     recipe = load_recipe(args.recipe, args.overrides)
     study = args.study or f"ablate-{Path(args.recipe).stem}"
+    out = Path(args.out) if args.out else Path(DEFAULT_OUT) / study
     on_run = None if (args.quiet or args.json) else (lambda rec: print(run_line(rec), file=sys.stderr))
     try:
         result = run_ablation(
@@ -64,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             storage=args.storage,
             study_name=study,
-            out_dir=args.out,
+            out_dir=out,
             test=args.test,
             alpha=args.alpha,
             correction=args.correction,
@@ -75,8 +82,15 @@ def run(args: argparse.Namespace) -> int:
             f"interrupted: the finished runs are stored in study {study!r}; run the same command "
             "again to resume"
         ) from None
+    report = None
+    if args.report:
+        from tunelab.report import write_report
+
+        report = write_report(result, out=out)  # also keeps result.json there, for `tunelab report`
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "report": str(report) if report else None}, indent=2))
     elif not args.quiet:
         print_ablation(result)
+        if report:
+            print(report_line(report))
     return 0

@@ -1,6 +1,6 @@
 """tunelab compress RUN_DIR [--sparsity 0.5,0.8,0.9,0.95] [--structured] [--quantize]
 [--finetune-epochs E] [--seeds S] [--scope global|layerwise] [--schedule cubic|linear|oneshot]
-[--threads N] [--json] [--quiet]"""
+[--threads N] [--json] [--quiet] [--no-report]"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from tunelab.commands._common import add_report_option, report_line
 from tunelab.errors import TunelabError
 
 
@@ -68,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for training and timing")
     p.add_argument("--json", action="store_true", help="print one JSON object with `rows`")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no table")
+    add_report_option(p)
     p.set_defaults(run=run)
 
 
@@ -90,8 +92,15 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=(lambda msg: print(msg, file=sys.stderr)) if show else None,
     )
+    report = None
+    if args.report:
+        from tunelab.report import write_report
+
+        report = write_report(result)  # RUN_DIR/compress/report.html, beside compress/result.json
     if args.json:
-        print(json.dumps(compress_json(result), indent=2))
+        print(json.dumps({**compress_json(result), "report": str(report) if report else None}, indent=2))
     elif not args.quiet:
         print_compress(result)
+        if report:
+            print(report_line(report))
     return 0

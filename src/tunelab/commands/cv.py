@@ -1,4 +1,5 @@
-"""tunelab cv RECIPE [--folds K] [--param path=v1,v2,...] [--choose best|1se] [--set k=v ...] [--json]"""
+"""tunelab cv RECIPE [--folds K] [--param path=v1,v2,...] [--choose best|1se] [--set k=v ...] [--out DIR]
+[--json] [--no-report]"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides
+from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides, add_report_option, report_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,9 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--storage", help="Optuna storage URL (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db)"
     )
     p.add_argument("--study", help="study name (default cv-<recipe file name>)")
-    p.add_argument("--out", help="run directory of the final retrain (default: not saved)")
+    p.add_argument(
+        "--out",
+        help="output directory: report.html, report.json, result.json and final/, the run directory of the "
+        "final retrain (default runs/studies/<study>)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no per-run lines on stderr and no tables")
+    add_report_option(p)
     p.set_defaults(run=run)
 
 
@@ -53,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.recipe import load_recipe
     from tunelab.report.study import cv_run_line, print_cv
     from tunelab.study.cv import parse_param, run_cv
+    from tunelab.study.search.options import DEFAULT_OUT
 
     recipe = load_recipe(args.recipe, args.overrides)
     param = parse_param(args.param) if args.param else None
     study = args.study or f"cv-{Path(args.recipe).stem}"
+    out = Path(args.out) if args.out else Path(DEFAULT_OUT) / study
     on_run = None if (args.quiet or args.json) else (lambda rec: print(cv_run_line(rec), file=sys.stderr))
     try:
         result = run_cv(
@@ -66,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             choose=args.choose,
             storage=args.storage,
             study_name=study,
-            out=args.out,
+            out=out / "final",
             on_run=on_run,
         )
     except KeyboardInterrupt:
@@ -74,10 +82,17 @@ def run(args: argparse.Namespace) -> int:
             f"interrupted: the finished runs are stored in study {study!r}; run the same command "
             "again to resume"
         ) from None
+    report = None
+    if args.report:
+        from tunelab.report import write_report
+
+        report = write_report(result, out=out)  # also keeps result.json there, for `tunelab report`
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "report": str(report) if report else None}, indent=2))
     elif not args.quiet:
         print_cv(result)
+        if report:
+            print(report_line(report))
     if result.final.status not in ("completed", "stopped_early"):
         if not args.json:
             print(

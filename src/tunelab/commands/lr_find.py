@@ -1,5 +1,5 @@
 """tunelab lr-find RECIPE [--set k=v ...] [--steps N] [--start-lr LR] [--end-lr LR] [--json]
-[--plot FILE.png] [--apply [PATH]]"""
+[--plot FILE.png] [--apply [PATH]] [--out DIR]"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tunelab.commands._common import add_overrides
+from tunelab.commands._common import add_overrides, report_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write the recipe with the suggested lr to PATH (default: RECIPE-lr.yaml beside the recipe; "
         "give --apply after RECIPE, or it takes RECIPE as its PATH)",
     )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write lr_find.json and an HTML report there; in a run directory, the run's report.html "
+        "gains the lr-find plot",
+    )
     p.set_defaults(run=run)
 
 
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     out = result.to_dict()
     if args.plot:
         out["plot"] = str(plot_lr_find(result, args.plot))
+    if args.out:
+        out["report"] = str(_write_report(result, Path(args.out)))
     if target is not None:
         new, path = apply_suggestion(recipe, result.suggested_lr)
         atomic_write_text(target, new.to_yaml())
@@ -79,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {result.note}")
     if "plot" in out:
         print(f"plot: {out['plot']}")
+    if "report" in out:
+        print(report_line(out["report"]))
     if "applied" in out:
         a = out["applied"]
         note = ""
@@ -91,3 +101,15 @@ def run(args: argparse.Namespace) -> int:
 def _get(recipe: object, path: str) -> object:
     section, _, key = path.partition(".")
     return getattr(recipe, section).params.get(key)
+
+
+def _write_report(result: object, out: Path) -> Path:
+    """lr_find.json and the report in ``out``; in a run directory, the run's report with the plot."""
+    from tunelab.io import atomic_write_text
+    from tunelab.report import write_report
+    from tunelab.report.pages.run import is_run_dir
+
+    if is_run_dir(out):
+        atomic_write_text(out / "lr_find.json", json.dumps(result.to_dict(), indent=2))  # type: ignore[attr-defined]
+        return write_report(out)
+    return write_report(result, out=out)

@@ -3,7 +3,7 @@
 tunelab search RECIPE [--trials N] [--timeout S] [--sampler tpe|random|cmaes|gp|nsga2]
                       [--pruner none|median|asha|hyperband] [--objective val.accuracy[,latency_ms]]
                       [--storage URL] [--study NAME] [--workers K] [--final-seeds S]
-                      [--out DIR] [--set k=v ...] [--json] [--quiet]
+                      [--out DIR] [--set k=v ...] [--json] [--quiet] [--no-report]
 tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--quiet]
 tunelab studies [--storage URL] [--json]
 tunelab show STUDY [--storage URL] [--top N] [--json]
@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides
+from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides, add_report_option, report_line
 
 STORAGE_HELP = (
     "SQLAlchemy URL of the study storage (default $TUNELAB_STORAGE, else sqlite:///runs/studies.db; "
@@ -68,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overrides(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines and no tables")
+    add_report_option(p)
     p.set_defaults(run=run_search_command)
 
     p = sub.add_parser("worker", help="join a search study as one more worker (from any machine)")
@@ -120,10 +121,17 @@ def run_search_command(args: argparse.Namespace) -> int:
         quiet=quiet,
         on_trial=None if quiet else _print_trial,
     )
+    report = None
+    if args.report:
+        from tunelab.report import write_report
+
+        report = write_report(result, storage=args.storage)  # <out>/<study>/report.html
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "report": str(report) if report else None}, indent=2))
     elif not args.quiet:
         print_search(result)
+        if report:
+            print(report_line(report))
     if result.best is None:
         if not args.json:
             print(

@@ -1,4 +1,4 @@
-"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe]"""
+"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe] [--no-report]"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides
+from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides, add_report_option, report_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the validated recipe with every default (and --set applied) as YAML; do not train",
     )
+    add_report_option(p)
     p.set_defaults(run=run)
 
 
@@ -41,12 +42,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
+    report = None
+    if args.report and result.run_dir is not None:
+        from tunelab.report import write_report
+
+        report = write_report(result)  # after fit: the loop itself never imports the report layer
+        if "mlflow" in result.info:
+            from tunelab.loggers import log_files
+
+            log_files(result.info, [report, report.with_suffix(".json")])
     if args.json:
         data = result.to_dict()
         data.pop("history")
+        data["report"] = str(report) if report else None
         print(json.dumps(data, indent=2))
     elif not args.quiet:
         print_run(result)
+        if report:
+            print(report_line(report))
     if not result.ok:
         if not args.json:
             print(f"error: run {result.status}: {result.message}", file=sys.stderr)

@@ -38,9 +38,10 @@ from tunelab.study.runstore import RunStore, StoredRun, canonical
 # Latency measurement and TensorBoard files cost seconds per run and change no metric compared.
 QUIET_OVERRIDES = ("train.efficiency=false", "train.tensorboard=false")
 # Fields that do not change what is learned or measured: two recipes differing only here share
-# their runs. The thread count is not one of them: it changes the order of float sums, and that
-# was seen to flip a val prediction of a digits MLP.
-_NO_EFFECT = {("train", "tensorboard"), ("train", "efficiency")}
+# their runs (a logger such as MLflow only copies what the run directory holds). The thread count
+# is not one of them: it changes the order of float sums, and that was seen to flip a val
+# prediction of a digits MLP.
+_NO_EFFECT = {("train", "tensorboard"), ("train", "efficiency"), ("train", "loggers")}
 # The default study name starts with the command that makes it: ablate-iris-mlp, cv-iris-mlp.
 _NAME_PREFIX = {"ablation": "ablate"}
 

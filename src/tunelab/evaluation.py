@@ -76,6 +76,7 @@ def efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:
     if t.compile and net is not state.model:
         net.compile()
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        report = efficiency_report(net, state.data.input_shape, device, memory_format=fmt)
+        example = state.data.example_inputs(1024)
+        report = efficiency_report(net, state.data.input_shape, device, memory_format=fmt, example=example)
     report["precision"] = t.precision
     return report

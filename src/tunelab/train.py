@@ -184,7 +184,9 @@ def prepare(
     # only to models tunelab builds. model.pretrained, an explicit request, applies to both.
     embeddings = bundle.meta.get("embeddings")
     if model is None:
-        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs, embeddings)
+        net = build_model(
+            recipe.model, bundle.input_shape, bundle.num_outputs, embeddings, text=bundle.meta.get("text")
+        )
     else:
         net = model
     if t.channels_last:

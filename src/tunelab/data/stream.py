@@ -227,6 +227,9 @@ class StreamBundle(DataBundle):
         self._layers = steps.layers(len(self.input_shape) + 1).to(self.device)
         return self
 
+    def example_inputs(self, n: int) -> Tensor | None:
+        return None  # streamed inputs are floats (images, arrays), which random ones stand in for
+
     def channels_last(self) -> DataBundle:
         raise RecipeError(
             "train.channels_last", True, "is for in-memory data; set it to false with data.stream"

@@ -39,6 +39,7 @@ from tunelab.recipe import Recipe, load_recipe
 from tunelab.resume import (
     LAST,
     Position,
+    ResumeSource,
     check_same_run,
     check_same_world,
     data_fingerprint,
@@ -292,20 +293,9 @@ def fit(
     # Under torchrun: join the process group (and leave it cleanly, see distributed.session).
     with distributed.session(recipe.train.device) as where:
         main = where.main  # under DDP only rank 0 writes (run directory, last.pt) and prints
-        if save and main:
-            name = (
-                f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
-            )
-            path = (
-                source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
-            )
-            if source is None:
-                check_out_dir(path, overwrite=overwrite)  # before the data loads: fail fast
-        else:  # no run directory; last.pt only where asked (a search trial's checkpoint directory)
-            path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
-            path = path if main else None
-            if path is not None:
-                path.mkdir(parents=True, exist_ok=True)
+        path = _run_path(
+            recipe, model, source, out, checkpoint_dir, save=save, main=main, overwrite=overwrite
+        )
 
         prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
         # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
@@ -339,6 +329,34 @@ def fit(
         finally:
             if run is not None:
                 run.close()
+
+
+def _run_path(
+    recipe: Recipe,
+    model: nn.Module | None,
+    source: ResumeSource | None,
+    out: str | Path | None,
+    checkpoint_dir: str | Path | None,
+    *,
+    save: bool,
+    main: bool,
+    overwrite: bool,
+) -> Path | None:
+    """Where this process writes: the run directory (``save``), a trial's checkpoint directory, or
+    nowhere (None; also every DDP rank but 0). An existing run is refused before the data loads."""
+    if not main:
+        return None
+    if save:
+        name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
+        path = source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
+        if source is None:
+            check_out_dir(path, overwrite=overwrite)  # fail fast
+        return path
+    # No run directory; last.pt only where asked (a search trial's checkpoint directory).
+    path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:

@@ -10,13 +10,15 @@ attributes: it counts as a spent trial (so a space that often diverges still end
 steers away from the diverging region instead of ignoring it, as it would a FAIL. A trial whose
 recipe is invalid ends FAIL with the error (and does not count); ``trials`` such failures stop
 the search with that error. A trial that starts past the budget (another worker took the last
-slot) is dropped before it trains: FAIL, user attribute ``surplus``.
+slot) is dropped before it trains: FAIL, user attribute ``surplus``. A trial that a worker's
+deadline cuts short (``Deadline``, a time budget) ends PRUNED, its message saying so.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 import optuna
@@ -62,6 +64,29 @@ class PruneOnEpoch(Method):
             self.pruned_at = step
 
 
+class Deadline(Method):
+    """Stops the fit at the end of the first epoch that ends after ``at`` (a ``time.time()`` instant).
+
+    What a time budget needs from a run: the loop then ends ``stopped_early`` with the reason, and
+    ``stopped_at`` says after which epoch (None: the run ended before the deadline).
+
+    >>> Deadline(at=0.0).stopped_at is None
+    True
+    """
+
+    name = "deadline"
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.stopped_at: int | None = None
+
+    def epoch_end(self, state: TrainState) -> None:
+        if not state.stop and time.time() >= self.at:
+            state.stop = True
+            state.stop_reason = f"the time budget ran out after epoch {state.epoch + 1}"
+            self.stopped_at = state.epoch + 1
+
+
 def worker_id() -> str:
     """``host:pid`` of this process, kept with each trial it runs."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -74,8 +99,10 @@ class _Dropped(TunelabError):
 class TrialRunner:
     """The objective function of a search: one trial = suggest, fit, read the objectives."""
 
-    def __init__(self, config: StudyConfig, threads: int | None = None) -> None:
-        self.config = config
+    def __init__(
+        self, config: StudyConfig, threads: int | None = None, deadline: float | None = None
+    ) -> None:
+        self.config, self.deadline = config, deadline
         self.recipe = config.recipe()
         needs_efficiency = any(o.name in MEASURED_COSTS for o in config.objectives)
         # Per-trial settings that are about this worker, not the searched recipe: kept out of
@@ -118,12 +145,13 @@ class TrialRunner:
             if self.report_metric
             else None
         )
+        deadline = Deadline(self.deadline) if self.deadline is not None else None
         try:
             result = fit(
                 recipe,
                 data=self._bundle(recipe),
                 save=False,
-                methods=[method] if method else [],
+                methods=[m for m in (method, deadline) if m is not None],
                 evaluate_test=False,  # a trial is a choice: the test split stays unread
             )
         except TunelabError as e:
@@ -138,6 +166,9 @@ class TrialRunner:
         if result.message:
             trial.set_user_attr("message", redact_text(result.message))
         if method is not None and method.pruned_at is not None:
+            raise optuna.TrialPruned(result.message)
+        if deadline is not None and deadline.stopped_at is not None:
+            # Cut short by the time budget, not judged: pruned, so no sampler takes it for a result.
             raise optuna.TrialPruned(result.message)
         if result.status == "diverged":
             raise optuna.TrialPruned(f"diverged: {result.message}")

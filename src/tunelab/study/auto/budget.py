@@ -100,6 +100,11 @@ class Budget:
         now = time.monotonic()
         return sum(t.spent_s for t in self.stages.values()) + sum(now - s for s in self._open.values())
 
+    def spent_in(self, stage: str) -> float:
+        """Seconds ``stage`` spent so far, its running time included when it is open."""
+        opened = self._open.get(stage)
+        return self.stages[stage].spent_s + (time.monotonic() - opened if opened is not None else 0.0)
+
     def left(self) -> float:
         return max(0.0, self.total_s - self.spent())
 

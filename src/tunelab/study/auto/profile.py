@@ -127,8 +127,10 @@ def profile_data(recipe: Recipe) -> DataProfile:
     keep = dataclasses.replace(recipe.preprocess, duplicates="keep", near_duplicates=None)
     bundle = load_data(recipe.data, keep, keep_raw=True)
     summary = bundle.summary()
-    modality = modality_of(bundle.input_shape)
-    text = bundle.raw is not None and bundle.raw.x.dtype == object
+    modality = bundle.meta.get("modality") or modality_of(bundle.input_shape)
+    # Text (a bundle whose meta says so) gets MinHash-free treatment for now: exact copies only.
+    # A CSV's raw cells are objects too, but its encoded columns are numbers: near copies apply.
+    text = bundle.meta.get("modality") == "text"
     exact = bundle.report.get("duplicates") or {}
     exact = {"within": dict(exact.get("within", {})), "across": dict(exact.get("across", {}))}
     near = _near(bundle, text)

@@ -72,7 +72,9 @@ def baseline_recipe(
         "model": model,
         "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
         "schedule": {"name": "cosine"},
-        "train": {"epochs": epochs, "batch_size": 32 if modality == "table" else 64},
+        # One thread: the models auto trains are small, and on a shared machine two threads per
+        # process were measured 20x slower than one (oversubscription); --workers uses the cores.
+        "train": {"epochs": epochs, "batch_size": 32 if modality == "table" else 64, "threads": 1},
         "methods": [early_stopping(epochs)],
     }
 

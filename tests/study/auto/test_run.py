@@ -106,4 +106,3 @@ def test_a_rerun_resumes_every_stage_without_training(auto_run, planted_csv, mon
     )  # fmt: skip
     assert [w for _, w in events] == ["skip"] * len(STAGES)
     assert again["final"]["test"] == result["final"]["test"]
-

@@ -45,7 +45,7 @@ def test_bad_options_fail_in_one_line(cli, tmp_path):
         (["--budget", "10m"], "--data"),
         (["--data", "irsi"], "irsi"),
     ]:
-        code, out, err = cli(["auto", *args, "--out", tmp_path / "x"])
+        code, _, err = cli(["auto", *args, "--out", tmp_path / "x"])
         assert code == 2 and err.startswith("error: ") and expected in err, err
         assert "Traceback" not in err and err.count("\n") == 1
 

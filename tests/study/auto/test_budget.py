@@ -10,7 +10,7 @@ from tunelab.study.auto.budget import SEARCH_MIN_SHARE, STAGES, Budget, parse_bu
 
 @pytest.mark.parametrize("text", ["soon", "0s", "-5m", "10x", "", "m", "1h-30m"])
 def test_a_bad_budget_names_the_option_and_the_forms(text):
-    with pytest.raises(RecipeError, match="--budget.*90s, 30m"):
+    with pytest.raises(RecipeError, match=r"--budget.*90s, 30m"):
         parse_budget(text)
 
 

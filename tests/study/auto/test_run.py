@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from tests.study.auto.conftest import PLANTED
 
 import tunelab.train
 from tunelab import load_run
@@ -13,7 +14,6 @@ from tunelab.recipe import load_recipe
 from tunelab.study.auto.budget import STAGES
 from tunelab.study.auto.final import FINAL_OFFSET
 from tunelab.study.auto.run import run_auto
-from tests.study.auto.conftest import PLANTED
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_the_json_has_every_stage_and_the_budget(auto_run):
 
 
 def test_best_yaml_reruns_and_run_predicts(auto_run):
-    result, _, _, out = auto_run
+    *_, out = auto_run
     recipe = load_recipe(out / "best.yaml")
     assert not recipe.search and any(m.name == "early_stopping" for m in recipe.methods)
     predictor = load_run(out / "run")

@@ -79,3 +79,34 @@ def test_a_missing_extra_is_a_clear_error_before_training(tmp_path, monkeypatch)
 def test_an_unknown_logger_is_refused_by_the_recipe(tmp_path):
     with pytest.raises(RecipeError, match=r"train\.loggers"):
         fit({**RECIPE, "train": {**RECIPE["train"], "loggers": ["wandb"]}}, out=tmp_path / "run")
+
+
+def test_a_resumed_run_logs_its_whole_history_to_a_new_mlflow_run(tmp_path, monkeypatch):
+    """The killed session's MLflow run stays as it was left; the resumed one holds every epoch."""
+    import mlflow
+
+    from tunelab.methods._base import Method
+
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    # Its own store (MLflow caches a store per URI: the relative default would be another test's).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+
+    class Killed(BaseException):
+        pass
+
+    class KillAt(Method):
+        def epoch_start(self, state):
+            if state.epoch == 2:
+                raise Killed
+
+    with pytest.raises(Killed):
+        fit(RECIPE, out=tmp_path / "run", methods=[KillAt()])
+    result = fit(None, resume=tmp_path / "run")
+    where = result.info["mlflow"]
+    client = mlflow.MlflowClient(tracking_uri=where["tracking_uri"])
+    history = client.get_metric_history(where["run_id"], "val.accuracy")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == [h["val"]["accuracy"] for h in result.history]
+    assert client.get_run(where["run_id"]).info.status == "FINISHED"
+    runs = client.search_runs([client.get_experiment_by_name("tunelab").experiment_id])
+    assert len(runs) == 2  # the killed session's run and the resumed one

@@ -16,7 +16,7 @@ from torch import nn
 import tunelab.io
 from tunelab.errors import TunelabError
 from tunelab.recipe import load_recipe
-from tunelab.runs import RunDir, RunResult, default_run_dir, environment
+from tunelab.runs import RunDir, RunFinished, RunResult, check_resumable, default_run_dir, environment
 from tunelab.train import fit
 
 RECIPE = load_recipe({"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [4]}})
@@ -88,14 +88,75 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
         RunDir(tmp_path / "file", tensorboard=False)
 
 
-def test_an_earlier_run_in_the_directory_is_replaced(tmp_path):
-    old = RunDir(tmp_path / "run", tensorboard=False)
+def _old_run(path):
+    old = RunDir(path, tensorboard=False)
     old.start(RECIPE, {"seed": 0})
     old.epoch({"epoch": 0})
     old.finish(result())
-    RunDir(tmp_path / "run", tensorboard=False).close()
-    assert not (tmp_path / "run" / "result.json").exists()  # a stale result would describe another run
-    assert (tmp_path / "run" / "metrics.jsonl").read_text() == ""
+    (path / "compress").mkdir()
+    (path / "compress" / "compressed.pt").write_bytes(b"an old model")
+    (path / "tb").mkdir()
+    (path / "tb" / "events.out").write_bytes(b"old curves")
+    return path
+
+
+def test_an_earlier_run_is_refused_unless_overwrite_and_then_wholly_replaced(tmp_path):
+    path = _old_run(tmp_path / "run")
+    with pytest.raises(TunelabError, match=r"holds a run already; continue it with --resume .*--overwrite"):
+        RunDir(path, tensorboard=False)
+    assert (path / "result.json").is_file()  # refused: nothing touched
+    RunDir(path, tensorboard=False, overwrite=True).close()
+    # A stale result, compressed model or curve would describe another run.
+    assert list(path.iterdir()) == []
+
+
+def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(TunelabError, match="is not empty and is not a tunelab run"):
+        RunDir(tmp_path / "notes", tensorboard=False, overwrite=True)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_an_empty_directory_is_a_new_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    RunDir(tmp_path / "empty", tensorboard=False).close()  # no error, and no empty logs yet
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_resume_keeps_exactly_the_checkpoints_epochs(tmp_path):
+    path = tmp_path / "run"
+    run = RunDir(path, tensorboard=False)
+    run.start(RECIPE, {"seed": 0, "command": ["tunelab", "train"]})
+    for e in (1, 2, 3):  # epoch 3 was logged, then the run was killed before its checkpoint
+        run.epoch({"epoch": e})
+    run.close()
+    (path / ".last.pt.abc123").write_bytes(b"a write cut short")
+    again = RunDir(path, tensorboard=False, resumed=True)
+    env = {"command": ["tunelab", "train", "--resume"], "seed": 0}
+    again.resume(RECIPE, [{"epoch": 1}, {"epoch": 2}], env)
+    again.epoch({"epoch": 3})
+    again.close()
+    epochs = [json.loads(line)["epoch"] for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # epoch 3 once: the killed session's record was dropped
+    assert leftovers(path) == []
+    env = json.loads((path / "env.json").read_text())
+    assert env["seed"] == 0 and env["resumed"] == [
+        {"command": ["tunelab", "train", "--resume"], "epochs_done": 2}
+    ]
+
+
+def test_check_resumable_says_what_is_wrong(tmp_path):
+    with pytest.raises(TunelabError, match="no such run directory"):
+        check_resumable(tmp_path / "absent")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(TunelabError, match="not a tunelab run directory"):
+        check_resumable(tmp_path / "notes")
+    path = _old_run(tmp_path / "run")  # its result.json says diverged: finished
+    with pytest.raises(RunFinished, match=r"has finished \(diverged\); its result is .*result.json"):
+        check_resumable(path)
+    (path / "result.json").write_text(json.dumps({"status": "interrupted"}))
+    check_resumable(path)  # Ctrl-C: it can continue
 
 
 def test_run_result_to_dict_is_json_safe():

@@ -8,6 +8,7 @@ from torch import nn
 
 from tunelab import DataBundle, Method, fit, load_recipe
 from tunelab.data import load_data
+from tunelab.errors import TunelabError
 from tunelab.methods import METHODS
 from tunelab.models import MODELS
 
@@ -69,10 +70,12 @@ def test_run_directory_is_complete_and_repeatable(tmp_path, iris):
     assert again.val == r.val and again.test == r.test
 
 
-def test_reusing_an_out_directory_replaces_the_run(tmp_path):
+def test_reusing_an_out_directory_needs_overwrite_and_then_replaces_the_run(tmp_path):
     out = tmp_path / "run"
-    fit(IRIS, out=out, overrides=["train.epochs=2"])
-    fit(IRIS, out=out, overrides=["train.epochs=1"])
+    fit(IRIS, out=out, overrides=["train.epochs=2", "train.efficiency=false"])
+    with pytest.raises(TunelabError, match="holds a run already"):
+        fit(IRIS, out=out, overrides=["train.epochs=1"])  # refused before the data loads
+    fit(IRIS, out=out, overwrite=True, overrides=["train.epochs=1", "train.efficiency=false"])
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 

@@ -1,6 +1,8 @@
 """The command line: a thin layer over the Python API, one module per command in commands/.
 
-    tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe] [--no-report]
+    tunelab train RECIPE [--set k=v ...] [--out DIR [--overwrite]] [--json] [--quiet] [--print-recipe]
+                         [--no-report]
+    tunelab train --resume RUN_DIR    (continue a killed run from its last.pt)
     tunelab predict RUN_DIR INPUT [--out predictions.csv] [--batch-size N] [--json]
     tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
     tunelab methods | models | datasets | optimizers | schedules [--json]

@@ -49,7 +49,7 @@ from tunelab.methods import Method
 from tunelab.optim import Schedule
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.step import TrainStep
-from tunelab.train import prepare
+from tunelab.train import Prepared, prepare
 
 __all__ = ["RULE", "LRFindResult", "apply_suggestion", "ema", "lr_find", "plot_lr_find", "suggest_lr"]
 
@@ -175,21 +175,60 @@ def lr_find(
     if model is not None:
         model = copy.deepcopy(model)  # the range test trains it towards divergence
     prep = prepare(recipe, model=model, data=data, methods=methods)
-    state, groups = prep.state, prep.groups
-    bundle, device, optimizer = state.data, state.device, state.optimizer
-    n, steps_per_epoch = len(bundle.x_train), state.steps_per_epoch
+    state = prep.state
+    optimizer = state.optimizer
+    n, steps_per_epoch = len(state.data.x_train), state.steps_per_epoch
     scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
     # The finder sets every lr itself; a constant schedule stands in for methods that read one.
     state.schedule = Schedule(optimizer, ConstantLR(optimizer, factor=1.0, total_iters=0), per_batch=False)
     train_step = TrainStep(state, prep.methods)  # after the swap: no per-batch schedule steps
 
+    lrs, losses, smoothed, stopped = _ramp(
+        prep, train_step, start_lr, end_lr, steps, smooth, diverge_factor, scales, seed=t.seed
+    )
+    kept = smoothed[: len(lrs) - 1] if stopped else smoothed  # never the diverged step
+    trend = ema(kept[::-1], smooth)[::-1]  # backwards again: cancels the average's delay
+    suggested, i_min = suggest_lr(lrs, trend)
+    note = _memorized_note(len(lrs) / steps_per_epoch, n, trend, i_min)
+    return LRFindResult(
+        lrs=lrs,
+        losses=losses,
+        smoothed=smoothed,
+        trend=trend,
+        suggested_lr=suggested,
+        rule=RULE,
+        stopped_early=stopped,
+        diverged_lr=lrs[-1] if stopped else None,
+        min_lr=lrs[i_min],
+        min_loss=trend[i_min],
+        steps_per_epoch=steps_per_epoch,
+        note=note,
+    )
+
+
+def _ramp(
+    prep: Prepared,
+    train_step: TrainStep,
+    start_lr: float,
+    end_lr: float,
+    steps: int,
+    smooth: float,
+    diverge_factor: float,
+    scales: list[float],
+    *,
+    seed: int,
+) -> tuple[list[float], list[float], list[float], bool]:
+    """The ramp: one step per lr from ``start_lr`` to ``end_lr`` (geometric), until the smoothed
+    loss exceeds ``diverge_factor`` x its minimum; (lrs, losses, smoothed losses, stopped early)."""
+    state, groups = prep.state, prep.groups
+    bundle, device, optimizer = state.data, state.device, state.optimizer
+    n, steps_per_epoch = len(bundle.x_train), state.steps_per_epoch
     ratio = end_lr / start_lr
-    gen = torch.Generator().manual_seed(t.seed)
+    gen = torch.Generator().manual_seed(seed)
     lrs: list[float] = []
     losses: list[float] = []
     smoothed: list[float] = []
     avg, best = 0.0, math.inf
-    stopped = False
     perm = torch.randperm(n, generator=gen).to(device)
     state.model.train()
     for i in range(steps):
@@ -205,42 +244,26 @@ def lr_find(
         losses.append(value)
         if not math.isfinite(value):
             smoothed.append(value)
-            stopped = True
-            break
+            return lrs, losses, smoothed, True
         avg = smooth * avg + (1 - smooth) * value
         s = avg / (1 - smooth ** (i + 1))  # bias correction: the average starts at 0
         smoothed.append(s)
         if s > diverge_factor * best:
-            stopped = True
-            break
+            return lrs, losses, smoothed, True
         best = min(best, s)
+    return lrs, losses, smoothed, False
 
-    kept = smoothed[: len(lrs) - 1] if stopped else smoothed  # never the diverged step
-    trend = ema(kept[::-1], smooth)[::-1]  # backwards again: cancels the average's delay
-    suggested, i_min = suggest_lr(lrs, trend)
-    passes = len(lrs) / steps_per_epoch
-    note = ""
+
+def _memorized_note(passes: float, n: int, trend: list[float], i_min: int) -> str:
+    """A warning when the ramp went over the data many times and the loss fell far: memorization."""
     if passes > _MANY_PASSES and trend[i_min] < _MEMORIZED * trend[0]:
-        note = (
+        return (
             f"the ramp went over the {n} training samples {passes:.0f} times and the loss fell to "
             f"{trend[i_min] / trend[0]:.1%} of its start: the model memorized them, so the loss kept "
             "falling up to the edge of divergence and the suggestion is likely too high; run the "
             "finder on more data (e.g. data.train_fraction=1) and reuse its lr"
         )
-    return LRFindResult(
-        lrs=lrs,
-        losses=losses,
-        smoothed=smoothed,
-        trend=trend,
-        suggested_lr=suggested,
-        rule=RULE,
-        stopped_early=stopped,
-        diverged_lr=lrs[-1] if stopped else None,
-        min_lr=lrs[i_min],
-        min_loss=trend[i_min],
-        steps_per_epoch=steps_per_epoch,
-        note=note,
-    )
+    return ""
 
 
 def _check_args(start_lr: float, end_lr: float, steps: int, smooth: float, diverge_factor: float) -> None:

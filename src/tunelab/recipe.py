@@ -352,6 +352,30 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str], value: Any) -> Non
     node[parts[-1]] = value
 
 
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def recipe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 5) -> list[str]:
+    """Dotted paths whose values differ between two recipe dicts, as ``path: old -> new``.
+
+    Used wherever a recipe must match the one a run or study was made with (a resumed run, a
+    resumed ablation).
+
+    >>> recipe_changes({"train": {"epochs": 3}}, {"train": {"epochs": 5}})
+    ['train.epochs: 3 -> 5']
+    """
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(a.keys() | b.keys())
+    diffs = [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys if a.get(k) != b.get(k)]
+    return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
+
+
 def load_raw(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Read a recipe file (YAML) or copy a mapping."""
     if isinstance(source, Mapping):

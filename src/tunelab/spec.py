@@ -189,6 +189,9 @@ class TrainSpec:
     eval_batch_size: Annotated[int, Range(ge=1)] = 1024
     threads: Annotated[int, Range(ge=1)] | None = None  # torch.set_num_threads; None keeps torch's
     tensorboard: bool = True
+    # last.pt (what a killed run resumes from) is written at every epoch end; for long epochs,
+    # also every this many optimizer steps. null: epoch ends only (a small epoch is cheap to redo).
+    checkpoint_every: Annotated[int, Range(ge=1)] | None = None
     # Measure inference latency and throughput at the end (a few seconds on a small model).
     efficiency: bool = True
     # Experiment trackers that also receive what the run directory gets (params, per-epoch

@@ -1,9 +1,11 @@
 """The training loop: ``fit(recipe) -> RunResult``.
 
-Read top to bottom, this is the pseudocode in ``tunelab.methods._base`` made real. The hot loop
-does the minimum a plain PyTorch loop does: data stays on the device and is batched by index
-permutation, the train loss is summed on the device and read once per epoch (no per-batch sync),
-and methods are visited only for the hooks they override.
+Read top to bottom, this is the pseudocode in ``tunelab.methods._base`` made real: ``prepare``
+(setup), ``Loop`` (the epochs), then ``fit_end`` and the final evaluation. The hot loop does the
+minimum a plain PyTorch loop does: data stays on the device and is batched by index permutation,
+the train loss is summed on the device and read once per epoch (no per-batch sync), and methods
+are visited only for the hooks they override. The loop writes ``last.pt`` at every epoch end, so
+a killed run continues where it stopped (``fit(resume=RUN_DIR)``, see ``tunelab.resume``).
 """
 
 from __future__ import annotations
@@ -23,18 +25,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
-from tunelab.errors import RecipeError
+from tunelab.data.bundle import SPLITS
+from tunelab.errors import RecipeError, TunelabError
 from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.methods.early_stopping import BestEpoch
 from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tunelab.recipe import Recipe, load_recipe
-from tunelab.runs import RunDir, RunResult, default_run_dir, environment
+from tunelab.resume import (
+    LAST,
+    Position,
+    check_same_run,
+    data_fingerprint,
+    load_loop_checkpoint,
+    loop_checkpoint,
+    method_keys,
+    resume_source,
+    write_last,
+)
+from tunelab.runs import RunDir, RunResult, check_out_dir, default_run_dir, environment
 from tunelab.spec import monitor_mode, resolve_auto_monitor
 from tunelab.step import AMP_DTYPES, TrainStep, step_groups
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
+# The largest share of a run without a run directory (a study trial) spent writing last.pt.
+TRIAL_CHECKPOINT_SHARE = 0.02
 
 LOSSES: dict[str, Criterion] = {
     "cross_entropy": F.cross_entropy,
@@ -218,7 +234,7 @@ def prepare(
 
 
 def fit(
-    recipe: Recipe | str | Path | dict[str, Any],
+    recipe: Recipe | str | Path | dict[str, Any] | None = None,
     *,
     overrides: Sequence[str] = (),
     model: nn.Module | None = None,
@@ -227,88 +243,121 @@ def fit(
     save: bool = True,
     methods: Sequence[Method] = (),
     evaluate_test: bool = True,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    checkpoint_dir: str | Path | None = None,
 ) -> RunResult:
     """Train and evaluate as the recipe says; return the result and write the run directory.
 
     Args:
-        recipe: a Recipe, a YAML path or a mapping (validated before anything runs).
+        recipe: a Recipe, a YAML path or a mapping (validated before anything runs); with
+            ``resume``, default the run directory's own recipe.yaml.
         overrides: dotted ``a.b=c`` settings applied on top (as ``--set`` on the CLI).
         model: your own ``nn.Module`` instead of ``recipe.model`` (trained in place, as it is:
             ``model.init`` applies only to models tunelab builds).
         data: a DataBundle, or arrays ``(x, y)`` / ``(x, y, x_test, y_test)`` split as the
             recipe's ``data`` section says, instead of ``recipe.data``.
-        out: run directory; default ``runs/<dataset>-<model>-<time>``.
+        out: run directory; default ``runs/<dataset>-<model>-<time>``. An existing run there is
+            an error unless ``overwrite`` (or ``resume``) is given.
         save: False writes no run directory (used inside studies and benchmarks).
         methods: extra Method instances (your own hooks) run after the recipe's methods.
         evaluate_test: False leaves the test split unread (``RunResult.test`` empty): for runs
             whose purpose is a choice (search trials), which must not see it anyway.
+        resume: a run directory to continue from its ``last.pt`` (``tunelab.resume``), bit for bit
+            on the CPU; the recipe and data must be the run's own. A run killed before its first
+            checkpoint starts again. With ``save=False``: a directory holding only ``last.pt``
+            (a search trial's), continued if the file is there, and checkpointed to.
+        overwrite: replace the run in ``out`` (every file of it, ``compress/`` and ``tb/`` too).
+        checkpoint_dir: with ``save=False``, write ``last.pt`` here (and nothing else).
 
     >>> r = fit({"data": {"name": "iris"}, "model": {"name": "linear"}, "train": {"epochs": 2}},
     ...         save=False)  # doctest: +SKIP
     >>> r.status, round(r.val["accuracy"], 2)  # doctest: +SKIP
     ('completed', 0.75)
     """
+    source = resume_source(resume, save=save, out=out, overwrite=overwrite, own_model=model is not None)
+    if recipe is None:
+        if source is None or not save:
+            raise TunelabError("fit: give a recipe (or resume=RUN_DIR to continue a run)")
+        recipe = source.path / "recipe.yaml"
     recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
-    t = recipe.train
-    prep = prepare(recipe, model=model, data=data, methods=methods, compile=t.compile)
-    state, instances = prep.state, prep.methods
-    bundle, device, criterion, monitor = state.data, state.device, state.criterion, state.monitor
-
-    run = None
     if save:
         name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
-        run = RunDir(
-            out if out is not None else default_run_dir(name), tensorboard=t.tensorboard, loggers=t.loggers
-        )
-        run.start(recipe, environment(recipe, device), bundle, model_from_recipe=model is None)
+        path = source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
+        if source is None:
+            check_out_dir(path, overwrite=overwrite)  # before the data loads: fail fast
+    else:  # no run directory; last.pt only where asked (a search trial's checkpoint directory)
+        path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
 
-    status, message = "completed", ""
-    best_value: float | None = None
-    best_epoch: int | None = None
+    prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
+    # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
+    share = None if save else TRIAL_CHECKPOINT_SHARE
+    loop = Loop(prep, len(recipe.methods), last=path / LAST if path is not None else None, max_share=share)
+    checkpoint = source.checkpoint if source is not None else None
+    if checkpoint is not None:
+        check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
+        load_loop_checkpoint(loop, checkpoint)
+    run = None
+    if save:
+        # A resumed run without a checkpoint yet (killed in its first epoch) starts again.
+        run = RunDir(
+            path,  # type: ignore[arg-type]
+            recipe.train.tensorboard,
+            overwrite=overwrite or source is not None,
+            resumed=checkpoint is not None,
+            loggers=recipe.train.loggers,
+        )
+        env = environment(recipe, prep.state.device)
+        if checkpoint is not None:
+            run.resume(recipe, prep.state.history, env)
+        else:
+            run.start(recipe, env, prep.state.data, model_from_recipe=model is None)
+    try:
+        return _run(loop, run, evaluate_test)
+    finally:
+        if run is not None:
+            run.close()
+
+
+def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
+    """Train (the loop), finish (fit_end), evaluate val and test once, write the result."""
+    state, t = loop.state, loop.state.recipe.train
     started = time.perf_counter()
     try:
-        status, message, best_epoch, best_value = _loop(state, instances, prep.groups, run)
+        status, message, best_epoch, best_value = loop.run(run)
     except KeyboardInterrupt:
         status, message = "interrupted", f"interrupted by the user after {len(state.history)} epoch(s)"
-    train_seconds = time.perf_counter() - started
+        best_epoch = best_value = None
+    train_seconds = loop.seconds_before + time.perf_counter() - started
 
-    for hook in hooks_of(instances, "fit_end"):
+    for hook in hooks_of(loop.methods, "fit_end"):
         hook(state)
     eval_net = state.eval_net if state.eval_net is not None else state.model
     val: dict[str, Any] = {}
     test: dict[str, Any] = {}
     efficiency: dict[str, Any] = {}
     if status in ("completed", "stopped_early"):
-        base_loss = LOSSES["cross_entropy"] if bundle.task == "classification" else criterion
-        val = evaluate(eval_net, bundle, "val", base_loss, t.eval_batch_size, full=True)
-        # The test split is read here, once, after every choice was made on val.
-        if evaluate_test:
-            test = evaluate(eval_net, bundle, "test", base_loss, t.eval_batch_size, full=True)
+        val, test = _final_metrics(state, eval_net, evaluate_test)
         if t.efficiency:
-            amp_dtype = AMP_DTYPES.get(t.precision)
-            fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-            # Inference is timed in the run's precision and memory layout: what it would deploy.
-            # A model a method handed on (a quantized or narrowed copy, an EMA average) is not
-            # the one compiled in prepare(): compiled here, so train.compile times it compiled.
-            if t.compile and eval_net is not state.model:
-                eval_net.compile()
-            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                efficiency = efficiency_report(eval_net, bundle.input_shape, device, memory_format=fmt)
-            efficiency["precision"] = t.precision
+            efficiency = _efficiency(state, eval_net)
         efficiency["train_seconds"] = train_seconds
         efficiency["seconds_per_epoch"] = train_seconds / max(1, len(state.history))
+        if loop.last is not None:
+            efficiency["checkpoint_seconds"] = loop.checkpoint_seconds  # last.pt writes, this session
         if run is not None:
             run.checkpoint("final.pt", eval_net)
 
     result = RunResult(
         status=status,  # type: ignore[arg-type]
-        recipe=recipe,
+        recipe=state.recipe,
         epochs=len(state.history),
         history=state.history,
         val=val,
         test=test,
         train_seconds=train_seconds,
-        monitor=monitor,
+        monitor=state.monitor,
         best_epoch=best_epoch,
         best_value=best_value,
         efficiency=efficiency,
@@ -318,63 +367,111 @@ def fit(
         model=eval_net,
     )
     if run is not None:
-        run.finish(result, example=bundle.x_val[:1])
+        run.finish(result, example=state.data.x_val[:1])
     if status == "interrupted":
         raise KeyboardInterrupt(message)
     return result
 
 
-def _loop(
-    state: TrainState, methods: list[Method], groups: list[list[tuple[int, int]]], run: RunDir | None
-) -> tuple[str, str, int | None, float | None]:
-    """Run the epochs; return (status, message, best_epoch, best_value)."""
-    recipe, data, device = state.recipe, state.data, state.device
-    t = recipe.train
-    x_train, y_train = data.x_train, data.y_train
-    n = len(x_train)
-    epoch_start = hooks_of(methods, "epoch_start")
-    eval_hooks = hooks_of(methods, "eval_model")
-    epoch_end = hooks_of(methods, "epoch_end")
-    train_step = TrainStep(state, methods)  # batch .. after_step hooks, autocast, loss scaling
-    # Samples per optimizer step: its loss is their mean, and the epoch's loss sums loss x count.
-    plan = [(group, group[-1][1] - group[0][0]) for group in groups]
-    # The lr of every step, for a schedule that changes it per step: read from the host-side param
-    # group before the step (a Python float: no device sync, ~0.1 us a step). An epoch schedule's
-    # lr is constant within the epoch: the record's "lr" and "steps" describe it.
-    group0 = state.optimizer.param_groups[0]
-    per_batch = state.schedule.per_batch
-    val_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
-    # Batching by index permutation from a dedicated generator: the order depends only on the seed.
-    gen = torch.Generator().manual_seed(t.seed)
-    best = BestEpoch(state.mode)  # type: ignore[arg-type]  # the same rule as early stopping's
+def _final_metrics(state: TrainState, net: nn.Module, evaluate_test: bool) -> tuple[dict[str, Any], ...]:
+    """(val, test) full reports of the final weights; the test split is read here, once."""
+    data, t = state.data, state.recipe.train
+    base_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
+    val = evaluate(net, data, "val", base_loss, t.eval_batch_size, full=True)
+    # After every choice was made on val.
+    test = evaluate(net, data, "test", base_loss, t.eval_batch_size, full=True) if evaluate_test else {}
+    return val, test
 
-    for epoch in range(t.epochs):
+
+def _efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:
+    """Size and inference cost of the final weights, in the run's precision and memory layout."""
+    t, device = state.recipe.train, state.device
+    amp_dtype = AMP_DTYPES.get(t.precision)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    # Inference is timed in the run's precision and memory layout: what it would deploy. A model a
+    # method handed on (a quantized or narrowed copy, an EMA average) is not the one compiled in
+    # prepare(): compiled here, so train.compile times it compiled.
+    if t.compile and net is not state.model:
+        net.compile()
+    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        efficiency = efficiency_report(net, state.data.input_shape, device, memory_format=fmt)
+    efficiency["precision"] = t.precision
+    return efficiency
+
+
+Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best epoch, best value
+
+
+class Loop:
+    """The epochs of ``fit`` (the pseudocode of ``tunelab.methods._base``), resumable: it writes
+    ``last.pt`` (``tunelab.resume.loop_checkpoint``) at every epoch end and every
+    ``train.checkpoint_every`` optimizer steps when ``last`` is a path.
+
+    The hot loop does the minimum a plain PyTorch loop does: data stays on the device and is
+    batched by index permutation, the train loss is summed on the device and read once per epoch
+    (no per-batch sync), and methods are visited only for the hooks they override.
+    """
+
+    def __init__(
+        self, prep: Prepared, n_recipe_methods: int, last: Path | None = None, max_share: float | None = None
+    ) -> None:
+        """``last``: where to write last.pt (None: nowhere). ``max_share``: space the writes so they
+        take at most this share of the time (a study trial's); None writes at every chance."""
+        state, methods = prep.state, prep.methods
+        self.state, self.methods, self.last, self.max_share = state, methods, last, max_share
+        self.epoch_start = hooks_of(methods, "epoch_start")
+        self.eval_hooks = hooks_of(methods, "eval_model")
+        self.epoch_end = hooks_of(methods, "epoch_end")
+        self.train_step = TrainStep(state, methods)  # batch .. after_step hooks, autocast, loss scaling
+        # Samples per optimizer step: its loss is their mean, and the epoch's loss sums loss x count.
+        self.plan = [(group, group[-1][1] - group[0][0]) for group in prep.groups]
+        self.val_loss = LOSSES["cross_entropy"] if state.data.task == "classification" else state.criterion
+        # Batching by index permutation from a dedicated generator: the order depends only on the seed.
+        self.gen = torch.Generator().manual_seed(state.recipe.train.seed)
+        self.best = BestEpoch(state.mode)  # type: ignore[arg-type]  # the same rule as early stopping's
+        self.pos = Position()
+        self.keys = method_keys(methods, n_recipe_methods)
+        self.every = state.recipe.train.checkpoint_every
+        data = state.data
+        splits = {f"{a}_{s}": getattr(data, f"{a}_{s}") for s in SPLITS for a in "xy"}
+        self.data_hash = data_fingerprint(splits) if last is not None else ""
+        self.seconds_before = 0.0  # training time of the sessions before a resume
+        self.checkpoint_seconds = 0.0  # time spent writing last.pt in this session
+        self._write_end, self._write_cost = -math.inf, 0.0  # of the last write
+        self.session_start = time.perf_counter()
+
+    def run(self, run: RunDir | None) -> Outcome:
+        """Run the remaining epochs; return (status, message, best epoch, best value)."""
+        state = self.state
+        self.session_start = time.perf_counter()
+        for epoch in range(self.pos.epoch, state.recipe.train.epochs):
+            if state.stop:  # resumed after the epoch that stopped it
+                break
+            outcome = self._epoch(epoch, run)
+            if outcome is not None:
+                return outcome
+        if state.stop:
+            return "stopped_early", state.stop_reason, *self._best()
+        return "completed", "", *self._best()
+
+    def _epoch(self, epoch: int, run: RunDir | None) -> Outcome | None:
+        """One epoch: train, evaluate, choose, end; an Outcome when the run ends here."""
+        state, data, t = self.state, self.state.data, self.state.recipe.train
         state.epoch = epoch
-        t0 = time.perf_counter()
-        for hook in epoch_start:
-            hook(state)
+        t0 = time.perf_counter() - self.pos.seconds
+        total, lr_steps = self._train(epoch, t0)
         model = state.model
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
-        total = torch.zeros((), device=device)
-        lr_steps: list[float] = []
-        for group, count in plan:
-            if per_batch:
-                lr_steps.append(group0["lr"])  # the lr this step uses; the schedule advances after it
-            micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
-            total += train_step(micro) * count
-
         eval_net = model
-        for hook in eval_hooks:
+        for hook in self.eval_hooks:
             eval_net = hook(state, eval_net)
         state.eval_net = eval_net
-        train_loss = float(total) / n  # the one sync of the epoch
-        val = evaluate(eval_net, data, "val", val_loss, t.eval_batch_size)
+        train_loss = float(total) / len(data.x_train)  # the one sync of the epoch
+        val = evaluate(eval_net, data, "val", self.val_loss, t.eval_batch_size)
         record = {
             "epoch": epoch + 1,
             "train": {"loss": train_loss},
             "val": val,
-            "lr": group0["lr"],
+            "lr": state.optimizer.param_groups[0]["lr"],
             "steps": state.step,  # optimizer steps taken so far: places the epoch on a step axis
             "seconds": time.perf_counter() - t0,
         }
@@ -384,29 +481,77 @@ def _loop(
         if not (math.isfinite(train_loss) and math.isfinite(val["loss"])):
             if run is not None:
                 run.epoch(record)
-            lr = recipe.optimizer.params.get("lr")
+            lr = state.recipe.optimizer.params.get("lr")
+            bad = train_loss if not math.isfinite(train_loss) else val["loss"]
             return (
                 "diverged",
-                f"the loss became {train_loss if not math.isfinite(train_loss) else val['loss']} at epoch "
-                f"{epoch + 1}: lower optimizer.lr (now {lr}), add grad_clip, or check the data for "
-                "extreme values",
-                *_best(best),
+                f"the loss became {bad} at epoch {epoch + 1}: lower optimizer.lr (now {lr}), add grad_clip, "
+                "or check the data for extreme values",
+                *self._best(),
             )
         value = state.last()
-        best.forget_before(state.comparable_since)
-        if best.update(value, epoch + 1) and run is not None:
+        self.best.forget_before(state.comparable_since)
+        if self.best.update(value, epoch + 1) and run is not None:
             run.checkpoint("best.pt", eval_net)
         state.schedule.step_epoch(value)
-        for hook in epoch_end:
+        for hook in self.epoch_end:
             hook(state)
         record["seconds"] = time.perf_counter() - t0
         if run is not None:
             run.epoch(record)
+        self.pos = Position(epoch + 1)
+        self.save()
         if state.stop:
-            return "stopped_early", state.stop_reason, *_best(best)
-    return "completed", "", *_best(best)
+            return "stopped_early", state.stop_reason, *self._best()
+        return None
 
+    def _train(self, epoch: int, t0: float) -> tuple[Tensor, list[float]]:
+        """The epoch's optimizer steps (from where a resumed run stopped): its loss sum, on device,
+        and the lr of each step when the schedule changes it per step (else [])."""
+        state, pos = self.state, self.pos
+        x_train, y_train, device = state.data.x_train, state.data.y_train, state.device
+        if pos.epoch_order is None:  # the epoch starts here
+            order = self.gen.get_state()
+            for hook in self.epoch_start:
+                hook(state)
+            total, lr_steps = torch.zeros((), device=device), []
+        else:  # resumed mid-epoch: epoch_start ran in the killed session; the same order again
+            order = pos.epoch_order
+            self.gen.set_state(order)
+            total, lr_steps = pos.total.to(device), list(pos.lr_steps)  # type: ignore[union-attr]
+        state.model.train()
+        perm = torch.randperm(len(x_train), generator=self.gen).to(device, non_blocking=True)
+        train_step, every, last_step = self.train_step, self.every, len(self.plan)
+        # The lr of every step, for a schedule that changes it per step: read from the host-side param
+        # group before the step (a Python float: no device sync, ~0.1 us a step). An epoch schedule's
+        # lr is constant within the epoch: the record's "lr" and "steps" describe it.
+        group0, per_batch = state.optimizer.param_groups[0], state.schedule.per_batch
+        for i in range(pos.step_in_epoch, last_step):
+            group, count = self.plan[i]
+            if per_batch:
+                lr_steps.append(group0["lr"])  # the lr this step uses; the schedule advances after it
+            micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
+            total += train_step(micro) * count
+            if every is not None and state.step % every == 0 and i + 1 < last_step:
+                self.pos = Position(epoch, i + 1, order, total, time.perf_counter() - t0, lr_steps)
+                self.save()
+        return total, lr_steps
 
-def _best(best: BestEpoch) -> tuple[int | None, float | None]:
-    """(best epoch, its value), or (None, None) when no epoch counted."""
-    return (best.best_epoch, best.best) if best.best_epoch is not None else (None, None)
+    def _best(self) -> tuple[int | None, float | None]:
+        """(best epoch, its value), or (None, None) when no epoch counted."""
+        best = self.best
+        return (best.best_epoch, best.best) if best.best_epoch is not None else (None, None)
+
+    # --- resume -------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write ``last.pt`` (atomically) when this loop checkpoints; time it."""
+        if self.last is None:
+            return
+        t0 = time.perf_counter()
+        if self.max_share is not None and t0 - self._write_end < self._write_cost / self.max_share:
+            return  # any checkpoint resumes exactly: skipping some only means redoing more work
+        write_last(self.last, loop_checkpoint(self))
+        self._write_end = time.perf_counter()
+        self._write_cost = self._write_end - t0
+        self.checkpoint_seconds += self._write_cost

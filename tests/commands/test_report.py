@@ -29,7 +29,9 @@ def test_train_writes_its_report_and_says_where(tmp_path, capsys):
     (tmp_path / "r.yaml").write_text(RECIPE)
     code, out, _ = cli(["train", tmp_path / "r.yaml", "--out", tmp_path / "run"], capsys)
     assert code == 0 and f"report: {tmp_path / 'run' / 'report.html'}\n" in out
-    code, out, _ = cli(["train", tmp_path / "r.yaml", "--out", tmp_path / "run", "--json"], capsys)
+    code, out, _ = cli(
+        ["train", tmp_path / "r.yaml", "--out", tmp_path / "run", "--overwrite", "--json"], capsys
+    )
     assert json.loads(out)["report"] == str(tmp_path / "run" / "report.html")
     code, out, _ = cli(
         ["train", tmp_path / "r.yaml", "--out", tmp_path / "quiet", "--no-report", "--json"], capsys

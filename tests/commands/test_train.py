@@ -86,6 +86,58 @@ def test_diverged_run_exits_1(tmp_path, cli):
     assert code == 1 and json.loads(out)["status"] == "diverged"
 
 
+# --- --resume and --overwrite ------------------------------------------------------------------
+
+
+def test_out_holding_a_run_needs_resume_or_overwrite(recipe, tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli(["train", recipe, "--quiet", "--out", run, "--set", "train.epochs=1"])[0] == 0
+    code, _, err = cli(["train", recipe, "--quiet", "--out", run])
+    assert code == 2 and f"--out {run}: holds a run already; continue it with --resume {run}" in err
+    (run / "compress").mkdir()
+    (run / "compress" / "stale.pt").write_text("an older model")
+    assert cli(["train", recipe, "--quiet", "--out", run, "--overwrite"])[0] == 0
+    assert not (run / "compress").exists() and len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_of_an_interrupted_run_finishes_it_and_of_a_finished_run_says_where_its_result_is(
+    recipe, tmp_path, cli
+):
+    run = tmp_path / "run"
+    assert cli(["train", recipe, "--quiet", "--out", run, "--set", "train.epochs=2"])[0] == 0
+    # As if Ctrl-C had cut the final evaluation: last.pt after the last epoch, result.json saying
+    # "interrupted". The resume runs no epoch, only fit_end and the evaluation.
+    result = json.loads((run / "result.json").read_text())
+    (run / "result.json").write_text(json.dumps({**result, "status": "interrupted"}))
+    code, out, err = cli(["train", "--resume", run, "--json"])
+    assert code == 0 and json.loads(out)["status"] == "completed", err
+    code, out, err = cli(["train", "--resume", run])
+    assert code == 0 and out == ""
+    assert (
+        f"nothing to resume: run {run} has finished (completed); its result is {run / 'result.json'}" in err
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "give a RECIPE to train, or --resume RUN_DIR"),
+        (["--resume", "nowhere"], "--resume nowhere: no such run directory"),
+    ],
+)
+def test_resume_errors_exit_2_with_one_line(args, fragment, cli):
+    code, _, err = cli(["train", *args])
+    assert code == 2 and fragment in err and "Traceback" not in err
+
+
+def test_resume_with_a_changed_setting_is_refused_naming_it(recipe, tmp_path, cli):
+    run = tmp_path / "run"
+    assert cli(["train", recipe, "--quiet", "--out", run])[0] == 0
+    (run / "result.json").unlink()  # as if killed before the end
+    code, _, err = cli(["train", "--resume", run, "--set", "optimizer.lr=0.5"])
+    assert code == 2 and "the recipe differs from the run's own (optimizer.lr: 0.001 -> 0.5)" in err
+
+
 # --- --print-recipe ----------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ def _images(b: int = 64, c: int = 1, h: int = 8, w: int = 8) -> torch.Tensor:
 
 def _state(input_shape: tuple[int, ...], task: str = "classification", num_classes: int = 3):
     return SimpleNamespace(
-        data=SimpleNamespace(input_shape=input_shape, task=task, num_classes=num_classes),
+        data=SimpleNamespace(input_shape=input_shape, task=task, num_classes=num_classes, meta={}),
         device=torch.device("cpu"),
         info={},
     )
@@ -384,3 +384,36 @@ def test_batch_event_fires_only_for_training_steps():
     )
     steps_per_epoch = math.ceil(len(data.x_train) / 16)
     assert rec.calls == 3 * steps_per_epoch and r.status == "completed"
+
+
+def _penguins_embedding(methods):
+    from tunelab.recipe import load_recipe
+    from tunelab.train import prepare
+
+    recipe = load_recipe(
+        {
+            "data": {"name": "penguins", "target": "sex"},
+            "preprocess": {"encoding": "embedding"},
+            "model": {"name": "mlp", "hidden": [8]},
+            "train": {"threads": 1},
+            "methods": methods,
+        }
+    )
+    return prepare(recipe)
+
+
+def test_feature_noise_leaves_the_category_codes_of_embeddings_alone():
+    prep = _penguins_embedding([{"name": "feature_noise", "std": 0.5}])
+    state, method = prep.state, prep.methods[0]
+    n = state.data.meta["embeddings"]["numeric"]
+    x, y = state.data.x_train[:64], state.data.y_train[:64]
+    noisy, _ = method.batch(state, x, y)
+    assert torch.equal(noisy[:, n:], x[:, n:])  # codes: untouched
+    assert not torch.equal(noisy[:, :n], x[:, :n]) and noisy.shape == x.shape  # numbers: noised
+    assert "numeric columns" in state.info["feature_noise"]["columns"]
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_mixing_category_codes_for_embeddings_is_refused(name):
+    with pytest.raises(RecipeError, match=r"preprocess\.encoding: onehot"):
+        _penguins_embedding([{"name": name}])

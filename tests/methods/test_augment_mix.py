@@ -202,7 +202,7 @@ def test_regression_and_non_cross_entropy_losses_are_refused(name, state_factory
 @pytest.mark.parametrize("cls", [Mixup, CutMix])
 def test_already_soft_targets_are_refused_in_the_batch(cls, state_factory):
     state = state_factory(nn.Linear(4, 3))
-    state.data = SimpleNamespace(task="classification", input_shape=(4,), num_classes=3)
+    state.data = SimpleNamespace(task="classification", input_shape=(4,), num_classes=3, meta={})
     method = cls()
     method.setup(state)
     x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))

@@ -168,3 +168,85 @@ def test_mini_fit_and_early_stopping_choose_the_best_among_comparable_epochs(sta
     fit(state, [ChangeForm(at=2), stopping], batches, 4, val)
     # Epochs 1-2 precede the change: the best is chosen again from epoch 3 on, by both.
     assert state.info["best"]["epoch"] == state.info["early_stopping"]["best_epoch"] == 3
+
+
+# --- resume: every method's state round-trips through last.pt ------------------------------------
+
+SMALL_CNN2D = {"name": "cnn2d", "channels": [4], "hidden": [8]}
+SMALL_CNN1D = {"name": "cnn1d", "channels": [4], "hidden": [8]}
+# Data of the kind each method needs; the others train an MLP with batch norm and dropout on iris.
+ROUND_TRIP_DATA = {
+    "image_augment": ({"name": "digits", "train_fraction": 0.3}, SMALL_CNN2D),
+    "tta": ({"name": "digits", "train_fraction": 0.3}, SMALL_CNN2D),
+    "signal_augment": ({"name": "mnist1d", "train_fraction": 0.1}, SMALL_CNN1D),
+}
+ROUND_TRIP_PARAMS = {
+    "early_stopping": {"patience": 3},
+    "prune": {"begin": 0.0, "end": 0.75, "cycles": 4},  # masks change after the interruption too
+    "channel_prune": {"at": 0.25},  # chosen in epoch 2, before the interruption
+    "gradual_unfreeze": {"start_epoch": 2},
+}
+EPOCHS = 4
+
+
+class Interrupted(BaseException):
+    """Stands for a kill: nothing after it runs (not caught by fit as Ctrl-C is)."""
+
+
+class InterruptAt(Method):
+    """Raises at the ``at``-th optimizer step, mid-epoch, after the loop's last checkpoint."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def after_step(self, state):
+        if state.step == self.at:
+            raise Interrupted
+
+
+def _round_trip_recipe(name: str) -> dict:
+    data, model = ROUND_TRIP_DATA.get(
+        name, ({"name": "iris"}, {"name": "mlp", "hidden": [8], "dropout": 0.1})
+    )
+    return {
+        "data": data,
+        "model": {**model, "batch_norm": True},
+        "schedule": {"name": "onecycle"},  # stepped per batch: mid-epoch state to carry over
+        "train": {
+            "epochs": EPOCHS,
+            "batch_size": 16,
+            "checkpoint_every": 3,
+            "efficiency": False,
+            "tensorboard": False,
+        },
+        "methods": [{"name": name, **ROUND_TRIP_PARAMS.get(name, {})}],
+    }
+
+
+def _comparable(result) -> dict:
+    d = result.to_dict()
+    for record in d["history"]:
+        record.pop("seconds")
+    return {
+        k: d[k] for k in ("status", "epochs", "best_epoch", "best_value", "val", "test", "info", "history")
+    }
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HOOKS))
+def test_state_round_trips_through_a_resume(name, tmp_path):
+    # Train, be killed mid-epoch 3 (the last checkpoint a few steps before), build fresh methods,
+    # load last.pt, continue: the same result as the run never interrupted, info included.
+    recipe = load_recipe(_round_trip_recipe(name))
+    from tunelab.data import load_data
+    from tunelab.train import epoch_steps, fit
+
+    data = load_data(recipe.data, recipe.preprocess)
+    steps = len(epoch_steps(len(data.x_train), recipe)[1])
+    at = 2 * steps + 4  # 3 is a multiple of checkpoint_every: resumed from step 2 * steps + 3
+    whole = fit(recipe, data=data, save=False)
+    with pytest.raises(Interrupted):
+        fit(recipe, data=data, out=tmp_path / "run", methods=[InterruptAt(at)])
+    resumed = fit(resume=tmp_path / "run", data=data)
+    assert _comparable(resumed) == _comparable(whole)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)  # the method's state loads safely
+    assert state["format"] == 1

@@ -4,7 +4,8 @@ tunelab search RECIPE [--trials N] [--timeout S] [--sampler tpe|random|cmaes|gp|
                       [--pruner none|median|asha|hyperband] [--objective val.accuracy[,latency_ms]]
                       [--storage URL] [--study NAME] [--workers K] [--final-seeds S]
                       [--out DIR] [--set k=v ...] [--json] [--quiet] [--no-report]
-tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--deadline UNIX_TIME] [--quiet]
+tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--deadline UNIX_TIME] [--out DIR]
+               [--quiet]
 tunelab studies [--storage URL] [--json]
 tunelab show STUDY [--storage URL] [--top N] [--json]
 """
@@ -82,6 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="a Unix time: start no trial that cannot end before it (estimated from the finished ones) "
         "and stop the one training then (set by `tunelab auto` for its workers)",
+    )
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"where running trials keep their checkpoints, <out>/<study>/trials/ (default {DEFAULT_OUT})",
     )
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.set_defaults(run=run_worker_command)
@@ -164,6 +170,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         deadline=args.deadline,
         on_trial=None if args.quiet else _print_trial,
+        out_dir=args.out,
     )
     if not args.quiet:
         print(f"worker done: ran {ran} trial(s) of study {args.study}", file=sys.stderr)

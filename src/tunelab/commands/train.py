@@ -1,19 +1,42 @@
-"""tunelab train RECIPE [--set k=v ...] [--out DIR] [--json] [--quiet] [--print-recipe] [--no-report]"""
+"""tunelab train RECIPE [--set k=v ...] [--out DIR [--overwrite]] [--json] [--quiet] [--print-recipe]
+              [--no-report]
+tunelab train --resume RUN_DIR [--json] [--quiet] [--no-report]
+
+``--resume`` continues a killed or interrupted run from its ``last.pt`` (the run directory holds
+its recipe; a recipe or ``--set`` given too must not change it). A run that has finished is not
+trained again: the command says where its result is and exits 0, so a job that reruns the same
+``--resume`` command after a preemption succeeds either way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from tunelab.commands._common import EXIT_RUN_FAILED, add_overrides, add_report_option, report_line
+from tunelab.commands._common import (
+    EXIT_RUN_FAILED,
+    EXIT_USER_ERROR,
+    add_overrides,
+    add_report_option,
+    report_line,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train and evaluate one recipe")
-    p.add_argument("recipe", help="path of a YAML recipe")
+    p = sub.add_parser("train", help="train and evaluate one recipe, or continue a killed run")
+    p.add_argument("recipe", nargs="?", help="path of a YAML recipe (not needed with --resume)")
     add_overrides(p)
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<model>-<time>)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint (last.pt), with its own recipe",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (all of its files)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no tables")
     p.add_argument(
@@ -28,9 +51,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunelab.recipe import load_recipe
     from tunelab.report.terminal import Progress, print_run
+    from tunelab.runs import RunFinished, check_resumable
     from tunelab.train import fit
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    if args.recipe is None and args.resume is None:
+        print("error: give a RECIPE to train, or --resume RUN_DIR to continue a run", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.resume is not None and not args.print_recipe:
+        try:
+            check_resumable(Path(args.resume))
+        except RunFinished as e:
+            print(f"nothing to resume: {e}", file=sys.stderr)
+            return 0
+    source = args.recipe if args.recipe is not None else Path(args.resume) / "recipe.yaml"
+    recipe = load_recipe(source, args.overrides)
     if args.print_recipe:
         # The same resolved form a run writes to DIR/recipe.yaml, so it repeats the run exactly.
         sys.stdout.write(recipe.to_yaml())
@@ -38,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     show = not (args.quiet or args.json) and sys.stderr.isatty()
     progress = Progress(recipe.train.epochs) if show else None
     try:
-        result = fit(recipe, out=args.out, methods=[progress] if progress else [])
+        result = fit(
+            recipe,
+            out=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            methods=[progress] if progress else [],
+        )
     finally:
         if progress is not None:
             progress.close()

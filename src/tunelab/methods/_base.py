@@ -32,6 +32,19 @@ Hooks do nothing by default, and the loop only calls the methods that override a
 method that is absent costs nothing per batch. "After" hooks run in reverse order so a method
 can undo what it did "before".
 
+**Resume.** ``fit`` writes ``last.pt`` at every epoch end (and every ``train.checkpoint_every``
+optimizer steps); a run killed at any point continues from it, bit for bit (``tunelab.resume``).
+A resumed run builds fresh methods and runs their ``setup`` as a new run does, then restores the
+model, optimizer, schedule, every RNG, the loop's position and history, and each method's
+``load_state_dict(state_dict())``. So a method that keeps anything across steps or epochs (an
+average, masks, counters, a position in a schedule, the best weights, its own generator) returns
+it from ``state_dict`` (tensors, numbers, strings, lists and dicts of them: ``last.pt`` is read
+with ``torch.load(weights_only=True)``) and puts it back in ``load_state_dict``, including what
+follows from it (hooks, ``requires_grad`` flags). What ``setup`` rebuilds the same way from the
+recipe needs no saving. A resume may start mid-epoch, after ``epoch_start`` ran in the killed
+process: it is not called again for that epoch. The global torch, NumPy and Python generators are
+saved and restored by the loop; draw from them (or save your own), never from an unseeded source.
+
 Each method is a pure function (tested against a reference, usable from any loop) plus a thin
 ``Method`` adapter that hooks it in here.
 """
@@ -148,6 +161,13 @@ class Method:
 
     def fit_end(self, state: TrainState) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs of this method (see "Resume" in the module doc); {} for none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s output into an instance whose ``setup`` has run."""
 
 
 def hooks_of(methods: list[Method], event: str) -> list[Callable[..., Any]]:

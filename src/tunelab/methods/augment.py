@@ -459,7 +459,16 @@ class FeatureNoise(_Augment):
 
     def setup(self, state: TrainState) -> None:
         require_rank(state, self.name, (1,))
+        # With preprocess.encoding: embedding, the columns after the numbers are category codes
+        # (looked up by the model): noise there would change the category, so only numbers get it.
+        embeddings = state.data.meta.get("embeddings")
+        self.numeric = int(embeddings["numeric"]) if embeddings else None
         state.info[self.name] = {"std": self.std}
+        if self.numeric is not None:
+            state.info[self.name]["columns"] = f"the {self.numeric} numeric columns (not the category codes)"
 
     def batch(self, state: TrainState, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        return add_feature_noise(x, self.std), y
+        if self.numeric is None:
+            return add_feature_noise(x, self.std), y
+        n = self.numeric
+        return torch.cat([add_feature_noise(x[:, :n], self.std), x[:, n:]], dim=1), y

@@ -221,6 +221,13 @@ class _Mix(Method):
                 f"{self.name} mixes class labels, so it applies to classification only; remove it",
             )
         require_rank(state, self.name, (1, 2, 3), fix="flatten the samples to features (F,)")
+        if state.data.meta.get("embeddings"):  # a blend of two category codes is no category
+            raise RecipeError(
+                f"methods.{self.name}",
+                "preprocess.encoding: embedding",
+                f"{self.name} blends inputs, and category codes for embeddings cannot be blended; use "
+                "preprocess.encoding: onehot (whose columns blend), or remove the method",
+            )
         self.num_classes = int(state.data.num_classes)
         state.info[self.name] = {"alpha": self.alpha, "p": self.p}
 

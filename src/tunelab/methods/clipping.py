@@ -125,6 +125,14 @@ class GradClip(Method):
         self._norms[self._count % len(self._norms)] = norm
         self._count += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        # This epoch's norms so far: a run resumed mid-epoch reports the whole epoch's figures.
+        return {"norms": self._norms.detach().cpu(), "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._norms.copy_(state["norms"])
+        self._count = state["count"]
+
     def epoch_end(self, state: TrainState) -> None:
         n = min(self._count, len(self._norms))
         last = (self._count - 1) % len(self._norms)

@@ -92,6 +92,12 @@ class BestEpoch:
         self.best_epoch = None
         return True
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+
 
 class EarlyStopper:
     """Decide when to stop from a sequence of metric values (Keras semantics, see module doc).
@@ -155,6 +161,13 @@ class EarlyStopper:
         if forgot:
             self.bad_epochs = 0
         return forgot
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.tracker.state_dict(), "bad_epochs": self.bad_epochs, "seen": self._seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tracker.load_state_dict(state)
+        self.bad_epochs, self._seen = state["bad_epochs"], state["seen"]
 
 
 @METHODS.register(
@@ -237,6 +250,18 @@ class EarlyStopping(Method):
                 f"early stopping: {self._monitor} did not improve by more than {self.min_delta} for "
                 f"{self.patience} epoch(s); best {self.stopper.best:.6g} at epoch {self.stopper.best_epoch}"
             )
+
+    def state_dict(self) -> dict[str, Any]:
+        # best_state: the CPU copy of the best weights, restored at fit_end.
+        return {
+            "stopper": self.stopper.state_dict(),
+            "best_state": self.best_state,
+            "stopped_epoch": self.stopped_epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stopper.load_state_dict(state["stopper"])
+        self.best_state, self.stopped_epoch = state["best_state"], state["stopped_epoch"]
 
     def fit_end(self, state: TrainState) -> None:
         restored = self.restore_best and self.best_state is not None

@@ -13,7 +13,7 @@ then describe the averaged weights rather than the raw ones, so no ``update_bn``
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -99,3 +99,11 @@ class EMA(Method):
         if self.evaluate == "ema":
             return self.averaged.module  # type: ignore[union-attr]
         return model
+
+    def state_dict(self) -> dict[str, Any]:
+        # The average's weights, buffers and n_averaged (0 until the first update).
+        return {"averaged": self.averaged.state_dict()}  # type: ignore[union-attr]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Copied into the tensors setup made, so the integer-buffer pairs stay valid.
+        self.averaged.load_state_dict(state["averaged"])  # type: ignore[union-attr]

@@ -29,6 +29,7 @@ retrained from there. The learning-rate schedule is not rewound.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Annotated, Any, Literal
 
@@ -215,6 +216,19 @@ class Prune(Method):
             }
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        # The schedule of updates is rebuilt by setup from the recipe; where it stands is history.
+        return {"masks": self.masks, "history": self.history, "snapshot": self.snapshot}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The gradient hooks read self.masks at each call: new masks take effect at once.
+        masks = state["masks"]
+        self.masks = (
+            None if masks is None else [m.to(w.device) for m, w in zip(masks, self.weights, strict=True)]
+        )
+        self.history = [tuple(h) for h in state["history"]]
+        self.snapshot = state["snapshot"]
+
     # --- helpers ------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -311,6 +325,7 @@ class ChannelPrune(Method):
         epochs = state.recipe.train.epochs
         self.prune_epoch = min(math.floor(self.at * epochs + 0.5), epochs - 1)
         self._handles: list[Any] = []
+        self._model = state.model  # load_state_dict masks it again
         state.info["channel_prune"] = {"ratio": self.ratio, "scope": self.scope, "epoch": None}
 
     def epoch_start(self, state: TrainState) -> None:
@@ -343,20 +358,37 @@ class ChannelPrune(Method):
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _choose(self, state: TrainState, net: nn.Module) -> None:
-        from tunelab.compress.structured import input_masks, prune_channels
-        from tunelab.models._base import eager_copy
+    def state_dict(self) -> dict[str, Any]:
+        # The plan is plain data (names and channel indices); the masks follow from it.
+        return {"plan": None if self.plan is None else dataclasses.asdict(self.plan)}
 
-        self.plan = prune_channels(
-            eager_copy(net), self.example, self.ratio, scope=self.scope, round_to=self.round_to
-        )
-        modules = dict(state.model.named_modules())
-        masks = input_masks(state.model, self.plan)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from tunelab.compress.structured import ChannelPruning
+
+        if state["plan"] is not None:
+            self._install(self._model, ChannelPruning(**state["plan"]))
+
+    def _install(self, model: nn.Module, plan: Any) -> None:
+        """Adopt ``plan``: mask the inputs it removes from ``model``'s layers, gradients included."""
+        from tunelab.compress.structured import input_masks
+
+        self.plan = plan
+        modules = dict(model.named_modules())
+        masks = input_masks(model, plan)
         self.weights = [modules[n].weight for n in masks]
         self.masks = list(masks.values())
         apply_masks_(self.weights, self.masks)
         pairs = zip(self.weights, self.masks, strict=True)
         self._handles = [w.register_hook(lambda g, m=m: g * m) for w, m in pairs if w.requires_grad]
+
+    def _choose(self, state: TrainState, net: nn.Module) -> None:
+        from tunelab.compress.structured import prune_channels
+        from tunelab.models._base import eager_copy
+
+        plan = prune_channels(
+            eager_copy(net), self.example, self.ratio, scope=self.scope, round_to=self.round_to
+        )
+        self._install(state.model, plan)
         state.info["channel_prune"].update(
             {
                 "epoch": state.epoch + 1,

@@ -345,6 +345,17 @@ class GradualUnfreeze(Method):
     def epoch_end(self, state: TrainState) -> None:
         state.history[-1]["gradual_unfreeze"] = {"trainable_parameters": _trainable(state.model)}
 
+    def state_dict(self) -> dict[str, Any]:
+        # The position in the schedule: the blocks unfrozen so far (requires_grad is no weight).
+        return {"unfrozen": [block for _, block, ps in self._plan if ps[0].requires_grad]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unfrozen = set(state["unfrozen"])
+        for _, block, ps in self._plan:
+            if block in unfrozen:
+                for p in ps:
+                    p.requires_grad_(True)
+
 
 @METHODS.register("reinit", "Re-initialize modules (default: the output block) after loading weights.")
 class Reinit(Method):

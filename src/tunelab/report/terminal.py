@@ -188,7 +188,9 @@ class Progress(Method):
     def epoch_end(self, state: TrainState) -> None:
         rec = state.history[-1]
         status = f"train loss {rec['train']['loss']:.4f} · {state.monitor} {state.last():.4f}"
-        self._bar.update(self._task, advance=1, status=status)
+        # Epochs done, read from the history: a resumed run's bar starts where the run stopped,
+        # and the bar keeps no state of its own to checkpoint.
+        self._bar.update(self._task, completed=len(state.history), status=status)
 
     def close(self) -> None:
         self._bar.stop()

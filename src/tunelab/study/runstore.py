@@ -38,6 +38,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from tunelab.errors import TunelabError
+from tunelab.recipe import recipe_changes
 from tunelab.redact import mask_url, redact
 from tunelab.study.storage import KIND_ATTR, open_storage, optuna_quiet, storage_url
 
@@ -67,27 +68,6 @@ class StoredRun:
 def canonical(obj: Any) -> str:
     """A stable text of JSON-able data (sorted keys): the identity of a key or a recipe."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
-
-
-def recipe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 5) -> list[str]:
-    """Dotted paths whose values differ between two recipe dicts, as ``path: old -> new``.
-
-    >>> recipe_changes({"train": {"epochs": 3}}, {"train": {"epochs": 5}})
-    ['train.epochs: 3 -> 5']
-    """
-    a, b = _flatten(old), _flatten(new)
-    keys = sorted(a.keys() | b.keys())
-    diffs = [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys if a.get(k) != b.get(k)]
-    return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
 def open_study_storage(storage: str | BaseStorage | None) -> tuple[BaseStorage, str]:

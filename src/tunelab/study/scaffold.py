@@ -125,7 +125,8 @@ def train_run(recipe: Recipe, bundle: DataBundle, out: str | Path | None = None)
     from tunelab.metrics.efficiency import count_parameters, model_size_bytes
     from tunelab.train import fit
 
-    result = fit(recipe, data=bundle, save=out is not None, out=out)
+    # overwrite: a study's run directory is its own; a run a killed session left is made again.
+    result = fit(recipe, data=bundle, save=out is not None, out=out, overwrite=out is not None)
     size = {}
     if result.model is not None:
         counts = count_parameters(result.model)

@@ -1,10 +1,16 @@
 """One trial (TrialRunner, PruneOnEpoch): val kept and test never read, per-epoch reports and
 pruning, a diverged run pruned with its message, a trial that cannot run failed with its error."""
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from optuna.trial import TrialState
 
 import tunelab.train
+from tunelab import fit
 from tunelab.errors import TunelabError
 from tunelab.study.search.run import prepare_search, run_search
 from tunelab.study.search.workers import run_worker
@@ -94,3 +100,48 @@ def test_a_search_over_the_preprocessing_gives_each_trial_its_own_preprocessed_d
     assert len({s for s, _ in seen}) > 1  # (seed 0 of the random sampler draws several)
     for scaling, top in seen:
         assert (scaling == "minmax") == (top == pytest.approx(1.0)) and (scaling != "none" or top > 7)
+
+
+SLOW_TRIAL = {
+    "data": {"name": "mnist1d", "train_fraction": 0.3},
+    "model": {"name": "cnn1d", "channels": [8], "hidden": [16], "dropout": 0.1},
+    "schedule": {"name": "cosine"},
+    "train": {"epochs": 5, "batch_size": 32, "threads": 1, "efficiency": False, "tensorboard": False},
+    "methods": [{"name": "signal_augment", "shift": 4}, {"name": "ema"}],
+    "search": {"optimizer.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
+}
+
+
+def test_a_killed_workers_trial_is_retried_from_its_own_checkpoint(where, monkeypatch, study_of):
+    # A worker is SIGKILLed once its trial has a checkpoint; after the heartbeat grace period the
+    # trial is failed and retried here, from that checkpoint, with the uninterrupted trial's result.
+    monkeypatch.setenv("TUNELAB_HEARTBEAT_SECONDS", "1")
+    monkeypatch.setenv("TUNELAB_GRACE_SECONDS", "2")
+    s = prepare_search(SLOW_TRIAL, trials=1, study_name="kill", storage=where["storage"])
+    trials_dir = where["out_dir"] / "kill" / "trials"
+    cmd = [sys.executable, "-m", "tunelab.cli", "worker", "--study", "kill", "--storage", s.storage]
+    worker = subprocess.Popen([*cmd, "--out", str(where["out_dir"]), "--threads", "1", "--quiet"])
+    try:
+        deadline = time.monotonic() + 120
+        while not (trials_dir / "0" / "last.pt").is_file() and worker.poll() is None:
+            assert time.monotonic() < deadline, "the worker wrote no checkpoint"
+            time.sleep(0.05)
+        worker.kill()  # SIGKILL: the trial stays RUNNING, its checkpoint stays on disk
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == -signal.SIGKILL, "the trial ended before it could be killed"
+    time.sleep(3)  # past the grace period: the heartbeat check fails the trial, and it is retried
+    assert run_worker(s.study, s.storage, out_dir=where["out_dir"]) == 1
+
+    dead, retry = study_of("kill").get_trials()
+    assert dead.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.system_attrs["failed_trial"] == 0 and retry.params == dead.params
+    assert retry.user_attrs["resumed_from_checkpoint"] is True
+    assert not trials_dir.exists()  # removed once the trial ended
+    # The same value as the trial never interrupted, and the whole learning curve is reported.
+    alone = fit(SLOW_TRIAL, overrides=retry.user_attrs["overrides"], save=False, evaluate_test=False)
+    assert retry.value == alone.val["accuracy"]
+    curve = [h["val"]["accuracy"] for h in alone.history]
+    assert [retry.intermediate_values[e] for e in sorted(retry.intermediate_values)] == curve

@@ -43,7 +43,8 @@ def run_final_seed(raw: Mapping[str, Any], seed: int, out: Path) -> dict[str, An
     from tunelab.train import fit
 
     recipe = load_recipe(dict(raw), [f"train.seed={seed}", "train.efficiency=false"])
-    r = fit(recipe, out=out)
+    # A seed an interrupted session left unfinished continues from its last.pt (tunelab.resume).
+    r = fit(resume=out) if (out / "recipe.yaml").is_file() else fit(recipe, out=out)
     return {
         "seed": seed,
         "status": r.status,

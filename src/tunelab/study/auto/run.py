@@ -286,6 +286,7 @@ def _search(run: _Run, base: dict[str, Any], lr: dict[str, Any], p: DataProfile,
         storage=run.url,
         deadline=run.clock.deadline("search"),
         workers=run.workers,
+        out_dir=run.out / "search",
         on_trial=lambda t, _names: run.say("search", "update", run.clock, f"trial {t.number} {t.state.name}"),
     )
     record["epochs"] = space["epochs"]

@@ -11,6 +11,7 @@ If no trial finished in time, the baseline stays the winner, and the record says
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -34,9 +35,12 @@ def run_search_stage(
     storage: str,
     deadline: float,
     workers: int,
+    out_dir: Path,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the search until ``deadline``; the winner's recipe and the trials' figures."""
+    """Run (or resume) the search until ``deadline``; the winner's recipe and the trials' figures.
+
+    Running trials keep their checkpoints under ``out_dir`` (a killed one continues there)."""
     prepared = prepare_search(
         dict(search_raw), trials=MAX_TRIALS, sampler="tpe", pruner="asha", storage=storage, study_name=STUDY
     )
@@ -48,10 +52,17 @@ def run_search_stage(
             seed=worker_seed(seed, 0, prepared.existing),
             deadline=deadline,
             on_trial=on_trial,
+            out_dir=out_dir,
         )
     else:
         run_local_workers(
-            STUDY, prepared.storage, workers, base_seed=seed, existing=prepared.existing, deadline=deadline
+            STUDY,
+            prepared.storage,
+            workers,
+            base_seed=seed,
+            existing=prepared.existing,
+            deadline=deadline,
+            out_dir=out_dir,
         )
     with optuna_quiet():
         study = optuna.load_study(study_name=STUDY, storage=open_storage(prepared.storage, heartbeat=False))

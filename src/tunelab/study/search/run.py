@@ -226,11 +226,23 @@ def run_search(
     codes: list[int] = []
     if workers == 1:
         run_worker(
-            name, url, seed=worker_seed(seed, 0, prepared.existing), timeout=timeout, on_trial=on_trial
+            name,
+            url,
+            seed=worker_seed(seed, 0, prepared.existing),
+            timeout=timeout,
+            on_trial=on_trial,
+            out_dir=out_dir,
         )
     else:
         codes = run_local_workers(
-            name, url, workers, base_seed=seed, existing=prepared.existing, timeout=timeout, quiet=quiet
+            name,
+            url,
+            workers,
+            base_seed=seed,
+            existing=prepared.existing,
+            timeout=timeout,
+            quiet=quiet,
+            out_dir=out_dir,
         )
     study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False))
     if workers > 1 and any(codes):
@@ -308,7 +320,10 @@ def _final_runs(
         if seed in done:  # a resumed search with the same best trial: nothing to recompute
             runs.append(done[seed])
             continue
-        result = fit(recipe, overrides=[f"train.seed={seed}"], out=study_dir / "final" / f"seed-{seed}")
+        # overwrite: a final run a killed session left half done is made again (its recipe may be
+        # another best trial's).
+        out = study_dir / "final" / f"seed-{seed}"
+        result = fit(recipe, overrides=[f"train.seed={seed}"], out=out, overwrite=True)
         runs.append(
             BestRecipeRun(
                 seed=seed,

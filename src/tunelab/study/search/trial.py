@@ -16,9 +16,12 @@ deadline cuts short (``Deadline``, a time budget) ends PRUNED, its message sayin
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,6 +33,7 @@ from tunelab.io import finite_scalars
 from tunelab.methods import Method, TrainState
 from tunelab.recipe import Recipe
 from tunelab.redact import redact_text
+from tunelab.resume import LAST
 from tunelab.study.search.config import StudyConfig
 from tunelab.study.search.objectives import MEASURED_COSTS
 from tunelab.study.search.space import suggest, trial_recipe
@@ -53,15 +57,28 @@ class PruneOnEpoch(Method):
     def __init__(self, trial: optuna.trial.Trial, metric: str, prune: bool = True) -> None:
         self.trial, self.metric, self.prune = trial, metric, prune
         self.pruned_at: int | None = None
+        self.reported: list[tuple[int, float]] = []  # (epoch, value) sent to the trial
 
     def epoch_end(self, state: TrainState) -> None:
         value = state.last(self.metric)
         step = state.epoch + 1  # epochs done: the resource ASHA and Hyperband allocate
         self.trial.report(value, step)
+        self.reported.append((step, value))
         if self.prune and self.trial.should_prune():
             state.stop = True
             state.stop_reason = f"pruned after epoch {step}: {self.metric} {value:.4f}"
             self.pruned_at = step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reported": self.reported, "pruned_at": self.pruned_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # A retried trial is a new Optuna trial without the killed one's learning curve: the
+        # epochs it resumes after are reported again, so the pruner compares whole curves.
+        self.pruned_at = state["pruned_at"]
+        self.reported = [(int(step), float(value)) for step, value in state["reported"]]
+        for step, value in self.reported:
+            self.trial.report(value, step)
 
 
 class Deadline(Method):
@@ -100,9 +117,17 @@ class TrialRunner:
     """The objective function of a search: one trial = suggest, fit, read the objectives."""
 
     def __init__(
-        self, config: StudyConfig, threads: int | None = None, deadline: float | None = None
+        self,
+        config: StudyConfig,
+        threads: int | None = None,
+        checkpoints: str | Path | None = None,
+        deadline: float | None = None,
     ) -> None:
+        """``checkpoints``: the search's output directory; each trial keeps its ``last.pt`` in
+        ``<checkpoints>/<study>/trials/<number>/`` while it runs (None: no checkpoints).
+        ``deadline``: a ``time.time()`` instant at which a training trial stops (``Deadline``)."""
         self.config, self.deadline = config, deadline
+        self.checkpoints = Path(checkpoints) if checkpoints is not None else None
         self.recipe = config.recipe()
         needs_efficiency = any(o.name in MEASURED_COSTS for o in config.objectives)
         # Per-trial settings that are about this worker, not the searched recipe: kept out of
@@ -146,17 +171,26 @@ class TrialRunner:
             else None
         )
         deadline = Deadline(self.deadline) if self.deadline is not None else None
+        checkpoint = self._checkpoint_dir(trial)
         try:
             result = fit(
                 recipe,
                 data=self._bundle(recipe),
                 save=False,
+                resume=checkpoint,
                 methods=[m for m in (method, deadline) if m is not None],
                 evaluate_test=False,  # a trial is a choice: the test split stays unread
             )
         except TunelabError as e:
             trial.set_user_attr("error", redact_text(str(e)))
             raise
+        finally:
+            # Only a killed worker leaves its trial's checkpoint, for the retry; any other end,
+            # Ctrl-C included (Optuna does not retry that), makes it useless.
+            if checkpoint is not None:
+                shutil.rmtree(checkpoint, ignore_errors=True)
+                with contextlib.suppress(OSError):  # trials/ goes once no trial runs here
+                    checkpoint.parent.rmdir()
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("epochs", result.epochs)
         trial.set_user_attr("train_seconds", result.train_seconds)
@@ -174,6 +208,34 @@ class TrialRunner:
             raise optuna.TrialPruned(f"diverged: {result.message}")
         values = [o.read(result) for o in self.config.objectives]
         return values[0] if len(values) == 1 else values
+
+    def _checkpoint_dir(self, trial: optuna.trial.Trial) -> Path | None:
+        """Where this trial keeps its ``last.pt``: a retried trial (Optuna's heartbeat retry of a
+        trial whose worker died) continues from the checkpoint of the trial it retries."""
+        if self.checkpoints is None:
+            return None
+        # Trial has no public accessor for its system attributes; its storage row has them.
+        frozen = trial.storage.get_trial(trial._trial_id)
+        retried = frozen.system_attrs.get("failed_trial")
+        path = self.checkpoints / _checkpoint_dir_name(
+            trial.study.study_name, trial.number if retried is None else retried
+        )
+        if retried is None:
+            # A first attempt starts afresh: a directory there is another study's of the same name.
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            trial.set_user_attr("resumed_from_checkpoint", (path / LAST).is_file())
+        return path
+
+
+def _checkpoint_dir_name(study: str, original: int) -> str:
+    """The directory of a trial's checkpoint, by study and original trial number: a retry of a
+    killed trial (``failed_trial``) finds the checkpoint its first attempt wrote.
+
+    >>> _checkpoint_dir_name("mnist1d_search", 7)
+    'mnist1d_search/trials/7'
+    """
+    return f"{study}/trials/{original}"
 
 
 def _past_budget(study: optuna.Study, number: int, budget: int) -> bool:

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -33,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.errors import TunelabError
 from tunelab.redact import mask_url
 from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.options import DEFAULT_OUT
 from tunelab.study.search.samplers import make_pruner, make_sampler
 from tunelab.study.search.trial import TrialRunner
 from tunelab.study.storage import STORAGE_ENV, open_storage, optuna_quiet, storage_url
@@ -106,6 +108,7 @@ def run_worker(
     timeout: float | None = None,
     deadline: float | None = None,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
+    out_dir: str | Path = DEFAULT_OUT,
 ) -> int:
     """Run trials of an existing search study until its budget is spent; return how many ran.
 
@@ -115,7 +118,10 @@ def run_worker(
     ``deadline`` (a ``time.time()`` instant, shared by every worker of a time budget): start no
     trial that cannot end before it, as ``trial_seconds`` estimates from the trials so far, and
     stop a trial that is still training at it (``Deadline``: the trial ends PRUNED).
-    ``on_trial(trial, objective_names)`` is called with each trial this worker ends.
+    ``on_trial(trial, objective_names)`` is called with each trial this worker ends. A running
+    trial keeps its checkpoint in ``<out_dir>/<study>/trials/<number>/``: when its worker dies,
+    the retry continues from there if it runs where that directory is (this machine, or a shared
+    filesystem), else it starts again.
 
     >>> run_worker("mnist1d_search", "postgresql://tunelab@db/studies")  # doctest: +SKIP
     3
@@ -139,7 +145,7 @@ def run_worker(
         sampler=make_sampler(config.sampler, seed, len(config.objectives)),
         pruner=make_pruner(config.pruner, config.recipe().train.epochs),
     )
-    runner = TrialRunner(config, threads, deadline)
+    runner = TrialRunner(config, threads, checkpoints=out_dir, deadline=deadline)
     names = [o.name for o in config.objectives]
     callbacks = [lambda _study, trial: on_trial(trial, names)] if on_trial is not None else None
     started = time.monotonic()
@@ -212,6 +218,7 @@ def run_local_workers(
     quiet: bool = True,
     threads: int | None = None,
     deadline: float | None = None,
+    out_dir: str | Path = DEFAULT_OUT,
 ) -> list[int]:
     """Run ``workers`` `tunelab worker` processes on this machine, ``cores // workers`` threads each
     (or ``threads``).
@@ -241,6 +248,8 @@ def run_local_workers(
             str(threads),
             "--seed",
             str(worker_seed(base_seed, i, existing)),
+            "--out",
+            str(out_dir),
         ]
         if timeout is not None:
             cmd += ["--timeout", str(timeout)]

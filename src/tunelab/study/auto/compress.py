@@ -70,7 +70,9 @@ def run_compress_stage(
             )
     if not parts:
         return {"rows": [], "smallest": None, "fastest": None, "notes": notes}
-    metric, mode = parts[0].metric, parts[0].mode
+    # The tolerance is in points of accuracy for a classification (the compared metric may be the
+    # val loss auto selects on), else in units of the compared metric.
+    metric, mode = ("accuracy", "max") if classification else (parts[0].metric, parts[0].mode)
     tol = tolerance / 100 if classification else tolerance
     rows = []
     for part in parts:

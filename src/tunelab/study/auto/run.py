@@ -352,7 +352,10 @@ def _final(run: _Run, raw: dict[str, Any], seeds: list[int], task: str) -> dict[
 
     runs = final_stage.run_final(raw, seeds, run.out / "final", done, keep)
     compared = compared_metric(load_recipe(raw), task)
-    metric, sign = compared.metric, (1 if compared.mode == "max" else -1)
+    # The figure reported: accuracy for a classification (whatever the selection read), else the
+    # compared metric.
+    metric = "accuracy" if task == "classification" else compared.metric
+    sign = 1 if (task == "classification" or compared.mode == "max") else -1
     record = final_stage.summary(runs, metric)
     record["runs"] = runs
     ok = [r for r in runs if r["status"] in ("completed", "stopped_early") and metric in r["val"]]

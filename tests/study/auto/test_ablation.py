@@ -97,4 +97,4 @@ def test_no_round_starts_past_the_deadline(monkeypatch, tmp_path):
         round_seconds=100.0,
     )
     # The first round always runs (an ablation needs one); the second would end past the deadline.
-    assert rec["seeds"] == [1] and rec["dropped"] == [] and "fewer than 2 seeds" in rec["note"]
+    assert rec["seeds"] == [1] and rec["dropped"] == [] and "fewer than 3 seeds" in rec["note"]

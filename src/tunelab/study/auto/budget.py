@@ -12,8 +12,8 @@
    stops on time and never starts a trial that the trials so far say cannot finish.
 5. **final** is planned first among the rest (its figure is the one the run exists for), at the
    winner's own measured seconds per run; then **compress** its estimate; **ablation** gets the
-   rest, which sets how many seeds it runs (``ablation_seeds``): fewer than two cannot give an
-   interval, and the stage is then skipped, saying why.
+   rest, which sets how many seeds it runs (``ablation_seeds``): fewer than three detect nothing
+   (an interval of 2 pairs is too wide), and the stage is then skipped, saying why.
 
 Time a stage does not spend stays in the budget: each plan is computed from what is left when the
 stage starts, so unspent time carries over to the stages after it. Time spent in a session that
@@ -170,5 +170,5 @@ RULE = (
     "profile unplanned; baseline 10% and lr-find 5% of the total; the search what is left minus the "
     "estimated cost of ablation + final + compress (priced from the baseline's seconds per epoch), at "
     "least 35% of what is left; then final (the winner's seconds per run x seeds), compress, and "
-    "ablation the rest (its seeds fit to it, skipped below 2); unspent time carries over"
+    "ablation the rest (its seeds fit to it, skipped below 3); unspent time carries over"
 )

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test floors lint bench clean postgres chromium
+.PHONY: demo test floors lint bench clean postgres wordnet chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/tunelab train examples/mnist1d_cnn.yaml --out runs/demo
 
-test: $(VENV)/.dev-installed postgres chromium
+test: $(VENV)/.dev-installed postgres wordnet chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q tests src/tunelab --doctest-modules
 
@@ -42,6 +42,23 @@ postgres:
 	  echo "installing Debian's postgresql for the study tests (root)…"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
 	    echo "warning: could not install postgresql; the PostgreSQL study test will be skipped"; \
+	fi
+
+# text_augment reads synonyms from WordNet: Debian's wordnet-base (/usr/share/wordnet), read with
+# nltk. As root (CI) it is installed, saying so; otherwise nothing is installed and the tests that
+# need WordNet skip, saying why (text_augment then falls back to vocabulary words, and says so).
+WORDNET_DIR ?= /usr/share/wordnet
+wordnet:
+	@if [ -f $(WORDNET_DIR)/data.noun ]; then \
+	  true; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "wordnet: /usr/share/wordnet not found, and not root, so not installing it; the WordNet tests will be skipped (to run them: sudo apt-get install wordnet-base)"; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "wordnet: /usr/share/wordnet not found and no apt-get to install it; the WordNet tests will be skipped"; \
+	else \
+	  echo "installing Debian's wordnet-base for text_augment's synonyms (root)…"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null) || \
+	    echo "warning: could not install wordnet-base; the WordNet tests will be skipped"; \
 	fi
 
 # The declared floors hold: a venv of its own with every dependency of pyproject.toml (and the dev
@@ -68,6 +85,11 @@ FLOOR_TESTS := \
   tests/study/search/test_run.py::test_running_again_resumes_without_recomputing \
   tests/study/test_postgres.py \
   tests/test_lr_find.py::test_plot_writes_a_png \
+  tests/data/test_tokenize.py \
+  tests/data/test_text.py::test_bbc_news_has_2225_articles_of_which_98_exact_copies \
+  tests/data/test_features.py::test_features_are_the_mean_pooled_encoder_states \
+  tests/models/test_transformer.py::test_pretrained_weights_load_into_every_tensor_but_the_new_head \
+  tests/methods/test_augment_text.py::test_wordnet_synonyms_come_from_debians_files \
   tests/report/test_svg.py \
   tests/commands/test_report.py::test_train_writes_its_report_and_says_where \
   tests/report/test_browser.py::test_a_page_that_asks_for_the_network_is_caught \
@@ -85,7 +107,7 @@ $(FLOORS)/.installed: pyproject.toml .ci/floors.py
 	$(FLOORS)/bin/pip check
 	touch $@
 
-floors: $(FLOORS)/.installed postgres
+floors: $(FLOORS)/.installed postgres wordnet
 	@echo "floors: $$(tr '\n' ' ' < $(FLOORS)/floors.txt)"
 	$(FLOORS)/bin/ruff check src tests benchmarks
 	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider --disable-warnings $(FLOOR_TESTS)

@@ -36,3 +36,109 @@ def write_mixed_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def mixed_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mixed_csv(tmp_path_factory.mktemp("mixed") / "customers.csv")
+
+
+# --- text: a tiny corpus a model learns in a few epochs, and a tiny random BERT ---------------------
+
+TOPICS = {
+    "food": "bread cheese soup apple recipe oven dinner salad butter pasta".split(),
+    "sport": "goal match team coach league player score season stadium referee".split(),
+    "tech": "software chip laptop network code server phone robot data cloud".split(),
+}
+COMMON = "the a of and to in is it for on with was this that new".split()
+
+
+def tiny_corpus(n_per_class: int = 40, seed: int = 0) -> list[tuple[str, str]]:
+    """(document, label) pairs: single-line documents of 6-18 words, about half of them words of
+    their topic (so a small model learns the label in a few epochs), plus one exact duplicate."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for label, words in TOPICS.items():
+        for _ in range(n_per_class):
+            n = int(rng.integers(6, 19))
+            picks = [
+                str(rng.choice(words)) if rng.random() < 0.5 else str(rng.choice(COMMON)) for _ in range(n)
+            ]
+            docs.append((" ".join(picks).capitalize() + ".", label))
+    docs.append(docs[0])  # an exact duplicate, which dedupe drops before the split
+    return docs
+
+
+def write_text_csv(path: Path, n_per_class: int = 40) -> Path:
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "target"])
+        for i, (doc, label) in enumerate(tiny_corpus(n_per_class)):
+            w.writerow([f"d{i}", doc, label])
+    return path
+
+
+def write_text_folder(root: Path, n_per_class: int = 40) -> Path:
+    for i, (doc, label) in enumerate(tiny_corpus(n_per_class)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:04d}.txt").write_text(doc)
+    return root
+
+
+@pytest.fixture(scope="session")
+def text_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_text_csv(tmp_path_factory.mktemp("text") / "topics.csv")
+
+
+@pytest.fixture(scope="session")
+def text_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_text_folder(tmp_path_factory.mktemp("text_folder") / "topics")
+
+
+def write_tiny_bert(root: Path) -> Path:
+    """A BERT of 2 layers, 16 wide, with a WordPiece tokenizer trained on ``tiny_corpus``, saved in
+    Hugging Face's layout (config.json, tokenizer.json, model.safetensors), as MiniLM's package
+    ships it: the tests' stand-in for the 83 MB model."""
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(
+        [d for d, _ in tiny_corpus()], trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials)
+    )
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    tok.save(str(root / "tokenizer.json"))
+    config = transformers.BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    config.save_pretrained(str(root))
+    torch.manual_seed(0)
+    bert = transformers.BertModel(config, add_pooling_layer=False)
+    save_file({k: v.contiguous() for k, v in bert.state_dict().items()}, str(root / "model.safetensors"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    return write_tiny_bert(tmp_path_factory.mktemp("encoder") / "tiny-bert")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _text_features_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Frozen features are cached under $TUNELAB_CACHE: the tests' own folder, never the user's."""
+    import os
+
+    os.environ.setdefault("TUNELAB_CACHE", str(tmp_path_factory.mktemp("cache")))

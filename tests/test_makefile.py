@@ -92,9 +92,9 @@ def test_chromium_as_root_without_apt_it_says_so(tmp_path):
     assert "no apt-get" in proc.stdout and "will be skipped" in proc.stdout
 
 
-def test_make_test_installs_both():
+def test_make_test_installs_postgres_wordnet_and_chromium():
     text = (ROOT / "Makefile").read_text()
-    assert "\ntest: $(VENV)/.dev-installed postgres chromium\n" in text
+    assert "\ntest: $(VENV)/.dev-installed postgres wordnet chromium\n" in text
 
 
 def test_every_floor_test_the_makefile_names_exists():
@@ -108,3 +108,39 @@ def test_every_floor_test_the_makefile_names_exists():
         assert (ROOT / path).is_file(), f"FLOOR_TESTS names {path}, which does not exist"
         if name:
             assert f"def {name}(" in (ROOT / path).read_text(), f"FLOOR_TESTS names {node}, not found"
+
+
+def make_wordnet(tmp_path: Path, uid: int) -> tuple[subprocess.CompletedProcess, str]:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    log = tmp_path / "apt.log"
+    for name, body in {"id": f"echo {uid}", "apt-get": f'echo "apt-get $*" >> {log}'}.items():
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("sh", "echo", "true", "["):
+        if (found := shutil.which(tool)) is not None:
+            (tools / tool).symlink_to(found)
+    proc = subprocess.run(
+        [MAKE, "-s", "-C", str(ROOT), "wordnet", f"WORDNET_DIR={tmp_path}/none"],
+        env={**os.environ, "PATH": f"{fake}:{tools}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc, log.read_text() if log.exists() else ""
+
+
+def test_wordnet_as_root_it_says_what_it_installs(tmp_path):
+    proc, apt = make_wordnet(tmp_path, uid=0)
+    assert proc.returncode == 0, proc.stderr
+    assert "installing Debian's wordnet-base for text_augment's synonyms (root)" in proc.stdout
+    assert "apt-get install -y -qq wordnet-base" in apt
+
+
+def test_wordnet_not_root_installs_nothing_and_says_the_tests_will_skip(tmp_path):
+    proc, apt = make_wordnet(tmp_path, uid=1000)
+    assert proc.returncode == 0, proc.stderr
+    assert apt == "" and "WordNet tests will be skipped" in proc.stdout
+    assert "sudo apt-get install wordnet-base" in proc.stdout

@@ -151,3 +151,28 @@ def test_preprocess_section_is_typed_validated_and_written_out():
     ):
         load_recipe({"preprocess": {"imputer": "mean"}})
     assert load_recipe({}, ["preprocess.scaling=none"]).preprocess.scaling == "none"
+
+
+# --- text: the tokenizer must be what the model or the features read ------------------------------
+
+
+def test_text_recipes_check_the_tokenizer_against_the_model_and_features(tmp_path):
+    from tunelab.errors import RecipeError
+    from tunelab.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match=r"preprocess\.tokenizer.*'wrod'.*did you mean \"word\""):
+        load_recipe({"preprocess": {"tokenizer": "wrod"}})
+    with pytest.raises(RecipeError, match=r"set preprocess\.tokenizer: minilm"):
+        load_recipe({"model": {"name": "transformer"}})
+    with pytest.raises(RecipeError, match=r"features of 'minilm' read its own token ids"):
+        load_recipe({"preprocess": {"features": "minilm"}})
+    with pytest.raises(RecipeError, match=r"model\.pretrained.*loads into model\.name: transformer"):
+        load_recipe({"model": {"name": "mlp", "pretrained": "minilm"}})
+    with pytest.raises(RecipeError, match=r"features replace them"):
+        load_recipe(
+            {"preprocess": {"tokenizer": "minilm", "features": "minilm"}, "model": {"name": "transformer"}}
+        )
+    r = load_recipe(
+        {"preprocess": {"tokenizer": "minilm"}, "model": {"name": "transformer", "pretrained": "minilm"}}
+    )
+    assert r.model.params == {} and r.preprocess.tokenizer == "minilm"

@@ -242,6 +242,9 @@ def test_regression_monitor_must_fit_the_task():
 # --- contract tests over every registered model and method -------------------------------------
 
 SHAPES = {
+    "embedding_bag": "text_csv",
+    "textcnn": "text_csv",
+    "transformer": "tiny_bert",
     "linear": "iris",
     "mlp": "iris",
     "cnn1d": "mnist1d",
@@ -252,13 +255,20 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS.names() if n != "custom"])
-def test_every_model_trains_a_step_serializes_and_is_deterministic(name, tmp_path):
+def test_every_model_trains_a_step_serializes_and_is_deterministic(name, tmp_path, request):
     assert name in SHAPES, f"add {name} to SHAPES"
     recipe = {
         "data": {"name": SHAPES[name]},
         "model": {"name": name},
         "train": {"epochs": 1, "efficiency": False, "batch_size": 256},
     }
+    if SHAPES[name] == "text_csv":  # a tiny corpus written by tests/conftest.py
+        recipe["data"] = {"name": "text_csv", "path": str(request.getfixturevalue("text_csv"))}
+    if SHAPES[name] == "tiny_bert":  # a tiny random BERT in Hugging Face's layout, as MiniLM ships
+        bert = str(request.getfixturevalue("tiny_bert"))
+        recipe["data"] = {"name": "text_csv", "path": str(request.getfixturevalue("text_csv"))}
+        recipe["preprocess"] = {"tokenizer": bert, "max_length": 32}
+        recipe["model"] = {"name": name, "encoder": bert, "pretrained": bert}
     a = fit(recipe, out=tmp_path / "a")
     b = fit(recipe, save=False)
     assert a.status == "completed" and a.val == b.val
@@ -276,13 +286,17 @@ METHOD_RECIPES = {
         "data": {"name": "mnist1d"},
         "model": {"name": "cnn1d", "channels": [8], "hidden": [16]},
     },
+    "text_augment": {"model": {"name": "embedding_bag", "embed_dim": 8}},
 }
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_every_method_runs_in_the_loop_and_is_deterministic(name, iris, tmp_path):
+def test_every_method_runs_in_the_loop_and_is_deterministic(name, iris, tmp_path, request):
     base = {**IRIS, **METHOD_RECIPES.get(name, {})}
     data = iris if name not in METHOD_RECIPES else None
+    if name == "text_augment":  # token ids: the tiny corpus of tests/conftest.py
+        base["data"] = {"name": "text_csv", "path": str(request.getfixturevalue("text_csv"))}
+        base["preprocess"] = {"max_length": 24}
     recipe = load_recipe(
         base,
         [

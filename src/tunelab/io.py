@@ -21,6 +21,16 @@ from typing import Any, BinaryIO
 import torch
 
 
+def cache_dir() -> Path:
+    """Where generated data is cached (MNIST-1D, decoded image folders, frozen text features):
+    ``$TUNELAB_CACHE``, else ``~/.cache/tunelab``.
+
+    >>> isinstance(cache_dir(), Path)
+    True
+    """
+    return Path(os.environ.get("TUNELAB_CACHE") or Path.home() / ".cache" / "tunelab").expanduser()
+
+
 def finite_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The finite numbers of a metrics dict, as floats: what a study keeps of a run's metrics (the
     per-class report and the confusion matrix stay in run directories; NaN is no number to keep).

@@ -91,6 +91,7 @@ def load_run(
             model=model,
             source=str(final),
             embeddings=card.get("embeddings"),
+            text=card.get("text"),
         )
         net = _wrap_final(net, recipe, shape, card["task"])
     else:
@@ -163,6 +164,7 @@ def run_model(
     model: nn.Module | None = None,
     source: str = "final.pt",
     embeddings: dict[str, Any] | None = None,
+    text: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The recipe's architecture holding ``state``, the evaluated weights of a run (``final.pt``).
 
@@ -171,12 +173,17 @@ def run_model(
     architecture is quantized the same way and loads them as they are (the run's int8 model,
     bit for bit); without, they load dequantized into the float architecture (to fine-tune or
     compress it). ``model``, when given, is used instead of building the recipe's; ``source``
-    names the weights in errors; ``embeddings`` is the data's category codes (``data.json``).
+    names the weights in errors; ``embeddings`` is the data's category codes and ``text`` its
+    token vocabulary (both from ``data.json``).
     """
     specs = {m.name: m.params for m in recipe.methods}
     # Building initializes weights from the global RNG: a side effect the caller should not see.
     with torch.random.fork_rng(devices=[]):
-        net = model if model is not None else build_model(recipe.model, input_shape, num_outputs, embeddings)
+        net = (
+            model
+            if model is not None
+            else build_model(recipe.model, input_shape, num_outputs, embeddings, text=text)
+        )
     floats = dequantized(state)
     int8 = quantized and "quantize" in specs and any(type(v) is not type(floats[k]) for k, v in state.items())
     try:
@@ -249,6 +256,7 @@ def _variant_model(
         model=model,
         source=str(final),
         embeddings=(card or {}).get("embeddings"),
+        text=(card or {}).get("text"),
     )
     if kind == "structured":
         if not (folder / "weights.pt").is_file():

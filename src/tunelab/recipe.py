@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from tunelab.data import DATASETS
+from tunelab.encoders import ENCODERS, is_encoder
 from tunelab.errors import RecipeError, did_you_mean
 from tunelab.methods import METHODS
 from tunelab.models import MODELS
@@ -221,6 +222,59 @@ def _moved_keys(raw: Mapping[str, Any]) -> None:
             raise RecipeError(f"{section}.{key}", sec[key], how)
 
 
+def _check_text(r: Recipe) -> None:
+    """The tokenizer names something that exists, and a model or features reading a pretrained
+    encoder's token ids get that encoder's tokenizer (``tunelab.data.tokenize``)."""
+    p = r.preprocess
+    for name, value in (("tokenizer", p.tokenizer), ("features", p.features)):
+        if value is not None and not (value == "word" and name == "tokenizer") and not is_encoder(value):
+            known = "word, " if name == "tokenizer" else ""
+            raise RecipeError(
+                f"preprocess.{name}",
+                value,
+                f"must be {known}a pretrained encoder ({', '.join(sorted(ENCODERS))}) or a directory with "
+                "its config.json and tokenizer.json",
+                did_you_mean(value, ["word", *ENCODERS]),
+            )
+    if p.features is not None and p.tokenizer != p.features:
+        raise RecipeError(
+            "preprocess.tokenizer",
+            p.tokenizer,
+            f"the features of {p.features!r} read its own token ids; set preprocess.tokenizer: {p.features}",
+        )
+    entry = registries()["model"].get(r.model.name)
+    param = entry.tags.get("tokenizer_param")  # the model reads this encoder's token ids
+    encoder = None
+    if param is not None:
+        declared = {q.name: q.default for q in entry.params}
+        encoder = r.model.params.get(param, declared[param])
+        if p.features is not None:
+            raise RecipeError(
+                "preprocess.features",
+                p.features,
+                f"model {entry.name} reads token ids, and features replace them; set preprocess.features: "
+                f"null (or train a head on them: model.name: mlp)",
+            )
+        if p.tokenizer != encoder:
+            raise RecipeError(
+                "preprocess.tokenizer",
+                p.tokenizer,
+                f"model {entry.name} with {param} {encoder!r} reads that encoder's token ids; set "
+                f"preprocess.tokenizer: {encoder}",
+            )
+    pretrained = r.model.pretrained
+    if pretrained in ENCODERS and param is None:
+        raise RecipeError(
+            "model.pretrained",
+            pretrained,
+            f"is a text encoder; it loads into model.name: transformer (with encoder: {pretrained})",
+        )
+    if pretrained in ENCODERS and encoder is not None and pretrained != encoder:
+        raise RecipeError(
+            "model.pretrained", pretrained, f"loads {pretrained}'s weights, but model.{param} is {encoder!r}"
+        )
+
+
 def _check_preprocess(p: PreprocessSpec) -> None:
     """What the types alone cannot say: ordered bounds, and each column in one list at most."""
     for name, (low, high) in (("minmax_range", p.minmax_range), ("outlier_quantiles", p.outlier_quantiles)):
@@ -270,6 +324,7 @@ def _cross_checks(r: Recipe) -> None:
         check_monitor(r.train.monitor, "train.monitor")
     check_schedule(r.schedule, r.optimizer, r.train.epochs)
     _check_preprocess(r.preprocess)
+    _check_text(r)
     regs = registries()
     for m in r.methods:
         entry = regs["methods"].get(m.name)

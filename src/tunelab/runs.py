@@ -6,6 +6,7 @@ A run directory holds everything needed to repeat and audit a run::
                      repeats the run exactly
     env.json         seed, device, threads, versions of Python / torch / tunelab / numpy, command
     preprocess.json  the preprocessing fit on the train split (``tunelab.data.preprocess``)
+    tokenizer.json   a text run's tokenizer, which preprocess.json names (``tunelab.data.tokenize``)
     data.json        what a predictor needs: task, input shape, classes and label values, feature
                      columns, image decoding, tunelab's version (``DataBundle.card``)
     metrics.jsonl    one JSON line per finished epoch (train loss, val metrics, lr, seconds)
@@ -50,6 +51,7 @@ RUN_FILES = (
     "recipe.yaml",
     "env.json",
     "preprocess.json",
+    "tokenizer.json",
     "data.json",
     "metrics.jsonl",
     "last.pt",
@@ -231,6 +233,9 @@ class RunDir:
             # A model passed to fit(model=...) cannot be rebuilt from recipe.yaml.
             card["model_from_recipe"] = model_from_recipe
             atomic_write_text(self.path / "data.json", json.dumps(card, indent=2))
+            # Files the preprocessing names (a text run's tokenizer.json) first, then the JSON.
+            for name, text in data.preprocessing.files().items():
+                atomic_write_text(self.path / name, text)
             preprocess = json.dumps(data.preprocessing.to_json(), indent=2)
             atomic_write_text(self.path / "preprocess.json", preprocess)
         self._open_logs()  # after recipe.yaml: a directory with logs is always a recognizable run

@@ -134,6 +134,22 @@ class PreprocessSpec:
     near_duplicates: Annotated[float, Range(gt=0)] | None = None
     # Regression targets standardized on train: one loss scale whatever the targets' units.
     target_scaling: Literal["standard", "none"] = "standard"
+    # --- text documents (text_csv, text_folder, bbc_news; tunelab.data.tokenize)
+    # word: a word-level vocabulary fit on the train split (HF tokenizers). Or a pretrained
+    # encoder's own tokenizer (minilm, or a directory), which its transformer model and its
+    # frozen features (below) read.
+    tokenizer: str = "word"
+    # 20,000 words hold ~97% of BBC News' train tokens; rarer words read as [UNK].
+    max_vocab: Annotated[int, Range(ge=3)] = 20000
+    # A word seen once in train gives one example to learn its embedding from: it reads as [UNK].
+    min_freq: Annotated[int, Range(ge=1)] = 2
+    # 256 tokens hold a news article's headline and first paragraphs, where its topic is; also the
+    # length MiniLM was trained at (its max_seq_length). Longer documents are truncated.
+    max_length: Annotated[int, Range(ge=1, le=4096)] = 256
+    lowercase: bool = True  # word tokenizer only: a pretrained one normalizes as it was trained
+    # A frozen encoder (minilm, or a directory) whose mean-pooled features replace the token ids:
+    # computed once and cached, so a head (mlp, linear) trains in seconds. null: token ids.
+    features: str | None = None
 
 
 @dataclass

@@ -180,7 +180,9 @@ def prepare(
     # only to models tunelab builds. model.pretrained, an explicit request, applies to both.
     embeddings = bundle.meta.get("embeddings")
     if model is None:
-        net = build_model(recipe.model, bundle.input_shape, bundle.num_outputs, embeddings)
+        net = build_model(
+            recipe.model, bundle.input_shape, bundle.num_outputs, embeddings, text=bundle.meta.get("text")
+        )
     else:
         net = model
     if t.channels_last:
@@ -394,7 +396,9 @@ def _efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:
     if t.compile and net is not state.model:
         net.compile()
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        efficiency = efficiency_report(net, state.data.input_shape, device, memory_format=fmt)
+        efficiency = efficiency_report(
+            net, state.data.input_shape, device, memory_format=fmt, example=state.data.example_inputs(1024)
+        )
     efficiency["precision"] = t.precision
     return efficiency
 

@@ -233,7 +233,8 @@ def test_dataset_contract(name: str) -> None:
     assert sum(sizes.values()) == total and min(sizes.values()) > 0
     for split in ("train", "val", "test"):
         x, y = b.split(split)
-        assert x.dtype == torch.float32 and torch.isfinite(x).all()
+        # Text datasets give int64 token ids (tunelab.data.tokenize); every other one float32.
+        assert x.dtype == (torch.int64 if b.meta.get("text") else torch.float32) and torch.isfinite(x).all()
         assert tuple(x.shape[1:]) == b.input_shape == b.preprocessing.output_shape(raw.x.shape[1:])
         assert len(x) == len(y)
         if b.task == "classification":

@@ -59,7 +59,8 @@ def test_json_round_trip_and_refusals():
     assert d["format"] == 1 and d["x"][0]["kind"] == "table" and d["y"]["scope"] == "per_target"
     assert Preprocessing.from_json(json.loads(json.dumps(d))) == pre
     with pytest.raises(
-        DataError, match=r"unknown preprocessing step 'one_hot' \(known: standardize, minmax, table\)"
+        DataError,
+        match=r"unknown preprocessing step 'one_hot' \(known: standardize, minmax, table, text, features\)",
     ):
         Preprocessing.from_json({**d, "x": [{"kind": "one_hot"}]})
     with pytest.raises(DataError, match="preprocessing format 2 is not 1"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ EXPECTED_HOOKS = {
     "image_augment": {"setup", "batch"},
     "signal_augment": {"setup", "batch"},
     "feature_noise": {"setup", "batch"},
+    "text_augment": {"setup", "batch"},
     "tta": {"setup", "eval_model", "epoch_end"},
 }
 
@@ -82,7 +84,16 @@ def _model() -> nn.Module:
 # hand-made state does not have; the loop's contract test in tests/test_train.py runs them on
 # real data of their kind.
 # channel_prune reads the input shape too (to trace the model); tests/methods/test_channel_prune.py.
-AUGMENTATION = {"image_augment", "signal_augment", "feature_noise", "mixup", "cutmix", "tta", "channel_prune"}
+AUGMENTATION = {
+    "image_augment",
+    "signal_augment",
+    "feature_noise",
+    "mixup",
+    "cutmix",
+    "tta",
+    "channel_prune",
+    "text_augment",
+}
 TABULAR = sorted(set(EXPECTED_HOOKS) - AUGMENTATION)
 
 
@@ -185,6 +196,7 @@ ROUND_TRIP_PARAMS = {
     "prune": {"begin": 0.0, "end": 0.75, "cycles": 4},  # masks change after the interruption too
     "channel_prune": {"at": 0.25},  # chosen in epoch 2, before the interruption
     "gradual_unfreeze": {"start_epoch": 2},
+    "text_augment": {"synonyms": "vocabulary", "crop": 0.1},
 }
 EPOCHS = 4
 
@@ -204,11 +216,11 @@ class InterruptAt(Method):
             raise Interrupted
 
 
-def _round_trip_recipe(name: str) -> dict:
+def _round_trip_recipe(name: str, text_csv: Path) -> dict:
     data, model = ROUND_TRIP_DATA.get(
         name, ({"name": "iris"}, {"name": "mlp", "hidden": [8], "dropout": 0.1})
     )
-    return {
+    recipe = {
         "data": data,
         "model": {**model, "batch_norm": True},
         "schedule": {"name": "onecycle"},  # stepped per batch: mid-epoch state to carry over
@@ -221,6 +233,11 @@ def _round_trip_recipe(name: str) -> dict:
         },
         "methods": [{"name": name, **ROUND_TRIP_PARAMS.get(name, {})}],
     }
+    if name == "text_augment":  # token ids: a tiny generated corpus (tests/conftest.py)
+        recipe["data"] = {"name": "text_csv", "path": str(text_csv)}
+        recipe["preprocess"] = {"max_length": 24}
+        recipe["model"] = {"name": "embedding_bag", "embed_dim": 8}
+    return recipe
 
 
 def _comparable(result) -> dict:
@@ -233,10 +250,11 @@ def _comparable(result) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_HOOKS))
-def test_state_round_trips_through_a_resume(name, tmp_path):
+def test_state_round_trips_through_a_resume(name, tmp_path, request):
     # Train, be killed mid-epoch 3 (the last checkpoint a few steps before), build fresh methods,
     # load last.pt, continue: the same result as the run never interrupted, info included.
-    recipe = load_recipe(_round_trip_recipe(name))
+    text_csv = request.getfixturevalue("text_csv") if name == "text_augment" else Path()
+    recipe = load_recipe(_round_trip_recipe(name, text_csv))
     from tunelab.data import load_data
     from tunelab.train import epoch_steps, fit
 

@@ -195,3 +195,12 @@ def test_efficiency_report_refuses_a_model_on_another_device() -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(efficiency_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_token_ids_are_timed_on_the_real_inputs_given():
+    from tunelab.metrics.efficiency import efficiency_report
+
+    net = nn.Sequential(nn.Embedding(50, 4), nn.Flatten(), nn.Linear(4 * 6, 2))
+    ids = torch.randint(0, 50, (40, 6))
+    r = efficiency_report(net, (6,), "cpu", large_batch=32, budget_s=0.02, example=ids)
+    assert r["throughput_batch"] == 32 and r["flops"] == 2 * 24 * 2  # measured at batch 1

@@ -70,7 +70,11 @@ def open_report(browser, html: Path, name: str) -> dict:
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"report-{name}.png"
-    page.screenshot(path=str(shot), full_page=True)
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+    except Exception:  # chromium under load sometimes fails a tall capture: once more
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shot), full_page=True)
     page.close()
     return {"errors": errors, "requests": requests, "figures": figures, "screenshot": shot}
 

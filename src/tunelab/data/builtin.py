@@ -28,18 +28,10 @@ from sklearn import datasets as skd
 from tunelab.data.bundle import DATASETS, RawData
 from tunelab.data.files import csv_file
 from tunelab.errors import DataError, RecipeError, did_you_mean
+from tunelab.io import cache_dir
 from tunelab.schema import Doc
 
 # --- mnist1d -----------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where generated datasets are cached: ``$TUNELAB_CACHE``, else ``~/.cache/tunelab``.
-
-    >>> isinstance(cache_dir(), Path)
-    True
-    """
-    return Path(os.environ.get("TUNELAB_CACHE") or Path.home() / ".cache" / "tunelab").expanduser()
 
 
 def _mnist1d_args() -> Any:

@@ -74,6 +74,9 @@ META_KEYS = {
     "cleaning": "what the loader dropped before the split: {rows: {missing target: n}}",
     "embeddings": "{numeric: n, cardinalities: [...]}: the model's inputs after n numbers are "
     "category codes for embeddings (set by make_bundle, read by the mlp)",
+    "text_column": "the CSV column holding each document (text datasets)",
+    "text": "{vocab_size, pad_id, special_ids, start_id, end_id, max_length, tokenizer}: the token ids "
+    "a text model reads (set by make_bundle, read by the text models and text_augment)",
 }
 
 
@@ -97,10 +100,10 @@ class RawPool:
 class DataBundle:
     """Train / val / test tensors plus what a model and a report need to know about them.
 
-    ``x_*`` are float32 ``[N, *input_shape]``; ``y_*`` are int64 ``[N]`` for classification and
-    float32 ``[N, T]`` (always 2-D) for regression. ``preprocessing`` is what was fit on train
-    and applied to every split (``tunelab.data.preprocess``); ``label_values`` and ``meta`` come
-    from the loader (see ``RawData``).
+    ``x_*`` are float32 ``[N, *input_shape]`` (int64 token ids ``[N, max_length]`` for text);
+    ``y_*`` are int64 ``[N]`` for classification and float32 ``[N, T]`` (always 2-D) for regression.
+    ``preprocessing`` is what was fit on train and applied to every split
+    (``tunelab.data.preprocess``); ``label_values`` and ``meta`` come from the loader (see ``RawData``).
 
     >>> import torch
     >>> b = DataBundle(*(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)) * 3,
@@ -146,6 +149,21 @@ class DataBundle:
             if isinstance(getattr(self, f.name), Tensor)
         }
         return dataclasses.replace(self, **moved)
+
+    def example_inputs(self, n: int) -> Tensor | None:
+        """``n`` train inputs (repeated if fewer) to time a model on, where random numbers cannot
+        stand in for real inputs (token ids); None for float inputs, which random ones can.
+
+        >>> ids = torch.tensor([[5, 2, 0]])
+        >>> b = DataBundle(*(ids, torch.tensor([0])) * 3, task="classification", input_shape=(3,),
+        ...                num_outputs=2, num_classes=2)
+        >>> b.example_inputs(2).tolist()
+        [[5, 2, 0], [5, 2, 0]]
+        """
+        if self.x_train.is_floating_point():
+            return None
+        reps = -(-n // len(self.x_train))
+        return self.x_train.repeat(reps, *[1] * (self.x_train.dim() - 1))[:n]
 
     def channels_last(self) -> DataBundle:
         """A new bundle whose image inputs [N, C, H, W] use the NHWC (channels_last) layout."""
@@ -250,4 +268,9 @@ class DataBundle:
             # preprocessing's table step turns them into the model's inputs.
             "table": self.preprocessing.table is not None,
             "embeddings": self.meta.get("embeddings"),
+            # Text runs read documents: a list of strings, a .txt file (one per line), or a CSV
+            # with the text column; "text" is what the text models read (None for features).
+            "documents": self.preprocessing.text is not None,
+            "text_column": self.meta.get("text_column"),
+            "text": self.meta.get("text"),
         }

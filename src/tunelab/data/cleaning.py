@@ -39,7 +39,8 @@ _BLOCK = 2048
 
 
 def row_keys(x: np.ndarray, y: np.ndarray) -> list[bytes]:
-    """One digest per sample of its inputs and target (text cells by their text, numbers by bytes).
+    """One digest per sample of its inputs and target (text cells and documents by their text,
+    numbers by bytes).
 
     >>> a = row_keys(np.array([["a", None]], dtype=object), np.array([1]))
     >>> b = row_keys(np.array([["a", None]], dtype=object), np.array([2]))
@@ -48,6 +49,8 @@ def row_keys(x: np.ndarray, y: np.ndarray) -> list[bytes]:
     """
     keys = []
     flat_y = np.asarray(y).reshape(len(y), -1)
+    if x.dtype == object and x.ndim == 1:  # documents: one string per sample
+        x = x[:, None]
     if x.dtype == object:
         for row, t in zip(x, flat_y, strict=True):
             keys.append(hashlib.sha1(repr((tuple(row.tolist()), t.tobytes())).encode()).digest())

@@ -11,7 +11,10 @@ names the rows, and how image files were decoded. Accepted:
   feature columns, in any order; other columns are ignored. Data without named features (built-in
   signals and images) uses the columns ``x0 .. x{D-1}``: the flattened values, row-major;
 * a ``.npz`` path holding the array ``x``;
-* an image file or a folder of images (any depth), for runs trained on an ``image_folder``.
+* an image file or a folder of images (any depth), for runs trained on an ``image_folder``;
+* for a text run (``data.json``'s ``documents``): strings, a ``.txt`` file (one document per
+  line), a CSV or DataFrame with the text column, or a folder of ``.txt`` files
+  (``tunelab.data.text.read_documents``).
 
 A run trained on a table (``data.json``'s ``table``: a CSV, penguins, a 2-D array) reads its
 feature columns as cells, text or numbers, with missing values allowed: its preprocessing imputes
@@ -34,6 +37,7 @@ import torch
 from tunelab.data.files import read_feature_csv, read_npz
 from tunelab.data.image_folder import IMAGE_SUFFIXES, read_images
 from tunelab.data.splits import check_finite
+from tunelab.data.text import read_documents
 from tunelab.errors import DataError
 
 __all__ = ["feature_columns", "read_inputs"]
@@ -59,6 +63,8 @@ def read_inputs(x: Any, card: dict[str, Any], source: str = "input") -> tuple[np
     >>> a.dtype, a.shape, rows
     (dtype('float32'), (2, 2), ['0', '1'])
     """
+    if card.get("documents"):
+        return read_documents(x, card, source)
     if card.get("table"):
         return _read_table(x, card, source)
     ids: list[str] | None = None

@@ -17,7 +17,9 @@ run directory; never a pickle, so loading a run runs no code)::
      "y": {"kind": "standardize", "scope": "per_target", "mean": [...], "std": [...]}}
 
 ``x`` is a list of steps applied in order (one of: ``standardize`` or ``minmax`` per channel,
-``table``); ``y`` is the regression targets' scaling, or null; ``notes`` says what the fit did
+``table``; for text documents ``text``, the tokenizer, whose ``tokenizer.json`` sits beside the
+file, then optionally ``features`` of a frozen encoder and their scaling); ``y`` is the
+regression targets' scaling, or null; ``notes`` says what the fit did
 (imputed, encoded and dropped columns), as the run's info shows it. New kinds of step are added
 to ``STEP_KINDS``; a file naming
 a kind this version does not know is refused with a message naming it.
@@ -33,14 +35,18 @@ a kind this version does not know is refused with a message naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tunelab.data.features import FeatureStep
 from tunelab.data.table import TableStep
+from tunelab.data.tokenize import TextStep, is_documents
 from tunelab.errors import DataError
 from tunelab.spec import PreprocessSpec
 
@@ -158,9 +164,15 @@ class MinMax:
         return cls(d["scope"], tuple(float(v) for v in d["scale"]), tuple(float(v) for v in d["min"]))
 
 
-Step = Standardize | MinMax | TableStep
+Step = Standardize | MinMax | TableStep | TextStep | FeatureStep
 # kind -> the step class that reads it back (the one place a new kind of step is added).
-STEP_KINDS: dict[str, Any] = {"standardize": Standardize, "minmax": MinMax, "table": TableStep}
+STEP_KINDS: dict[str, Any] = {
+    "standardize": Standardize,
+    "minmax": MinMax,
+    "table": TableStep,
+    "text": TextStep,
+    "features": FeatureStep,
+}
 
 
 class StandardizeLayer(nn.Module):
@@ -266,6 +278,26 @@ def _channel_steps(x: np.ndarray, spec: PreprocessSpec) -> tuple[Step, ...]:
     return ()
 
 
+def _text_steps(docs: np.ndarray, spec: PreprocessSpec) -> tuple[tuple[Step, ...], dict[str, Any]]:
+    """Documents: the tokenizer; with ``preprocess.features``, the frozen encoder's features and
+    their scaling (``scaling``: standard or minmax per feature, or none) after it."""
+    text, notes = TextStep.fit(docs, spec)
+    if spec.features is None:
+        return (text,), notes
+    if spec.scaling == "robust":
+        raise DataError(
+            "preprocess.scaling: robust scales table columns; for text features use standard, minmax or none"
+        )
+    features, train = FeatureStep.fit(text.apply(docs), spec.features, text.pad_id)
+    steps: list[Step] = [text, features]
+    if spec.scaling == "standard":
+        steps.append(Standardize.fit(train))
+    elif spec.scaling == "minmax":
+        steps.append(MinMax.fit(train, tuple(spec.minmax_range)))
+    notes["text"]["features"] = {"encoder": spec.features, "size": features.size}
+    return tuple(steps), notes
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Input steps (applied in order) and the regression targets' scaling, fit on train only.
@@ -291,8 +323,9 @@ class Preprocessing:
         """Fit on the train split as ``spec`` says (default: ``PreprocessSpec()``).
 
         ``x_train`` is a table ``[N, F]`` (numbers, or text cells when ``text``: a CSV's, whose
-        column types are then detected; ``names`` are its columns) or signals / images
-        ``[N, C, ...]``. Regression targets are standardized per target (``target_scaling``).
+        column types are then detected; ``names`` are its columns), signals / images
+        ``[N, C, ...]``, or text documents ``[N]`` (``tunelab.data.tokenize``). Regression targets
+        are standardized per target (``target_scaling``).
 
         >>> x, y = np.array([[0.0], [4.0]]), np.array([[10.0], [30.0]])
         >>> pre = Preprocessing.fit(x, y, task="regression")
@@ -302,7 +335,9 @@ class Preprocessing:
         spec = spec or PreprocessSpec()
         x_train = np.asarray(x_train)
         notes: dict[str, Any] = {}
-        if x_train.ndim == 2:
+        if is_documents(x_train):
+            steps, notes = _text_steps(x_train, spec)
+        elif x_train.ndim == 2:
             names = names or [f"x{i}" for i in range(x_train.shape[1])]
             step, notes = TableStep.fit(x_train, names, spec, text=text)
             steps: tuple[Step, ...] = (step,)
@@ -323,7 +358,30 @@ class Preprocessing:
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The model's input shape for raw samples of ``input_shape``."""
         table = self.table
-        return (len(table.output_names),) if table is not None else input_shape
+        if table is not None:
+            return (len(table.output_names),)
+        features = next((s for s in self.x if isinstance(s, FeatureStep)), None)
+        if features is not None:
+            return (features.size,)
+        text = self.text
+        return (text.max_length,) if text is not None else input_shape
+
+    @property
+    def text(self) -> TextStep | None:
+        """The tokenizer step, when the inputs are text documents."""
+        return next((s for s in self.x if isinstance(s, TextStep)), None)
+
+    def text_info(self) -> dict[str, Any] | None:
+        """What a text model reads (vocabulary size, padding and special ids) when the model's
+        inputs are token ids; None otherwise (no text, or frozen features in their place)."""
+        text = self.text
+        if text is None or any(isinstance(s, FeatureStep) for s in self.x):
+            return None
+        return text.info()
+
+    def files(self) -> dict[str, str]:
+        """Files saved beside ``preprocess.json`` (a text run's ``tokenizer.json``): name -> text."""
+        return self.text.files() if self.text is not None else {}
 
     def embeddings(self) -> dict[str, Any] | None:
         """``{"numeric": n, "cardinalities": [...]}`` when categories are codes for embeddings: the
@@ -335,7 +393,8 @@ class Preprocessing:
         return {"numeric": n, "cardinalities": table.cardinalities}
 
     def transform(self, x: np.ndarray, what: str = "x") -> np.ndarray:
-        """The model's inputs (float32) for raw inputs ``x`` ``[N, *input_shape]``.
+        """The model's inputs for raw inputs ``x`` ``[N, *input_shape]``: float32, or int64 token
+        ids ``[N, max_length]`` for text documents ``[N]``.
 
         ``what`` names the data in the error raised when ``x`` does not fit the fitted statistics.
         """
@@ -343,7 +402,7 @@ class Preprocessing:
         for step in self.x:
             step.check(out, what)
             out = step.apply(out, what)
-        return out.astype(np.float32)
+        return out if out.dtype == np.int64 else out.astype(np.float32)
 
     def transform_y(self, y: np.ndarray) -> np.ndarray:
         """Regression targets ``[N, T]`` on the model's scale (float64; the identity if unscaled)."""
@@ -377,8 +436,14 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], source: str = "preprocess.json") -> Preprocessing:
-        """Read what ``to_json`` wrote; a newer format or an unknown kind of step is refused."""
+    def from_json(
+        cls, d: dict[str, Any], source: str = "preprocess.json", files: Mapping[str, str] | None = None
+    ) -> Preprocessing:
+        """Read what ``to_json`` wrote; a newer format or an unknown kind of step is refused.
+
+        A step's files (a tokenizer) come from ``files`` (what ``files()`` returned) when given,
+        else from the directory of the file ``source``.
+        """
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError(
                 f"{source}: preprocessing format {d.get('format') if isinstance(d, dict) else d!r} is not "
@@ -392,7 +457,12 @@ class Preprocessing:
                     f"{source}: unknown preprocessing step {kind!r} (known: {', '.join(STEP_KINDS)}); "
                     "use the tunelab version that trained the run"
                 )
-            steps.append(STEP_KINDS[kind].from_json(s))
+            if kind == "text":
+                name = s.get("file")
+                text = files.get(name) if files is not None else None
+                steps.append(TextStep.from_json(s, Path(source).parent, text))
+            else:
+                steps.append(STEP_KINDS[kind].from_json(s))
         y = d.get("y")
         return cls(tuple(steps), None if y is None else Standardize.from_json(y), dict(d.get("notes") or {}))
 
@@ -400,6 +470,12 @@ class Preprocessing:
         """The input steps as one torch module (for inputs of ``ndim`` dimensions with the batch)."""
         layers: list[nn.Module] = []
         for s in self.x:
+            if isinstance(s, (TextStep, FeatureStep)):
+                raise DataError(
+                    "this run reads text, which its preprocessing tokenizes with Hugging Face tokenizers: a "
+                    "tensor graph cannot hold that step, so text runs are not exported; use tunelab.load_run "
+                    "(or tunelab predict), which takes raw text"
+                )
             if isinstance(s, TableStep):
                 layers.append(TableLayer(s))
             elif isinstance(s, MinMax):

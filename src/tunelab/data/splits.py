@@ -25,6 +25,7 @@ from tunelab.data.bundle import DATASETS, DataBundle, RawData, RawPool
 from tunelab.data.cleaning import find_duplicates, find_near_duplicates
 from tunelab.data.files import TaskOption, arrays_to_raw
 from tunelab.data.preprocess import Preprocessing
+from tunelab.data.tokenize import is_documents
 from tunelab.errors import DataError
 from tunelab.schema import check, field_hints
 from tunelab.spec import DataSpec, PreprocessSpec
@@ -193,7 +194,7 @@ def _checked_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``raw``'s x, y (and published test split) as arrays, checked for shape and values."""
     x, y = np.asarray(raw.x), np.asarray(raw.y)
-    if x.ndim == 1:
+    if x.ndim == 1 and not is_documents(x):
         x = x[:, None]  # N samples of one feature
     if len(x) != len(y):
         raise DataError(f"{source}: x has {len(x)} samples but y has {len(y)}; they must match")
@@ -205,7 +206,7 @@ def _checked_arrays(
     xt = yt = None
     if has_test:
         xt, yt = np.asarray(raw.x_test), np.asarray(raw.y_test)
-        if xt.ndim == 1:
+        if xt.ndim == 1 and not is_documents(xt):
             xt = xt[:, None]
         if xt.shape[1:] != x.shape[1:] or len(xt) != len(yt) or yt.shape[1:] != y.shape[1:]:
             raise DataError(
@@ -218,8 +219,8 @@ def _checked_arrays(
         if arr is None:
             continue
         table = what.startswith("x") and arr.ndim == 2
-        if table and arr.dtype == object:
-            continue  # text cells of a table: read (and checked) by the table step
+        if (table or what.startswith("x")) and arr.dtype == object:
+            continue  # text cells of a table, or documents: read (and checked) by their step
         if arr.dtype.kind not in "biuf":
             raise DataError(f"{source}: {what} must be numeric, got {arr.dtype}")
         if table:  # a table's missing values are imputed; infinities are not values
@@ -378,15 +379,20 @@ def preprocessed_bundle(
     embeddings = pre.embeddings()
     if embeddings is not None:
         meta["embeddings"] = embeddings
+    text = pre.text_info()
+    if text is not None:
+        meta["text"] = text
     y_dtype = torch.int64 if classification else torch.float32
-    xv_t, yv_t = _tensor(xv, torch.float32), _tensor(yv, y_dtype)
+    # Token ids stay int64 (embedding lookups); everything else is float32.
+    x_dtype = torch.int64 if x.dtype == np.int64 else torch.float32
+    xv_t, yv_t = _tensor(xv, x_dtype), _tensor(yv, y_dtype)
     same = test is val  # a cross-validation fold: its held-out part fills both slots
     return DataBundle(
-        x_train=_tensor(x, torch.float32),
+        x_train=_tensor(x, x_dtype),
         y_train=_tensor(y, y_dtype),
         x_val=xv_t,
         y_val=yv_t,
-        x_test=xv_t if same else _tensor(xt, torch.float32),
+        x_test=xv_t if same else _tensor(xt, x_dtype),
         y_test=yv_t if same else _tensor(yt, y_dtype),
         task=raw.task,
         input_shape=tuple(int(s) for s in x.shape[1:]),
@@ -434,7 +440,7 @@ def refit_fold(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBun
         feature_names=pool.feature_names,
         name=pool.name,
         label_values=pool.label_values,
-        meta={k: v for k, v in pool.meta.items() if k != "embeddings"},
+        meta={k: v for k, v in pool.meta.items() if k not in ("embeddings", "text")},
     )
     held_part = (rp.x[held], rp.y[held])
     return preprocessed_bundle(

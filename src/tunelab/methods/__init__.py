@@ -16,6 +16,7 @@ from __future__ import annotations
 from tunelab.methods import (
     augment,
     augment_mix,
+    augment_text,
     augment_tta,
     clipping,
     early_stopping,
@@ -35,6 +36,7 @@ __all__ = [
     "TrainState",
     "augment",
     "augment_mix",
+    "augment_text",
     "augment_tta",
     "clipping",
     "early_stopping",

@@ -315,7 +315,10 @@ class ChannelPrune(Method):
         from tunelab.models._base import eager_copy
 
         output_layer(state.model)  # a clear error for a model with no Linear/Conv layer
-        self.example = torch.zeros(2, *state.data.input_shape, device=state.device)
+        # Zeros trace any model; token ids must stay integers (all padding is a valid document).
+        self.example = torch.zeros(
+            2, *state.data.input_shape, device=state.device, dtype=state.data.x_train.dtype
+        )
         # A dry run on a copy: a model with nothing to narrow (a GRU, one Linear layer) is refused
         # now, not halfway through training.
         try:

@@ -149,8 +149,12 @@ def efficiency_report(
     large_batch: int = 1024,
     budget_s: float = 2.0,
     memory_format: torch.memory_format = torch.contiguous_format,
+    example: Tensor | None = None,
 ) -> dict[str, Any]:
     """Counts and timings of ``model`` on random inputs of one sample's ``input_shape``.
+
+    ``example``: real inputs to time instead, for data that random numbers cannot stand in for
+    (token ids): its first sample is the batch of 1, its first ``large_batch`` the large batch.
 
     ``memory_format=torch.channels_last`` feeds NHWC inputs to a channels_last model. Timings run
     under whatever autocast context the caller holds (the run's precision).
@@ -171,12 +175,15 @@ def efficiency_report(
             f"move it first with model.to({str(device)!r})"
         )
     gen = torch.Generator().manual_seed(0)
-    one = torch.randn((1, *input_shape), generator=gen).to(device).contiguous(memory_format=memory_format)
-    big = (
-        torch.randn((large_batch, *input_shape), generator=gen)
-        .to(device)
-        .contiguous(memory_format=memory_format)
-    )
+    if example is not None:
+        one, big = example[:1].to(device), example[:large_batch].to(device)
+    else:
+        one = torch.randn((1, *input_shape), generator=gen).to(device).contiguous(memory_format=memory_format)
+        big = (
+            torch.randn((large_batch, *input_shape), generator=gen)
+            .to(device)
+            .contiguous(memory_format=memory_format)
+        )
     counts = count_parameters(model)
     lat = latency(model, one, budget_s=budget_s / 2)
     thr = throughput(model, big, budget_s=budget_s / 2)

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from tunelab.errors import ModelError
-from tunelab.models import cnn, custom, gru, linear, mlp, resnet
+from tunelab.models import cnn, custom, gru, linear, mlp, resnet, text, transformer
 from tunelab.models._base import ACTIVATIONS, MODELS, check_input
 from tunelab.models.init import init_weights
 from tunelab.spec import ModelSpec
@@ -38,6 +38,8 @@ __all__ = [
     "linear",
     "mlp",
     "resnet",
+    "text",
+    "transformer",
 ]
 
 
@@ -46,11 +48,15 @@ def build_model(
     input_shape: Sequence[int],
     num_outputs: int,
     embeddings: Mapping[str, Any] | None = None,
+    *,
+    text: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build the family ``spec.name`` with ``spec.params`` and initialize it with ``spec.init``.
 
     ``embeddings``: the data's category codes (``DataBundle.meta["embeddings"]``, set by
-    ``preprocess.encoding: embedding``), for a family that embeds them (``mlp``).
+    ``preprocess.encoding: embedding``), for a family that embeds them (``mlp``). ``text``: the
+    data's token ids (``DataBundle.meta["text"]``: vocabulary size, padding id), for the families
+    that read them (``embedding_bag``, ``textcnn``, ``gru``, ``transformer``).
 
     The parameters are checked again (a hand-made ModelSpec gets the recipe's errors); the init's
     nonlinearity is the model's ``activation`` parameter when it has one.
@@ -68,7 +74,15 @@ def build_model(
             f"model.name: {entry.name} does not embed categories; preprocess.encoding: embedding needs "
             "model mlp (or use preprocess.encoding: onehot or ordinal)"
         )
-    if entry.tags.get("embeddings"):
+    reads_text = entry.tags.get("text")  # True: token ids only; "optional": token ids or numbers
+    if text and not reads_text:
+        raise ModelError(
+            f"model.name: {entry.name} does not read token ids; for text use embedding_bag, textcnn, gru or "
+            "transformer (or preprocess.features: minilm with an mlp head)"
+        )
+    if reads_text:
+        model = entry.build(tuple(input_shape), num_outputs, text, **params)
+    elif entry.tags.get("embeddings"):
         model = entry.build(tuple(input_shape), num_outputs, embeddings, **params)
     else:
         model = entry.build(tuple(input_shape), num_outputs, **params)

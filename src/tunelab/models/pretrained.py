@@ -9,6 +9,9 @@ loaded under ``info["pretrained"]``. Sources:
 * a checkpoint file: a state dict read with ``torch.load(..., weights_only=True)`` (no code from
   the file is run), or a dict holding one under ``state_dict`` / ``model_state_dict`` / ``model``;
   ``.safetensors`` files are read with the ``safetensors`` package;
+* a pretrained text encoder (``minilm``, or a directory in Hugging Face's layout holding a
+  ``model.safetensors``: ``tunelab.encoders``), for the ``transformer`` model, whose new head is
+  the one tensor group the checkpoint lacks;
 * ``hf:REPO[/FILE]`` (a Hugging Face hub repository, ``FILE`` defaulting to ``model.safetensors``
   then ``pytorch_model.bin``) and ``timm:NAME`` (timm's weights, published as ``hf:timm/NAME``):
   downloaded with ``huggingface_hub`` into its cache, then read as a checkpoint file. Hub
@@ -34,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tunelab.encoders import ENCODERS, weights_file
 from tunelab.errors import ModelError, RecipeError, TunelabError
 
 __all__ = ["HUB_PREFIXES", "load_pretrained", "load_state_dict_file", "match_state_dict", "resolve_source"]
@@ -94,7 +98,9 @@ def load_pretrained(model: nn.Module, source: str | Path) -> dict[str, Any]:
         )
         report["warnings"].append(msg)
         warnings.warn(f"{_PATH}: {msg}", stacklevel=2)
-    if report["missing"]:
+    encoder = str(source) in ENCODERS or Path(str(source), "config.json").is_file()
+    new_head = encoder and all(n.startswith("head.") for n in report["missing"])
+    if report["missing"] and not new_head:  # a transformer's head is new by design: no warning
         msg = (
             f"{len(report['missing'])} tensor(s) of the model are not in {source} and keep their "
             f"initialization: {_first(report['missing'])}"
@@ -171,7 +177,11 @@ def resolve_source(source: str | Path) -> Path:
     text = str(source)
     if text.startswith(HUB_PREFIXES):
         return _from_hub(text)
+    if text in ENCODERS:
+        return weights_file(text)
     path = Path(text).expanduser()
+    if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        return path / "model.safetensors"  # a text encoder's directory (Hugging Face's layout)
     if path.is_dir():
         for name in ("final.pt", "best.pt"):
             if (path / name).is_file():

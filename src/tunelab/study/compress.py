@@ -213,6 +213,7 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, nn.Module]:
         quantized=False,
         source=f"{run_dir}/final.pt",
         embeddings=data.meta.get("embeddings"),
+        text=data.meta.get("text"),
     )
     return recipe, data, model
 
@@ -334,6 +335,9 @@ def compress_run(
     gen = torch.Generator().manual_seed(0)  # inputs for tracing and timing: never the global RNG
     one = torch.randn((1, *data.input_shape), generator=gen).to(device)
     big = torch.randn((throughput_batch, *data.input_shape), generator=gen).to(device)
+    real = data.example_inputs(throughput_batch)  # token ids: real documents, not random numbers
+    if real is not None:
+        one, big = real[:1].to(device), real.to(device)
     setting = _Setting(recipe, data.to(device), device, epochs, threads, scope, schedule, one, evaluate_test)
 
     val, test = _evaluate(dense, setting.bundle, recipe, evaluate_test)

@@ -360,6 +360,7 @@ def data_section(prep: Mapping[str, Any] | None) -> Section:
         rows.append(["near-duplicate rows", f"{pair} (across splits: leakage)", n])
     for key, what in (("dropped_columns", "dropped column"), ("imputed", "imputed"), ("encoded", "encoded")):
         rows += [[what, column, why] for column, why in (prep.get(key) or {}).items()]
+    rows += _text_rows(prep)
     if not rows:
         section.items.append(
             Note("nothing was dropped, imputed or encoded, and no duplicates were looked for")
@@ -373,6 +374,47 @@ def data_section(prep: Mapping[str, Any] | None) -> Section:
         Table("what cleaning and preprocessing did", ["what", "where", "count or how"], rows, caption)
     )
     return section
+
+
+def _text_rows(prep: Mapping[str, Any]) -> list[list[Any]]:
+    """A text run's rows: documents read and dropped before the split (tunelab.data.text), and what
+    the tokenizer made of the train split (tunelab.data.tokenize)."""
+    rows: list[list[Any]] = []
+    docs = prep.get("documents") or {}
+    if docs.get("read") is not None:
+        rows.append(["documents read", "", docs["read"]])
+    if docs.get("duplicates") is not None:
+        rows.append(["exact duplicate documents", docs.get("action", ""), docs["duplicates"]])
+    if docs.get("dropped_missing_text_or_label"):
+        rows.append(["documents dropped", "text or label missing", docs["dropped_missing_text_or_label"]])
+    text = prep.get("text") or {}
+    if text:
+        rows.append(
+            [
+                "tokenizer",
+                "fit on train" if text.get("tokenizer") == "word" else "pretrained",
+                f"{text.get('tokenizer')}, vocabulary of {text.get('vocab_size')}",
+            ]
+        )
+        rows.append(
+            [
+                "truncated documents",
+                f"train, longer than {text.get('max_length')} tokens",
+                text.get("truncated_documents"),
+            ]
+        )
+        rows.append(["tokens per document", "train, mean", text.get("mean_tokens")])
+        rows.append(["unknown token rate", "train", text.get("unknown_token_rate")])
+    if text.get("features"):
+        feats = text["features"]
+        rows.append(
+            [
+                "frozen features",
+                f"encoder {feats.get('encoder')}, computed once and cached",
+                feats.get("size"),
+            ]
+        )
+    return rows
 
 
 def method_section(history: list[dict[str, Any]], info: Mapping[str, Any]) -> Section:

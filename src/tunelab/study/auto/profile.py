@@ -128,9 +128,16 @@ def profile_data(recipe: Recipe) -> DataProfile:
     bundle = load_data(recipe.data, keep, keep_raw=True)
     summary = bundle.summary()
     modality = bundle.meta.get("modality") or modality_of(bundle.input_shape)
-    # Text (a bundle whose meta says so) gets MinHash-free treatment for now: exact copies only.
-    # A CSV's raw cells are objects too, but its encoded columns are numbers: near copies apply.
-    text = bundle.meta.get("modality") == "text"
+    # Text (token ids: the data layer's meta["text"]) has no baseline and space here yet: it would
+    # be one more entry of FAMILIES (and of space's per-modality tables). Refused, not mistaken
+    # for a table of token ids.
+    if bundle.meta.get("text"):
+        raise DataError(
+            f"data {recipe.data.name!r} is text: tunelab auto does not search text models yet; train a "
+            "text recipe with tunelab train or tunelab search (docs/text.md)"
+        )
+    # A CSV's raw cells are objects, but its encoded columns are numbers: near copies apply.
+    text = False
     exact = bundle.report.get("duplicates") or {}
     exact = {"within": dict(exact.get("within", {})), "across": dict(exact.get("across", {}))}
     near = _near(bundle, text)

@@ -34,3 +34,8 @@ def test_modality_picks_the_family_and_refuses_other_shapes():
     assert FAMILIES["signal"] == ("cnn1d", "resnet", "gru")
     with pytest.raises(DataError, match="reshape"):
         modality_of((1, 2, 3, 4))
+
+
+def test_text_data_is_refused_in_one_line_until_it_has_a_space():
+    with pytest.raises(DataError, match="is text: tunelab auto does not search text models yet"):
+        profile_data(load_recipe({"data": {"name": "bbc_news"}, "model": {"name": "embedding_bag"}}))

@@ -29,6 +29,7 @@ from tunelab.redact import redact_text
 
 # The command modules, in the order `tunelab --help` lists them.
 COMMANDS = (
+    "auto",
     "train",
     "predict",
     "export",

@@ -137,6 +137,11 @@ class PreprocessSpec:
     # are usually copies; keep (and report) those of arrays, signals and images, whose published
     # benchmarks keep them. Either way the counts within and across splits are reported.
     duplicates: Literal["auto", "drop", "keep"] = "auto"
+    # Off by default: comparing every pair of samples costs O(N^2) and the published benchmarks
+    # keep their near copies. A number drops (with duplicates: drop) or counts the samples within
+    # this RMS difference per standardized feature of an earlier one of the same class
+    # (tunelab.data.cleaning.find_near_duplicates; 0.05 = 5% of a feature's spread).
+    near_duplicates: Annotated[float, Range(gt=0)] | None = None
     # Regression targets standardized on train: one loss scale whatever the targets' units.
     target_scaling: Literal["standard", "none"] = "standard"
     # --- text documents (text_csv, text_folder, bbc_news; tunelab.data.tokenize)

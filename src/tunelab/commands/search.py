@@ -4,7 +4,8 @@ tunelab search RECIPE [--trials N] [--timeout S] [--sampler tpe|random|cmaes|gp|
                       [--pruner none|median|asha|hyperband] [--objective val.accuracy[,latency_ms]]
                       [--storage URL] [--study NAME] [--workers K] [--final-seeds S]
                       [--out DIR] [--set k=v ...] [--json] [--quiet] [--no-report]
-tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--out DIR] [--quiet]
+tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--deadline UNIX_TIME] [--out DIR]
+               [--quiet]
 tunelab studies [--storage URL] [--json]
 tunelab show STUDY [--storage URL] [--top N] [--json]
 """
@@ -82,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads for this worker (default: torch's)")
     p.add_argument("--seed", type=int, help="seed of this worker's sampler (default: fresh randomness)")
     p.add_argument("--timeout", type=float, help="seconds after which this worker starts no new trial")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        help="a Unix time: start no trial that cannot end before it (estimated from the finished ones) "
+        "and stop the one training then (set by `tunelab auto` for its workers)",
+    )
     p.add_argument(
         "--out",
         default=DEFAULT_OUT,
@@ -166,6 +173,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         timeout=args.timeout,
+        deadline=args.deadline,
         on_trial=None if args.quiet else _print_trial,
         out_dir=args.out,
     )

@@ -22,7 +22,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from tunelab.data.bundle import DATASETS, DataBundle, RawData, RawPool
-from tunelab.data.cleaning import find_duplicates
+from tunelab.data.cleaning import find_duplicates, find_near_duplicates
 from tunelab.data.files import TaskOption, arrays_to_raw
 from tunelab.data.preprocess import Preprocessing
 from tunelab.data.tokenize import is_documents
@@ -256,17 +256,27 @@ def _classes(raw: RawData, y: np.ndarray, yt: np.ndarray | None, source: str) ->
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _drop_duplicates(parts: Splits, preprocess: PreprocessSpec, text: bool) -> tuple[Splits, dict[str, Any]]:
-    """Exact duplicate rows within and across the splits (``tunelab.data.cleaning``): dropped or
-    only counted, as ``preprocess.duplicates`` says (auto: dropped for tables read from text)."""
+def _drop_duplicates(
+    parts: Splits, preprocess: PreprocessSpec, text: bool, classification: bool = True
+) -> tuple[Splits, dict[str, Any]]:
+    """Exact duplicate rows within and across the splits (``tunelab.data.cleaning``), then, with
+    ``preprocess.near_duplicates``, near copies among what is left: dropped or only counted, as
+    ``preprocess.duplicates`` says (auto: dropped for tables read from text)."""
     found = find_duplicates(parts)
     drop = preprocess.duplicates == "drop" or (preprocess.duplicates == "auto" and text)
-    if drop and found.total:
-        parts = {
-            name: (np.delete(x, found.drop[name], axis=0), np.delete(y, found.drop[name], axis=0))
-            for name, (x, y) in parts.items()
-        }
-    return parts, found.report(drop, preprocess.duplicates)
+    parts = _without(parts, found.drop) if drop and found.total else parts
+    report = found.report(drop, preprocess.duplicates)
+    if preprocess.near_duplicates is not None and not text:
+        rest = parts if drop else _without(parts, found.drop)  # near copies beyond the exact ones
+        near = find_near_duplicates(rest, preprocess.near_duplicates, classification=classification)
+        if drop and near.total:
+            parts = _without(parts, near.drop)
+        report["near"] = {**near.counts, "threshold": preprocess.near_duplicates}
+    return parts, report
+
+
+def _without(parts: Splits, rows: dict[str, np.ndarray]) -> Splits:
+    return {n: (np.delete(x, rows[n], axis=0), np.delete(y, rows[n], axis=0)) for n, (x, y) in parts.items()}
 
 
 def make_bundle(
@@ -276,8 +286,9 @@ def make_bundle(
 
     Without a published test split, ``spec.test_fraction`` is split off first; then
     ``spec.val_fraction`` of the remaining train becomes val. Both splits use ``spec.split_seed``
-    and are stratified for classification. Exact duplicate rows are then counted within and
-    across the splits and dropped or kept (``preprocess.duplicates``). ``spec.train_fraction`` < 1
+    and are stratified for classification. Exact duplicate rows (and, with
+    ``preprocess.near_duplicates``, near copies) are then counted within and across the splits and
+    dropped or kept (``preprocess.duplicates``). ``spec.train_fraction`` < 1
     keeps a stratified subsample of train only (see ``subsample_train``): val and test are the
     samples of the full-data run. The preprocessing (``preprocess``, default
     ``PreprocessSpec()``) is fit on the kept train samples and applied to every split; regression
@@ -315,7 +326,10 @@ def make_bundle(
     )
     text = x.dtype == object
     parts, duplicates = _drop_duplicates(
-        {"train": (x[kept], y[kept]), "val": (x[out], y[out]), "test": (xt, yt)}, preprocess, text
+        {"train": (x[kept], y[kept]), "val": (x[out], y[out]), "test": (xt, yt)},
+        preprocess,
+        text,
+        classification,
     )
     (x, y), (xv, yv), (xt, yt) = parts["train"], parts["val"], parts["test"]
     if spec.train_fraction < 1.0:

@@ -44,7 +44,15 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, R
 from tunelab.errors import DataError, RecipeError, did_you_mean
 from tunelab.spec import PreprocessSpec
 
-__all__ = ["MISSING_TEXT", "ColumnPlan", "TableStep", "cell_text", "detect_columns", "to_numbers"]
+__all__ = [
+    "MISSING_TEXT",
+    "ColumnPlan",
+    "TableStep",
+    "cell_text",
+    "detect_columns",
+    "is_missing",
+    "to_numbers",
+]
 
 # Cells read as missing: pandas' default na_values, so a file reads here as it reads there
 # (penguins.csv writes "NA").
@@ -56,7 +64,12 @@ BOOLEAN_TEXT = {"true": "true", "false": "false", "yes": "true", "no": "false"}
 _SHOW = 5
 
 
-def _missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """Whether a cell is missing: None, NaN, or a text pandas reads as missing (``MISSING_TEXT``).
+
+    >>> is_missing(None), is_missing(" NA "), is_missing(float("nan")), is_missing("0")
+    (True, True, True, False)
+    """
     if v is None:
         return True
     if isinstance(v, str):
@@ -71,7 +84,7 @@ def cell_text(v: Any) -> str | None:
     >>> cell_text(" red "), cell_text(3.0), cell_text("2007"), cell_text("Yes"), cell_text("NA")
     ('red', '3', '2007', 'true', None)
     """
-    if _missing(v):
+    if is_missing(v):
         return None
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
@@ -100,7 +113,7 @@ def to_numbers(column: np.ndarray, name: str, where: str) -> np.ndarray:
     else:
         out = np.empty(len(column), dtype=np.float64)
         for i, v in enumerate(column):
-            if _missing(v):
+            if is_missing(v):
                 out[i] = np.nan
                 continue
             try:
@@ -126,7 +139,7 @@ class ColumnPlan:
 
 
 def _detect_one(cells: np.ndarray, spec: PreprocessSpec) -> tuple[str, str]:
-    present = [v for v in cells if not _missing(v)]
+    present = [v for v in cells if not is_missing(v)]
     n_missing = len(cells) - len(present)
     texts = [cell_text(v) for v in present]
     distinct = set(texts)

@@ -60,6 +60,14 @@ def preprocess_lines(report: dict[str, Any]) -> list[str]:
         )
         leak = " (across splits: leakage)" if across else ""
         lines.append(f"duplicate rows: {where}{leak}; {dup.get('action', '')}")
+    near = dup.get("near") or {}
+    near_where = [f"{v} within {k}" for k, v in (near.get("within") or {}).items() if v]
+    near_where += [f"{v} {k}" for k, v in (near.get("across") or {}).items() if v]
+    if near_where:
+        lines.append(
+            f"near-duplicate rows (RMS difference <= {near.get('threshold')} std): {', '.join(near_where)}; "
+            f"{dup.get('action', '')}"
+        )
     for key, title in (
         ("dropped_columns", "dropped columns"),
         ("imputed", "imputed"),

@@ -11,7 +11,8 @@ a directory an lr-find wrote, or a study name in ``storage``. What each director
 * a search: ``report.json`` naming the study and its storage, and ``best.yaml``; its trials are
   read back from the storage, so the report shows the study as it is now;
 * a compression: ``result.json`` with its ``rows``;
-* an lr-find: ``lr_find.json``.
+* an lr-find: ``lr_find.json``;
+* an auto run (``tunelab auto``): ``auto.json``.
 
     >>> from tunelab.report import write_report
     >>> write_report("runs/demo")  # doctest: +SKIP
@@ -33,7 +34,8 @@ from tunelab.study.search.options import DEFAULT_OUT
 
 EXPECTED = (
     "a run directory (recipe.yaml + result.json), the output directory of search, ablate, cv or compress "
-    "(report.json or result.json), a directory with lr_find.json, or a study name with --storage URL"
+    "(report.json or result.json), a directory with lr_find.json or auto.json, or a study name with "
+    "--storage URL"
 )
 
 
@@ -63,6 +65,10 @@ def _build_dict(kind: str, d: Mapping[str, Any], out_dir: str | None) -> Report:
         from tunelab.report.pages.compress import build_compress_report
 
         return build_compress_report(d, out_dir)
+    if kind == "auto":
+        from tunelab.report.pages.auto import build_auto_report
+
+        return build_auto_report(d, out_dir)
     from tunelab.report.pages.lr_find import build_lr_find_report
 
     return build_lr_find_report(d, out_dir)
@@ -142,6 +148,8 @@ def _from_dir(path: Path, storage: str | None) -> tuple[Report, Path]:
         kind = _kind_of_result(d)
         if kind in ("ablation", "cv", "compress"):
             return _build_dict(kind, d, str(path)), path
+    if (path / "auto.json").is_file():
+        return _build_dict("auto", json.loads((path / "auto.json").read_text()), str(path)), path
     saved = path / "report.json"
     if saved.is_file():
         src = json.loads(saved.read_text()).get("source") or {}

@@ -245,6 +245,9 @@ def finetune_recipe(
     # fit(model=...) applies model.init and model.pretrained to the model it is given: both would
     # overwrite the trained weights this fine-tuning starts from.
     raw["model"].update(init="default", pretrained=None)
+    # A warmup as long as the fine-tuning is not a schedule (the recipe check refuses it): the
+    # trained weights need no warmup anyway, so it is shortened to leave the schedule an epoch.
+    raw["schedule"]["warmup_epochs"] = min(raw["schedule"].get("warmup_epochs", 0), max(0, epochs - 1))
     # The run's own compression methods are dropped: the model is compressed already, and this
     # fine-tuning compresses it as the compress command says (quantization is applied after).
     # tta is dropped too: every row is the bare model (the dense row is evaluated bare), and
@@ -257,13 +260,16 @@ def finetune_recipe(
     return load_recipe(raw)
 
 
-def _evaluate(model: nn.Module, data: Any, recipe: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(
+    model: nn.Module, data: Any, recipe: Any, evaluate_test: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from tunelab.train import LOSSES, _criterion, evaluate
 
     loss = LOSSES["cross_entropy"] if data.task == "classification" else _criterion(recipe, data.task)
     bs = recipe.train.eval_batch_size
     val = evaluate(model, data, "val", loss, bs)
-    test = evaluate(model, data, "test", loss, bs)  # read once for this model, after every choice
+    # Read once for this model, after every choice (unless the caller reads test elsewhere).
+    test = evaluate(model, data, "test", loss, bs) if evaluate_test else {}
     return val, test
 
 
@@ -282,6 +288,7 @@ def compress_run(
     budget_s: float = 2.0,
     save: bool = True,
     progress: Callable[[str], None] | None = None,
+    evaluate_test: bool = True,
 ) -> CompressResult:
     """Compress the model of a finished run; see the module docstring.
 
@@ -303,6 +310,8 @@ def compress_run(
         budget_s: timing budget per model (latency and throughput together).
         save: write the models and ``compress/result.json`` under ``run_dir``.
         progress: called with a short line as each step starts.
+        evaluate_test: False leaves the test split unread (every row's ``test`` empty): for a
+            caller whose test split is read in another stage (``tunelab auto``).
 
     >>> res = compress_run("runs/demo", sparsities=[0.9], seeds=3)  # doctest: +SKIP
     >>> [(r.name, r.nonzero_params, r.val["accuracy"], r.pareto) for r in res.rows]  # doctest: +SKIP
@@ -329,9 +338,9 @@ def compress_run(
     real = data.example_inputs(throughput_batch)  # token ids: real documents, not random numbers
     if real is not None:
         one, big = real[:1].to(device), real.to(device)
-    setting = _Setting(recipe, data.to(device), device, epochs, threads, scope, schedule, one)
+    setting = _Setting(recipe, data.to(device), device, epochs, threads, scope, schedule, one, evaluate_test)
 
-    val, test = _evaluate(dense, setting.bundle, recipe)
+    val, test = _evaluate(dense, setting.bundle, recipe, evaluate_test)
     bare = any(m.name == "tta" for m in recipe.methods)
     notes = ["every row is the bare model: the run's tta is not applied"] if bare else []
     variants = [_Variant("dense", "dense", 0.0, [dense], [val], [test], [recipe.train.seed], notes)]
@@ -400,6 +409,7 @@ class _Setting:
     scope: Literal["global", "layerwise"]
     schedule: str
     example: Tensor  # one input (batch 1), for tracing
+    evaluate_test: bool = True  # False: the rows' test metrics stay empty (compress_run's option)
 
 
 def _pruned(
@@ -445,12 +455,12 @@ def _pruned(
             }
         if epochs > 0:
             ft = finetune_recipe(setting.recipe, epochs, seed, setting.threads, prune_spec)
-            r = fit(ft, model=model, data=setting.bundle, save=False)
+            r = fit(ft, model=model, data=setting.bundle, save=False, evaluate_test=setting.evaluate_test)
             if not r.ok:
                 raise TunelabError(f"{v.name}: fine-tuning {r.status}: {r.message}")
             model, val, test = r.model, r.val, r.test
         else:
-            val, test = _evaluate(model, setting.bundle, setting.recipe)
+            val, test = _evaluate(model, setting.bundle, setting.recipe, setting.evaluate_test)
         v.models.append(model)
         v.vals.append(val)
         v.tests.append(test)
@@ -465,7 +475,7 @@ def _quantized(setting: _Setting, dense: nn.Module, say: Callable[[str], None]) 
         q = quantize_int8(copy.deepcopy(dense).cpu(), scheme)
         if setting.device.type != "cpu":
             q.to(setting.device)
-        val, test = _evaluate(q, setting.bundle, setting.recipe)
+        val, test = _evaluate(q, setting.bundle, setting.recipe, setting.evaluate_test)
         v = _Variant(name, "int8", 0.0, [q], [val], [test], [setting.recipe.train.seed], scheme=scheme)
         if scheme == "int8_weight_only":
             v.notes.append("weights stored in int8 and dequantized in the matmuls, which run in float")

@@ -353,6 +353,11 @@ def data_section(prep: Mapping[str, Any] | None) -> Section:
         rows.append(["duplicate rows", f"within {split}", n])
     for pair, n in (dup.get("across") or {}).items():
         rows.append(["duplicate rows", f"{pair} (across splits: leakage)", n])
+    near = dup.get("near") or {}
+    for split, n in (near.get("within") or {}).items():
+        rows.append(["near-duplicate rows", f"within {split}", n])
+    for pair, n in (near.get("across") or {}).items():
+        rows.append(["near-duplicate rows", f"{pair} (across splits: leakage)", n])
     for key, what in (("dropped_columns", "dropped column"), ("imputed", "imputed"), ("encoded", "encoded")):
         rows += [[what, column, why] for column, why in (prep.get(key) or {}).items()]
     rows += _text_rows(prep)

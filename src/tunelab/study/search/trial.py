@@ -10,7 +10,8 @@ attributes: it counts as a spent trial (so a space that often diverges still end
 steers away from the diverging region instead of ignoring it, as it would a FAIL. A trial whose
 recipe is invalid ends FAIL with the error (and does not count); ``trials`` such failures stop
 the search with that error. A trial that starts past the budget (another worker took the last
-slot) is dropped before it trains: FAIL, user attribute ``surplus``.
+slot) is dropped before it trains: FAIL, user attribute ``surplus``. A trial that a worker's
+deadline cuts short (``Deadline``, a time budget) ends PRUNED, its message saying so.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,29 @@ class PruneOnEpoch(Method):
             self.trial.report(value, step)
 
 
+class Deadline(Method):
+    """Stops the fit at the end of the first epoch that ends after ``at`` (a ``time.time()`` instant).
+
+    What a time budget needs from a run: the loop then ends ``stopped_early`` with the reason, and
+    ``stopped_at`` says after which epoch (None: the run ended before the deadline).
+
+    >>> Deadline(at=0.0).stopped_at is None
+    True
+    """
+
+    name = "deadline"
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.stopped_at: int | None = None
+
+    def epoch_end(self, state: TrainState) -> None:
+        if not state.stop and time.time() >= self.at:
+            state.stop = True
+            state.stop_reason = f"the time budget ran out after epoch {state.epoch + 1}"
+            self.stopped_at = state.epoch + 1
+
+
 def worker_id() -> str:
     """``host:pid`` of this process, kept with each trial it runs."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -92,11 +117,16 @@ class TrialRunner:
     """The objective function of a search: one trial = suggest, fit, read the objectives."""
 
     def __init__(
-        self, config: StudyConfig, threads: int | None = None, checkpoints: str | Path | None = None
+        self,
+        config: StudyConfig,
+        threads: int | None = None,
+        checkpoints: str | Path | None = None,
+        deadline: float | None = None,
     ) -> None:
         """``checkpoints``: the search's output directory; each trial keeps its ``last.pt`` in
-        ``<checkpoints>/<study>/trials/<number>/`` while it runs (None: no checkpoints)."""
-        self.config = config
+        ``<checkpoints>/<study>/trials/<number>/`` while it runs (None: no checkpoints).
+        ``deadline``: a ``time.time()`` instant at which a training trial stops (``Deadline``)."""
+        self.config, self.deadline = config, deadline
         self.checkpoints = Path(checkpoints) if checkpoints is not None else None
         self.recipe = config.recipe()
         needs_efficiency = any(o.name in MEASURED_COSTS for o in config.objectives)
@@ -140,6 +170,7 @@ class TrialRunner:
             if self.report_metric
             else None
         )
+        deadline = Deadline(self.deadline) if self.deadline is not None else None
         checkpoint = self._checkpoint_dir(trial)
         try:
             result = fit(
@@ -147,7 +178,7 @@ class TrialRunner:
                 data=self._bundle(recipe),
                 save=False,
                 resume=checkpoint,
-                methods=[method] if method else [],
+                methods=[m for m in (method, deadline) if m is not None],
                 evaluate_test=False,  # a trial is a choice: the test split stays unread
             )
         except TunelabError as e:
@@ -169,6 +200,9 @@ class TrialRunner:
         if result.message:
             trial.set_user_attr("message", redact_text(result.message))
         if method is not None and method.pruned_at is not None:
+            raise optuna.TrialPruned(result.message)
+        if deadline is not None and deadline.stopped_at is not None:
+            # Cut short by the time budget, not judged: pruned, so no sampler takes it for a result.
             raise optuna.TrialPruned(result.message)
         if result.status == "diverged":
             raise optuna.TrialPruned(f"diverged: {result.message}")

@@ -86,6 +86,21 @@ def worker_seed(base: int, index: int, existing: int) -> int:
     return int(np.random.SeedSequence([base, index, existing]).generate_state(1)[0])
 
 
+def trial_seconds(study: optuna.Study, last: int = 10) -> float | None:
+    """What a trial takes: the median wall time of the study's last ``last`` complete trials
+    (None before the first completes). Pruned trials are left out: any trial may run to its end.
+
+    >>> trial_seconds(optuna.create_study()) is None
+    True
+    """
+    done = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.datetime_complete is not None and t.datetime_start is not None
+    ]
+    return float(np.median(done[-last:])) if done else None
+
+
 def run_worker(
     study_name: str,
     storage: str | None = None,
@@ -93,6 +108,7 @@ def run_worker(
     threads: int | None = None,
     seed: int | None = None,
     timeout: float | None = None,
+    deadline: float | None = None,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
     out_dir: str | Path = DEFAULT_OUT,
 ) -> int:
@@ -101,6 +117,9 @@ def run_worker(
     Needs only the study's name and storage: the recipe, objectives, sampler, pruner and budget
     are read from the study. ``seed`` seeds this worker's sampler (None: fresh entropy, as for a
     worker joining from another machine). ``timeout`` (seconds): start no trial after it.
+    ``deadline`` (a ``time.time()`` instant, shared by every worker of a time budget): start no
+    trial that cannot end before it, as ``trial_seconds`` estimates from the trials so far, and
+    stop a trial that is still training at it (``Deadline``: the trial ends PRUNED).
     ``on_trial(trial, objective_names)`` is called with each trial this worker ends. A running
     trial keeps its checkpoint in ``<out_dir>/<study>/trials/<number>/``: when its worker dies,
     the retry continues from there if it runs where that directory is (this machine, or a shared
@@ -128,7 +147,7 @@ def run_worker(
         sampler=make_sampler(config.sampler, seed, len(config.objectives)),
         pruner=make_pruner(config.pruner, config.recipe().train.epochs),
     )
-    runner = TrialRunner(config, threads, checkpoints=out_dir)
+    runner = TrialRunner(config, threads, checkpoints=out_dir, deadline=deadline)
     names = [o.name for o in config.objectives]
     callbacks = [lambda _study, trial: on_trial(trial, names)] if on_trial is not None else None
     started = time.monotonic()
@@ -139,7 +158,7 @@ def run_worker(
             budget = StudyConfig.from_attrs(study.user_attrs, study_name).trials
             _fail_stale(study)
             c = count_trials(study)
-            if c.done >= budget:
+            if c.done >= budget or not _time_for_a_trial(study, deadline):
                 break
             if c.errors >= budget:
                 raise TunelabError(f"study {study_name}: {c.errors} trials failed: {_first_error(study)}")
@@ -159,6 +178,14 @@ def run_worker(
             )
             ran += 1
     return ran
+
+
+def _time_for_a_trial(study: optuna.Study, deadline: float | None) -> bool:
+    if deadline is None:
+        return True
+    left = deadline - time.time()
+    need = trial_seconds(study)
+    return left > 0 and (need is None or need <= left)
 
 
 def _first_error(study: optuna.Study) -> str:
@@ -221,6 +248,7 @@ def run_local_workers(
     timeout: float | None = None,
     quiet: bool = True,
     threads: int | None = None,
+    deadline: float | None = None,
     out_dir: str | Path = DEFAULT_OUT,
     gpus: Sequence[str] | None = None,
 ) -> list[int]:
@@ -258,6 +286,8 @@ def run_local_workers(
         ]
         if timeout is not None:
             cmd += ["--timeout", str(timeout)]
+        if deadline is not None:
+            cmd += ["--deadline", repr(deadline)]
         if quiet:
             cmd.append("--quiet")
         own = env if slots[i] is None else {**env, "CUDA_VISIBLE_DEVICES": slots[i]}

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+from tests.study.auto.conftest import PLANTED
+
+from tunelab.errors import DataError
+from tunelab.recipe import load_recipe
+from tunelab.study.auto.profile import FAMILIES, modality_of, profile_data
+
+
+def test_planted_copies_across_splits_are_found_reported_and_dropped(planted_csv):
+    p = profile_data(load_recipe({"data": {"name": "csv", "path": str(planted_csv), "target": "label"}}))
+    assert (p.modality, p.task, p.family) == ("table", "classification", "mlp")
+    # iris holds one exact copy of its own (two rows 143 and 102 agree); the planted ones add 12.
+    assert p.exact_total == PLANTED + 1
+    assert sum(p.leakage.values()) > 0  # some copies landed in another split than their original
+    assert any("leakage" in n for n in p.notes) and any(f"{PLANTED + 1} exact" in n for n in p.notes)
+    assert p.to_dict()["dropped"]["exact"] == PLANTED + 1
+    assert p.sizes["train"] + p.sizes["val"] + p.sizes["test"] == 150 + PLANTED
+
+
+def test_near_copies_are_counted_and_set_the_recipes_threshold(tmp_path):
+    lines = ["a,b,label"] + [f"{i * 0.37:.3f},{(i * 7.3) % 13:.3f},{'xy'[i % 2]}" for i in range(60)]
+    lines += ["1.851,10.501,y", "6.291,7.101,y"]  # near copies of rows 5 and 17 (same class)
+    path = tmp_path / "near.csv"
+    path.write_text("\n".join(lines) + "\n")
+    p = profile_data(load_recipe({"data": {"name": "csv", "path": str(path), "target": "label"}}))
+    assert p.exact_total == 0 and p.near_total == 2
+    assert p.near_duplicates is not None and p.to_dict()["dropped"]["near"] == 2
+
+
+def test_modality_picks_the_family_and_refuses_other_shapes():
+    assert [modality_of(s) for s in [(4,), (1, 40), (1, 8, 8)]] == ["table", "signal", "image"]
+    assert FAMILIES["signal"] == ("cnn1d", "resnet", "gru")
+    with pytest.raises(DataError, match="reshape"):
+        modality_of((1, 2, 3, 4))
+
+
+def test_text_data_is_refused_in_one_line_until_it_has_a_space():
+    with pytest.raises(DataError, match="is text: tunelab auto does not search text models yet"):
+        profile_data(load_recipe({"data": {"name": "bbc_news"}, "model": {"name": "embedding_bag"}}))

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tunelab.data import DataBundle
@@ -18,7 +17,7 @@ from tunelab.methods import TrainState
 from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.step import AMP_DTYPES
 
-__all__ = ["efficiency", "evaluate", "final_metrics", "predict"]
+__all__ = ["efficiency", "evaluate", "predict"]
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 
@@ -53,16 +52,6 @@ def evaluate(
     else:
         metrics.update(epoch_metrics(data.task, out, y, data.num_classes))
     return metrics
-
-
-def final_metrics(state: TrainState, net: nn.Module, evaluate_test: bool) -> tuple[dict[str, Any], ...]:
-    """(val, test) full reports of the final weights; the test split is read here, once."""
-    data, t = state.data, state.recipe.train
-    base_loss = F.cross_entropy if data.task == "classification" else state.criterion
-    val = evaluate(net, data, "val", base_loss, t.eval_batch_size, full=True)
-    # After every choice was made on val.
-    test = evaluate(net, data, "test", base_loss, t.eval_batch_size, full=True) if evaluate_test else {}
-    return val, test
 
 
 def efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from tunelab.data.bundle import SPLITS
 from tunelab.data.stream import StreamSplit, as_stream, load_stream, wants_stream
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.evaluation import efficiency as _efficiency
-from tunelab.evaluation import evaluate, predict
-from tunelab.evaluation import final_metrics as _final_metrics
+from tunelab.evaluation import evaluate
+from tunelab.evaluation import predict as predict  # re-exported: tunelab.train.predict as before
 from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.methods.early_stopping import BestEpoch
 from tunelab.models import build_model
@@ -52,19 +52,6 @@ from tunelab.resume import (
 from tunelab.runs import RunDir, RunResult, check_out_dir, default_run_dir, environment
 from tunelab.spec import monitor_mode, resolve_auto_monitor
 from tunelab.step import TrainStep, step_groups
-
-# evaluate and predict live in tunelab.evaluation; they are re-exported here, where they always were.
-__all__ = [
-    "LOSSES",
-    "Loop",
-    "Prepared",
-    "evaluate",
-    "fit",
-    "load_bundle",
-    "predict",
-    "prepare",
-    "resolve_device",
-]
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 # The largest share of a run without a run directory (a study trial) spent writing last.pt.
@@ -411,6 +398,17 @@ def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
     if status == "interrupted":
         raise KeyboardInterrupt(message)
     return result
+
+
+def _final_metrics(state: TrainState, net: nn.Module, evaluate_test: bool) -> tuple[dict[str, Any], ...]:
+    """(val, test) full reports of the final weights; the test split is read here, once (through
+    this module's ``evaluate``, which studies' tests spy on)."""
+    data, t = state.data, state.recipe.train
+    base_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
+    val = evaluate(net, data, "val", base_loss, t.eval_batch_size, full=True)
+    # After every choice was made on val.
+    test = evaluate(net, data, "test", base_loss, t.eval_batch_size, full=True) if evaluate_test else {}
+    return val, test
 
 
 Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best epoch, best value

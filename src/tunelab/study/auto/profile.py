@@ -225,11 +225,14 @@ def _notes(p: DataProfile, text: bool) -> list[str]:
     if p.exact_total:
         how = "documents dropped before the split (data.dedupe)" if text else "rows dropped before training"
         policy = "" if text else " (preprocess.duplicates: drop)"
+        if p.exact_total == 1:
+            how = how.replace("documents", "document").replace("rows", "row")
         notes.append(f"{p.exact_total} exact duplicate {how}{policy}")
     if p.near_total:
         sampled = " (estimated on a sample)" if p.near.get("sampled") else ""
         dropped = "dropped (preprocess.near_duplicates)" if p.near_duplicates else "counted"
-        notes.append(f"{p.near_total} near-duplicate {'documents' if text else 'rows'}{sampled}: {dropped}")
+        what = ("document" if text else "row") + ("s" if p.near_total != 1 else "")
+        notes.append(f"{p.near_total} near-duplicate {what}{sampled}: {dropped}")
     if text:
         notes.append(
             f"text: near copies (word {SHINGLE}-gram Jaccard >= {JACCARD}, same label) are counted, not "

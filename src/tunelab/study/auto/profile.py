@@ -3,13 +3,16 @@
 ``profile_data(recipe)`` loads the recipe's data once, with every copy kept, and reports:
 
 * the task, the input shape and the modality it implies (``(F,)`` a table, ``(C, L)`` a signal,
-  ``(C, H, W)`` an image), the split sizes and the class balance per split;
+  ``(C, H, W)`` an image; token ids ``(L,)`` are text), the split sizes and the class balance;
 * missing values (cells of a table read as missing, NaN in arrays), per column for tables;
 * exact duplicate rows and near copies, within each split and across splits (leakage: a val or
   test sample the model was trained or selected on). Near copies are the data layer's own rule
   (``tunelab.data.cleaning.find_near_duplicates``: RMS difference per standardized feature of at
   most ``NEAR_THRESHOLD``, same class), counted on every pair up to ``FULL_LIMIT`` samples and on a
   random sample of ``SAMPLE`` rows per split above it (then the counts are an estimate, and say so);
+* for text, the copies of documents: exact ones counted as read with ``data.dedupe`` off (the
+  recipes keep it on, so they are dropped before the split), near ones by the Jaccard similarity
+  of word shingles (``near_text``), reported and not dropped;
 * the model family for the modality (``FAMILIES``: the first is the baseline's).
 
 What ``auto`` does about the copies is decided here and written into every recipe it trains:

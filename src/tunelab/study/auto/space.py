@@ -17,8 +17,9 @@ with a cosine schedule, early stopping, and nothing else; every choice reads val
 * the augmentation of the modality (signal shifts and noise, image crops and rotations, feature
   noise for tables), test-time augmentation for signals and images, and mixup (signals, tables)
   or cutmix (images): the two cannot share a recipe, so each modality gets the one made for it;
+  text gets ``text_augment``'s rates and neither (mixing token ids has no meaning);
 * the preprocessing choices of tables (scaling, outlier clipping, imputation when values are
-  missing) and signals (scaling).
+  missing), signals (scaling) and text (``max_length``, ``max_vocab``).
 
 Early stopping is always on (its patience a fifth of the epochs, at least 5) and the epochs are
 fixed per auto run (``epochs_for_budget``), so trials compare at equal length under ASHA.

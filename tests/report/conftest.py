@@ -179,6 +179,19 @@ class Sources:
 
         return self._once("compress", make)
 
+    def auto(self) -> Path:
+        """The output directory of a real ``tunelab auto`` on iris under a 30 s budget."""
+        from tunelab.study.auto.run import run_auto
+
+        def make():
+            out = self.root / "auto-iris"
+            run_auto(
+                {"data": {"name": "iris"}, "train": {"threads": 1}}, budget="30s", out=out, final_seeds=2
+            )
+            return out
+
+        return self._once("auto", make)
+
     def lr_find(self) -> LRFindResult:
         lrs = list(np.geomspace(1e-5, 1.0, 60))
         losses = [2.3 - 1.5 / (1 + np.exp(-(np.log10(lr) + 3) * 2)) for lr in lrs[:50]] + [

@@ -94,6 +94,7 @@ def reports(sources, tmp: Path) -> dict[str, Path]:
         "cv": write_report(sources.cv(), out=tmp / "cv"),
         "compress": write_report(sources.compress()),
         "lr-find": write_report(sources.lr_find(), out=tmp / "lr-find"),
+        "auto": write_report(sources.auto()),
     }
 
 

@@ -35,6 +35,20 @@ from tunelab.errors import DataError, ModelError
 TASKS = ("classification", "regression")
 
 
+# The classification metrics above are shares of samples or means of per-class shares: each lies in
+# [0, 1], so an interval over seeds is clipped to that range where it is reported.
+UNIT_METRICS = frozenset({"accuracy", "precision", "recall", "f1"})
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """The range a metric's values lie in, or None when it is unbounded (losses, errors, R²).
+
+    >>> metric_range("accuracy"), metric_range("val.f1"), metric_range("loss")
+    ((0.0, 1.0), (0.0, 1.0), None)
+    """
+    return (0.0, 1.0) if name.rsplit(".", 1)[-1] in UNIT_METRICS else None
+
+
 def epoch_metrics(task: str, out: Tensor, y: Tensor, num_classes: int | None = None) -> dict[str, float]:
     """Validation metrics for one epoch, computed on ``out``'s device with one host sync.
 

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
+from tunelab.report.pages.auto import ci_caption
 from tunelab.report.pages.common import interval_text, num
 
 _MARK = {"start": "[yellow]…[/]", "update": "[yellow]…[/]", "done": "[green]✓[/]", "skip": "[green]✓[/]"}
@@ -75,7 +76,8 @@ def print_auto(result: Mapping[str, Any], console: Console | None = None) -> Non
     test = fin.get("test") or {}
     c.print(
         f"[bold]test {fin.get('metric')} {num(test.get('mean'))} "
-        f"{interval_text(test.get('ci_low'), test.get('ci_high'))}[/] (95% CI, {test.get('n', 0)} new seeds)"
+        f"{interval_text(test.get('ci_low'), test.get('ci_high'))}[/] ({ci_caption(fin.get('metric'))}; "
+        f"{test.get('n', 0)} new seeds)"
     )
     abl = result.get("ablation") or {}
     for w in abl.get("kept", []):

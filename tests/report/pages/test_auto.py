@@ -66,3 +66,19 @@ def test_tunelab_report_rebuilds_it_from_the_output_directory(tmp_path):
     (tmp_path / "best.yaml").write_text("model: {name: mlp}\n")  # an auto directory, not a search's
     html = write_report(tmp_path)
     assert html == tmp_path / "report.html" and "tunelab auto: iris" in html.read_text()
+
+
+def test_the_final_interval_says_it_is_a_t_interval_clipped_to_the_metric_range():
+    report = build_auto_report(AUTO)
+    answer = report.tables()[0]
+    assert "a t-interval over the seeds, clipped to the metric's range [0, 1]" in answer.title
+    loss = {**AUTO, "final": {**AUTO["final"], "metric": "loss"}}
+    assert "clipped" not in build_auto_report(loss).tables()[0].title
+
+
+def test_seeds_read_as_seeds_and_trial_counts_as_words():
+    report = build_auto_report(AUTO)
+    final = next(t for t in report.tables() if t.title.startswith("final runs"))
+    assert final.rows[0][0] == "1000"  # not "1,000"
+    html = render_html(report)
+    assert "2 complete" in html and "total 60.0 s, spent 50.0 s" in html and "{'COMPLETE'" not in html

@@ -34,3 +34,26 @@ def planted_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+NEAR_PLANTED = 4  # documents copied with their punctuation and case changed: near copies, not exact
+
+
+@pytest.fixture(scope="session")
+def planted_text_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny corpus (120 documents, 1 exact copy of its own) with ``NEAR_PLANTED`` near copies."""
+    import csv
+
+    from tests.conftest import tiny_corpus
+
+    docs = tiny_corpus()
+    docs += [
+        (d.upper().replace(".", "!"), label)
+        for d, label in docs[5 : 120 : 120 // NEAR_PLANTED][:NEAR_PLANTED]
+    ]
+    path = tmp_path_factory.mktemp("planted_text") / "topics.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "target"])
+        w.writerows(docs)
+    return path

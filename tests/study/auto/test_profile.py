@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.study.auto.conftest import PLANTED
+from tests.study.auto.conftest import NEAR_PLANTED, PLANTED
 
 from tunelab.errors import DataError
 from tunelab.recipe import load_recipe
+from tunelab.study.auto.near_text import JACCARD
 from tunelab.study.auto.profile import FAMILIES, modality_of, profile_data
 
 
@@ -36,6 +37,16 @@ def test_modality_picks_the_family_and_refuses_other_shapes():
         modality_of((1, 2, 3, 4))
 
 
-def test_text_data_is_refused_in_one_line_until_it_has_a_space():
-    with pytest.raises(DataError, match="is text: tunelab auto does not search text models yet"):
-        profile_data(load_recipe({"data": {"name": "bbc_news"}, "model": {"name": "embedding_bag"}}))
+def test_text_copies_exact_and_near_are_counted_within_and_across_splits(planted_text_csv):
+    p = profile_data(load_recipe({"data": {"name": "text_csv", "path": str(planted_text_csv)}}))
+    assert (p.modality, p.family, p.families) == ("text", "embedding_bag", list(FAMILIES["text"]))
+    # Read with the copies kept: 121 + the planted near copies, split as they would fall.
+    assert sum(p.sizes.values()) == 121 + NEAR_PLANTED
+    assert p.exact_total == 1 and p.near_total == NEAR_PLANTED
+    assert p.near["jaccard"] == JACCARD and not p.near["sampled"]
+    # Near copies of text are reported (leakage included), not set for dropping.
+    assert p.near_duplicates is None and p.to_dict()["dropped"] == {"exact": 1, "near": 0}
+    across = sum(p.near["across"].values()) + sum(p.duplicates["across"].values())
+    assert sum(p.leakage.values()) == across
+    assert p.notes[0].startswith("text data (256 tokens per sample)")
+    assert any(f"{NEAR_PLANTED} near-duplicate documents: counted" in n for n in p.notes)

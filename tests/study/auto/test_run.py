@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from tests.study.auto.conftest import PLANTED
+from tests.study.auto.conftest import NEAR_PLANTED, PLANTED
 
 import tunelab.train
 from tunelab import load_run
+from tunelab.cli import main
+from tunelab.data import load_data
 from tunelab.recipe import load_recipe
+from tunelab.report import write_report
 from tunelab.study.auto.budget import STAGES
 from tunelab.study.auto.final import FINAL_OFFSET
 from tunelab.study.auto.run import run_auto
@@ -18,11 +21,10 @@ from tunelab.study.auto.run import run_auto
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def auto_run(planted_csv, tmp_path_factory):
-    """One auto run (30 s budget), with a spy on every ``evaluate`` the loop and compress call."""
-    out = tmp_path_factory.mktemp("auto") / "out"
-    reads: list[tuple[str, str]] = []  # (stage open at the time, split evaluated)
+def spied_auto(raw: dict, out, budget: str = "30s"):
+    """One auto run, with a spy on every ``evaluate`` the loop and compress call:
+    (result, reads [(stage open at the time, split evaluated)], events [(stage, what)])."""
+    reads: list[tuple[str, str]] = []
     events: list[tuple[str, str]] = []
     stage = {"now": ""}
     real = tunelab.train.evaluate
@@ -38,15 +40,32 @@ def auto_run(planted_csv, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tunelab.train, "evaluate", spy)
-        result = run_auto(
-            {"data": {"name": "csv", "path": str(planted_csv), "target": "label"}},
-            budget="30s", out=out, final_seeds=3, on_event=on_event,
-        )  # fmt: skip
-    return result, reads, events, out
+        result = run_auto(raw, budget=budget, out=out, final_seeds=3, on_event=on_event)
+    return result, reads, events
 
 
-def test_the_test_split_is_read_only_by_the_final_runs(auto_run):
-    result, reads, _, _ = auto_run
+@pytest.fixture(scope="module")
+def auto_run(planted_csv, tmp_path_factory):
+    """One auto run (30 s budget) on iris with planted copies."""
+    out = tmp_path_factory.mktemp("auto") / "out"
+    raw = {"data": {"name": "csv", "path": str(planted_csv), "target": "label"}}
+    return (*spied_auto(raw, out), out)
+
+
+@pytest.fixture(scope="module")
+def text_auto_run(planted_text_csv, tmp_path_factory):
+    """One auto run (40 s budget) on the tiny corpus with planted exact and near copies."""
+    out = tmp_path_factory.mktemp("auto_text") / "out"
+    return (*spied_auto({"data": {"name": "text_csv", "path": str(planted_text_csv)}}, out, "40s"), out)
+
+
+@pytest.fixture(params=["table", "text"])
+def any_auto_run(request):
+    return request.getfixturevalue("auto_run" if request.param == "table" else "text_auto_run")
+
+
+def test_the_test_split_is_read_only_by_the_final_runs(any_auto_run):
+    result, reads, _, _ = any_auto_run
     test_reads = [s for s, split in reads if split == "test"]
     assert test_reads and set(test_reads) == {"final"}
     # Once per final seed (the loop's end), no more.
@@ -55,8 +74,8 @@ def test_the_test_split_is_read_only_by_the_final_runs(auto_run):
     assert {s for s, split in reads if split == "val"} >= {"baseline", "search", "final"}
 
 
-def test_the_final_seeds_are_new(auto_run):
-    result, *_ = auto_run
+def test_the_final_seeds_are_new(any_auto_run):
+    result, *_ = any_auto_run
     seeds = result["seeds"]
     earlier = set(seeds["selection"]) | set(seeds["ablation"])
     assert seeds["final"] and not earlier & set(seeds["final"])
@@ -108,3 +127,36 @@ def test_a_rerun_resumes_every_stage_without_training(auto_run, planted_csv, mon
     )  # fmt: skip
     assert [w for _, w in events] == ["skip"] * len(STAGES)
     assert again["final"]["test"] == result["final"]["test"]
+
+
+def test_text_auto_writes_best_yaml_a_text_run_predict_reads_raw_text_with_and_a_report(
+    text_auto_run, tmp_path, capsys
+):
+    result, _, events, out = text_auto_run
+    assert [e for e in events if e[1] == "done"] == [(s, "done") for s in STAGES]
+    profile = result["profile"]
+    assert profile["modality"] == "text" and profile["near_duplicates"] is None
+    assert (
+        profile["dropped"]["exact"] == 1
+        and sum(profile["near"]["within"].values()) + sum(profile["near"]["across"].values()) == NEAR_PLANTED
+    )
+    recipe = load_recipe(out / "best.yaml")
+    assert recipe.model.name in ("embedding_bag", "textcnn", "gru") and recipe.data.params["dedupe"]
+    assert not any(m.name in ("mixup", "cutmix", "tta") for m in recipe.methods)
+    test = result["final"]["test"]
+    assert 0.0 <= test["ci_low"] <= test["mean"] <= test["ci_high"] <= 1.0
+    # The deployable run reads raw documents: tunelab predict on the raw test split reproduces
+    # the run's test accuracy exactly.
+    run_dir = out / "run"
+    b = load_data(recipe.data, recipe.preprocess, keep_raw=True)
+    docs, labels = b.raw.x_test, np.asarray(b.class_names)[b.raw.y_test]
+    (tmp_path / "test.txt").write_text("\n".join(docs) + "\n")
+    assert main(["predict", str(run_dir), str(tmp_path / "test.txt"), "--json"]) == 0
+    predicted = np.array([r["prediction"] for r in json.loads(capsys.readouterr().out)["rows"]])
+    accuracy = json.loads((run_dir / "result.json").read_text())["test"]["accuracy"]
+    assert float((predicted == labels).mean()) == accuracy
+    # Compress measured the text model (unstructured pruning and int8 need no token-shaped input).
+    assert any(r["name"].startswith("unstructured") for r in result["compress"]["rows"])
+    pytest.importorskip("matplotlib")
+    html = write_report(out).read_text()
+    assert "near copies" in html and "embedding_bag" in html

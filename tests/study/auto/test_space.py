@@ -35,6 +35,23 @@ def test_the_space_of_each_modality_is_a_valid_search(modality):
         assert {"preprocess.outliers", "preprocess.impute"} <= set(space)
 
 
+def test_the_text_space_searches_text_models_and_augmentation_and_no_other_modalitys(text_csv):
+    base = baseline_recipe({"name": "text_csv", "path": str(text_csv)}, "text", "embedding_bag", epochs=10)
+    assert base["model"] == {"name": "embedding_bag", "embed_dim": 64}
+    raw = search_recipe(base, "text", [256], 100, lr_range=(1e-3, 1e-1), epochs=10)
+    check_space(load_recipe(raw))  # every family, rate and tokenizer bound makes a valid recipe
+    space = raw["search"]
+    assert space["model.name"]["choices"] == ["embedding_bag", "textcnn", "gru"]  # no 83 MB transformer
+    assert {"model.embed_dim", "model.dropout", "optimizer.weight_decay", "train.batch_size"} <= set(space)
+    assert {"methods.label_smoothing", "methods.text_augment", "methods.text_augment.crop"} <= set(space)
+    assert {f"methods.text_augment.{op}" for op in ("insert", "delete", "swap", "replace")} <= set(space)
+    assert {"preprocess.max_length", "preprocess.max_vocab"} <= set(space)
+    # No mixing of token ids, no augmentation or preprocessing made for other modalities.
+    others = ("mixup", "cutmix", "tta", "feature_noise", "signal_augment", "image_augment")
+    assert not any(k.startswith(f"methods.{m}") for k in space for m in others)
+    assert "preprocess.scaling" not in space and "model.batch_norm" not in space
+
+
 def test_epochs_fit_the_budget_within_bounds():
     assert epochs_for_budget(3300, 0.7, 31) == 77
     assert epochs_for_budget(10, 1.0, 30) == 5 and epochs_for_budget(1e6, 0.01, 0) == 100

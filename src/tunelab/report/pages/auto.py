@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunelab.metrics.quality import metric_range
 from tunelab.report.model import Code, Figure, Marker, Note, Report, Section, Series, Table
 from tunelab.report.pages.common import interval_text, num, plural
 
@@ -56,7 +57,11 @@ def _answer(d: Mapping[str, Any]) -> Section:
         ],
     ]
     items: list[Any] = [
-        Table("final recipe, new seeds (mean and 95% CI)", ["", "mean", "95% CI"], rows),
+        Table(
+            f"final recipe, new seeds (mean and {ci_caption(fin.get('metric'))})",
+            ["", "mean", "95% CI"],
+            rows,
+        ),
         Note(
             f"Seeds: selection {seeds.get('selection')} (baseline, lr-find, search), ablation "
             f"{seeds.get('ablation')}, final {seeds.get('final')}. The test split was read only by the final "
@@ -82,8 +87,8 @@ def _budget(d: Mapping[str, Any]) -> Section:
         "budget",
         "bars",
         "budget: planned and spent per stage",
-        f"Wall seconds per stage, over every session of this run (total {num(b.get('total_s'))} s, "
-        f"spent {num(b.get('spent_s'))} s). Rule: {b.get('rule', '')}.",
+        f"Wall seconds per stage, over every session of this run (total {_seconds(b.get('total_s'))}, "
+        f"spent {_seconds(b.get('spent_s'))}). Rule: {b.get('rule', '')}.",
         y_label="seconds",
         series=[Series("planned", names, planned, role="neutral"), Series("spent", names, spent, role="val")],
     )
@@ -99,6 +104,7 @@ def _profile(p: Mapping[str, Any]) -> Section:
         ["model family", p.get("family")],
         ["missing values", (p.get("missing") or {}).get("cells", 0)],
         ["exact copies dropped", (p.get("dropped") or {}).get("exact", 0)],
+        ["near copies found", _near_found(p.get("near") or {})],
         ["near copies dropped", (p.get("dropped") or {}).get("near", 0)],
         [
             "leakage across splits",
@@ -108,6 +114,33 @@ def _profile(p: Mapping[str, Any]) -> Section:
     return Section(
         "data profile", [Table("profile", ["", "value"], rows), *[Note(n) for n in p.get("notes", [])]]
     )
+
+
+def _seconds(v: Any) -> str:
+    """Wall time as a person reads it: ``_seconds(21.677) == "21.7 s"``."""
+    return f"{v:.1f} s" if isinstance(v, (int, float)) else "-"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    """Trial states in words: ``_counts({"COMPLETE": 18, "PRUNED": 28}) == "18 complete, 28 pruned"``."""
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items()) or "none"
+
+
+def _near_found(near: Mapping[str, Any]) -> int:
+    return sum((near.get("within") or {}).values()) + sum((near.get("across") or {}).values())
+
+
+def ci_caption(metric: str | None) -> str:
+    """What the final interval is: a t-interval over seeds, clipped to a bounded metric's range.
+
+    >>> ci_caption("accuracy")
+    "95% CI: a t-interval over the seeds, clipped to the metric's range [0, 1]"
+    >>> ci_caption("loss")
+    '95% CI: a t-interval over the seeds'
+    """
+    bounds = metric_range(metric or "")
+    clip = f", clipped to the metric's range [{bounds[0]:g}, {bounds[1]:g}]" if bounds else ""
+    return f"95% CI: a t-interval over the seeds{clip}"
 
 
 def _baseline(b: Mapping[str, Any], lr: Mapping[str, Any]) -> Section:
@@ -161,7 +194,7 @@ def _search(s: Mapping[str, Any]) -> Section:
         "search",
         "xy",
         f"search: {s.get('objective')} per trial",
-        f"TPE + ASHA, {plural(len(trials), 'trial')} ({s.get('counts')}), "
+        f"TPE + ASHA, {plural(len(trials), 'trial')} ({_counts(s.get('counts') or {})}), "
         f"{s.get('epochs')} epochs each at most; "
         "pruned and stopped trials have no value. One seed per trial: no intervals.",
         x_label="trial",
@@ -241,7 +274,7 @@ def _final(f: Mapping[str, Any]) -> Section:
     runs = f.get("runs") or []
     metric = f.get("metric", "")
     rows = [
-        [r["seed"], r["status"], num(r["val"].get(metric)), num(r["test"].get(metric)), r["epochs"]]
+        [str(r["seed"]), r["status"], num(r["val"].get(metric)), num(r["test"].get(metric)), r["epochs"]]
         for r in runs
     ]
     items: list[Any] = [

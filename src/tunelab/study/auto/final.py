@@ -4,8 +4,10 @@
 train on ``seed``, the ablation on ``seed + 1`` .. ``seed + ABLATION_MAX_SEEDS``; none of them
 reaches the final seeds, so no final figure comes from a model a choice was made on. Each final
 run reads the test split once, at its end (the only stage that reads it); the figure is the mean
-over seeds with a 95% t-interval (``tunelab.study.stats.summarize``). Each finished seed is
-stored as it ends, so a rerun retrains only the seeds still missing.
+over seeds with a 95% t-interval (``tunelab.study.stats.summarize``), clipped to the metric's range
+for a bounded one (accuracy, precision, recall, F1 lie in [0, 1]: a t-interval of 5 seeds near
+100% reached 100.78% on wine, a value no model can read; ``clipped`` says when it was cut). Each
+finished seed is stored as it ends, so a rerun retrains only the seeds still missing.
 
     >>> final_seeds(0, 3)
     [1000, 1001, 1002]
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.io import finite_scalars
+from tunelab.metrics.quality import metric_range
 from tunelab.recipe import load_recipe
 from tunelab.study.stats import summarize
 
@@ -82,12 +85,30 @@ def summary(runs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         values = [r[split][metric] for r in runs if metric in r.get(split, {})]
         if values:
             s = summarize(values).to_dict()
+            low, high, clipped = clip_interval(s["ci_low"], s["ci_high"], metric_range(metric))
             out[split] = {
                 "mean": s["mean"],
-                "ci_low": s["ci_low"],
-                "ci_high": s["ci_high"],
+                "ci_low": low,
+                "ci_high": high,
+                "clipped": clipped,
                 "std": s["std"],
                 "n": len(values),
                 "values": values,
             }
     return out
+
+
+def clip_interval(
+    low: float | None, high: float | None, bounds: tuple[float, float] | None
+) -> tuple[float | None, float | None, bool]:
+    """``(low, high)`` cut to ``bounds`` (None: unbounded), and whether either end moved.
+
+    >>> clip_interval(0.97, 1.0078, (0.0, 1.0))
+    (0.97, 1.0, True)
+    >>> clip_interval(-0.2, 0.5, None)
+    (-0.2, 0.5, False)
+    """
+    if bounds is None or low is None or high is None:
+        return low, high, False
+    lo, hi = max(low, bounds[0]), min(high, bounds[1])
+    return lo, hi, (lo, hi) != (low, high)

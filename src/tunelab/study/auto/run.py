@@ -31,7 +31,7 @@ from tunelab.study.auto import compress as compress_stage
 from tunelab.study.auto import final as final_stage
 from tunelab.study.auto import search as search_stage
 from tunelab.study.auto.budget import STAGES, Budget, parse_budget
-from tunelab.study.auto.profile import DataProfile, profile_data
+from tunelab.study.auto.profile import FAMILIES, DataProfile, profile_data
 from tunelab.study.auto.space import (
     BASELINE_EPOCHS,
     baseline_recipe,
@@ -246,6 +246,11 @@ def _baseline(run: _Run, start_raw: dict[str, Any], given: bool, p: DataProfile)
     cleaning = {"duplicates": "drop", "near_duplicates": p.near_duplicates}
     if given:
         raw = {**start_raw, "preprocess": {**start_raw.get("preprocess", {}), **cleaning}}
+        if p.modality == "text" and not _reads_tokens(raw):
+            # A recipe that names only the data gets the default model (an mlp), which cannot read
+            # token ids: the text baseline's model stands in for it.
+            family = baseline_recipe(raw["data"], "text", p.family, epochs=1)["model"]
+            raw["model"] = family
         if not any(m["name"] == "early_stopping" for m in raw.get("methods", [])):
             raw["methods"] = [*raw.get("methods", []), early_stopping(raw["train"]["epochs"])]
     else:
@@ -254,6 +259,15 @@ def _baseline(run: _Run, start_raw: dict[str, Any], given: bool, p: DataProfile)
         raw["train"]["seed"] = start_raw["train"]["seed"]
     raw = study_free_raw(load_recipe(raw))
     return baseline_stage.run_baseline(raw, run.clock.deadline("baseline"))
+
+
+def _reads_tokens(raw: Mapping[str, Any]) -> bool:
+    """Whether the recipe's model reads token ids (or an encoder's features feed it)."""
+    model = (raw.get("model") or {}).get("name")
+    return (
+        model in (*FAMILIES["text"], "transformer")
+        or (raw.get("preprocess") or {}).get("features") is not None
+    )
 
 
 def _lr_find(run: _Run, base: dict[str, Any], p: DataProfile) -> dict[str, Any]:

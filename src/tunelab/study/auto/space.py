@@ -17,8 +17,9 @@ with a cosine schedule, early stopping, and nothing else; every choice reads val
 * the augmentation of the modality (signal shifts and noise, image crops and rotations, feature
   noise for tables), test-time augmentation for signals and images, and mixup (signals, tables)
   or cutmix (images): the two cannot share a recipe, so each modality gets the one made for it;
+  text gets ``text_augment``'s rates and neither (mixing token ids has no meaning);
 * the preprocessing choices of tables (scaling, outlier clipping, imputation when values are
-  missing) and signals (scaling).
+  missing), signals (scaling) and text (``max_length``, ``max_vocab``).
 
 Early stopping is always on (its patience a fifth of the epochs, at least 5) and the epochs are
 fixed per auto run (``epochs_for_budget``), so trials compare at equal length under ASHA.
@@ -39,7 +40,7 @@ from tunelab.study.auto.profile import FAMILIES
 
 # Epochs of the baseline per modality (early stopping ends most runs sooner): the reference
 # MNIST-1D and digits recipes train 30; small tables need more passes over fewer samples.
-BASELINE_EPOCHS = {"signal": 30, "image": 30, "table": 50}
+BASELINE_EPOCHS = {"signal": 30, "image": 30, "table": 50, "text": 20}  # text: examples/bbc_news.yaml
 # Epochs of the search's trials (and what follows them): as many as let about this many full
 # trials fit in the search's share of the budget (ASHA runs many more, most of them cut short).
 FULL_TRIALS = 30
@@ -47,6 +48,7 @@ MIN_EPOCHS, MAX_EPOCHS = 5, 100
 
 _OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"]
 _SCHEDULES = ["step", "exponential", "cosine", "onecycle", "cyclic"]
+_TEXT_OPS = ("insert", "delete", "swap", "replace")
 
 
 def early_stopping(epochs: int) -> dict[str, Any]:
@@ -67,6 +69,8 @@ def baseline_recipe(
         model.update(dropout=0.1, batch_norm=True)
     elif family == "mlp":
         model.update(hidden=[128, 128] if modality == "table" else [256, 128], dropout=0.1)
+    elif modality == "text":
+        model.update(embed_dim=64)  # examples/bbc_news.yaml's fastText: 98% val on BBC News
     return {
         "data": dict(data),
         "preprocess": dict(preprocess),
@@ -80,7 +84,7 @@ def baseline_recipe(
         # trials tied at 1.0, the first of them won and read 95.8% test); the loss still ranks them.
         "train": {
             "epochs": epochs,
-            "batch_size": 32 if modality == "table" else 64,
+            "batch_size": 32 if modality in ("table", "text") else 64,
             "threads": 1,
             "monitor": "val.loss",
         },
@@ -147,7 +151,9 @@ def search_recipe(
             "schedule.name": _choice(*_SCHEDULES),
             "schedule.warmup_epochs": _int(0, max(1, epochs // 10)),
             "train.batch_size": _int(
-                16 if modality != "table" else 8, min(256, max(16, n_train // 4)), log=True
+                16 if modality != "table" else 8,
+                min(128 if modality == "text" else 256, max(16, n_train // 4)),
+                log=True,
             ),
         }
     )
@@ -158,6 +164,17 @@ def search_recipe(
 
 def _model_space(modality: str) -> dict[str, Any]:
     families = list(FAMILIES[modality])
+    if modality == "text":
+        # Each dimension reaches the families that take it (textcnn's channels, gru's hidden_size);
+        # no batch norm or init switch: the text models have neither.
+        return {
+            "model.name": _choice(*families),
+            "model.embed_dim": _choice(32, 64, 128),
+            "model.dropout": _uniform(0.0, 0.5),
+            "model.channels": _choice(50, 100),
+            "model.hidden_size": _choice(64, 128),
+            "model.bidirectional": _SWITCH,
+        }
     space: dict[str, Any] = {
         "model.name": _choice(*families),
         "model.dropout": _uniform(0.0, 0.5),
@@ -231,6 +248,12 @@ def _methods(modality: str, input_shape: list[int]) -> tuple[list[dict[str, Any]
                 "methods.cutmix.p": _uniform(0.1, 0.6),
             }
         )
+    elif modality == "text":
+        # EDA's four operations and the seed's crop. No mixup: it would blend token ids, which are
+        # names, not quantities (and cutmix / tta / the other modalities' augmentations do not apply).
+        methods += [{"name": "text_augment", "insert": 0.1, "delete": 0.1, "swap": 0.1, "replace": 0.1}]
+        space.update({f"methods.text_augment.{op}": _uniform(0.0, 0.2) for op in _TEXT_OPS})
+        space["methods.text_augment.crop"] = _uniform(0.0, 0.3)
     else:
         methods += [{"name": "feature_noise", "std": 0.1}, {"name": "mixup", "alpha": 0.2}]
         space.update(
@@ -244,6 +267,13 @@ def _methods(modality: str, input_shape: list[int]) -> tuple[list[dict[str, Any]
 def _preprocess_space(modality: str, missing: bool) -> dict[str, Any]:
     if modality == "image":
         return {}
+    if modality == "text":
+        # Cheap: the tokenizer is refit per trial in well under a second (BBC News); 512 tokens
+        # keep all but the longest articles, and cost a GRU twice the time of 256.
+        return {
+            "preprocess.max_length": _choice(128, 256, 512),
+            "preprocess.max_vocab": _choice(10000, 20000, 50000),
+        }
     if modality == "signal":
         return {"preprocess.scaling": _choice("standard", "minmax")}
     space = {

@@ -39,12 +39,12 @@ from tunelab.compress.structured import resize_to_state_dict
 from tunelab.data.inputs import read_inputs
 from tunelab.data.preprocess import Preprocessing
 from tunelab.errors import ModelError, TunelabError
+from tunelab.evaluation import predict as forward_in_batches
 from tunelab.methods import METHODS
 from tunelab.models import build_model
 from tunelab.models.pretrained import load_state_dict_file
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.runs import DATA_CARD_FORMAT
-from tunelab.train import predict as forward_in_batches
 
 __all__ = ["Predictor", "load_run", "run_model"]
 

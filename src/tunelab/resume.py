@@ -104,6 +104,9 @@ def data_fingerprint(tensors: Mapping[str, Tensor]) -> str:
     """
     h = hashlib.sha256()
     for name, t in tensors.items():
+        if hasattr(t, "fingerprint"):  # a streamed split: its files or rows (tunelab.data.stream)
+            h.update(f"{name}:{t.fingerprint()};".encode())
+            continue
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
         # Bytes of the standard layout (a channels_last tensor hashes as its contiguous twin).
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
@@ -181,6 +184,17 @@ def check_same_run(checkpoint: Mapping[str, Any], recipe: Recipe, data_hash: str
         )
 
 
+def check_same_world(checkpoint: Mapping[str, Any], processes: int, where: Path) -> None:
+    """Refuse to resume with another number of DDP processes than the run's (the shards, the data
+    order of a step and the per-process batch all follow from it)."""
+    saved = checkpoint.get("processes", 1)
+    if saved != processes:
+        raise TunelabError(
+            f"--resume {where}: the run was trained by {saved} process(es), this resume has {processes}; "
+            f"resume with --nproc {saved} (or start a new run)"
+        )
+
+
 @dataclass
 class ResumeSource:
     """The run a ``fit(resume=...)`` continues: its directory and checkpoint (None: none yet)."""
@@ -244,6 +258,7 @@ def loop_checkpoint(loop: Loop) -> dict[str, Any]:
         "versions": {"tunelab": __version__, "torch": str(torch.__version__)},
         "recipe": json.dumps(state.recipe.to_dict()),
         "data": loop.data_hash,
+        "processes": loop.where.world,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "schedule": state.schedule.state_dict(),

@@ -78,6 +78,16 @@ class DataSpec:
     # val and test are unchanged, so results stay comparable with the full-data run.
     train_fraction: Annotated[float, Range(gt=0, le=1)] = 1.0
     params: dict[str, Any] = field(default_factory=dict)  # the dataset entry's own parameters
+    # Read the data through a DataLoader instead of holding it as tensors (tunelab.data.stream):
+    # for data larger than memory. Off by default: in-memory batching is what keeps the loop fast.
+    stream: bool = False
+    # GiB: an image folder or npz whose decoded float32 set would exceed this streams on its own.
+    # 4 GiB leaves room for the model and a second copy on a 16 GiB machine; null: never on its own.
+    memory_limit: Annotated[float, Range(gt=0)] | None = 4.0
+    # Streaming: DataLoader worker processes reading and decoding ahead of the loop (0: in the loop's
+    # own process). 2 overlaps decoding with a step on small machines; raise it for JPEG-heavy sets.
+    num_workers: Annotated[int, Range(ge=0)] = 2
+    prefetch: Annotated[int, Range(ge=1)] = 2  # streaming: batches each worker reads ahead
 
 
 Quantiles = tuple[Annotated[float, Range(ge=0, le=1)], Annotated[float, Range(ge=0, le=1)]]
@@ -213,6 +223,10 @@ class TrainSpec:
     # Experiment trackers that also receive what the run directory gets (params, per-epoch
     # metrics, the model, the directory as artifacts): none by default, it is an optional extra.
     loggers: list[Literal["mlflow"]] = field(default_factory=list)
+    # Under DDP (several processes): batch norm over the whole global batch instead of each
+    # process's share (nn.SyncBatchNorm; GPUs only). False: per-process statistics, as PyTorch's
+    # DDP does by default. No effect in one process.
+    sync_batch_norm: bool = False
 
 
 @dataclass

@@ -12,6 +12,7 @@ A step is one optimizer update over ``train.grad_accum`` = K micro-batches::
     after_backward(state)                              once per step (gradient clipping)
     scaler.step(optimizer); scaler.update()            fp16: skipped when a gradient overflowed
     schedule.step_batch(); state.step += 1
+    DDP: average the buffers over the processes        batch norm's running statistics
     after_step(state)                                  once per step (EMA, pruning masks)
 
 Micro-batch i of n_i samples in a step of N samples is weighted n_i / N. The criterion is a mean
@@ -44,19 +45,22 @@ __all__ = ["AMP_DTYPES", "TrainStep", "step_groups"]
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def step_groups(n: int, batch_size: int, grad_accum: int = 1) -> list[list[tuple[int, int]]]:
+def step_groups(
+    n: int, batch_size: int, grad_accum: int = 1, min_last: int = 2
+) -> list[list[tuple[int, int]]]:
     """The [lo, hi) ranges of the micro-batches of each optimizer step of an epoch of ``n`` samples.
 
     Micro-batches of ``batch_size`` (the last takes the remainder) in groups of ``grad_accum``;
-    the last group may be shorter. A final micro-batch of a single sample breaks batch norm in
-    training mode, so it is folded into the previous one.
+    the last group may be shorter. A final micro-batch of fewer than ``min_last`` samples is folded
+    into the previous one: a single sample breaks batch norm in training mode (under DDP, where N
+    processes share each micro-batch, ``min_last`` is 2N).
 
     >>> step_groups(10, 3)
     [[(0, 3)], [(3, 6)], [(6, 10)]]
     >>> step_groups(11, 3, grad_accum=2)
     [[(0, 3), (3, 6)], [(6, 9), (9, 11)]]
     """
-    micro = n // batch_size if n % batch_size == 1 else -(-n // batch_size)
+    micro = n // batch_size if 0 < n % batch_size < min_last else -(-n // batch_size)
     micro = max(1, micro)
     bounds = [(i * batch_size, min(n, (i + 1) * batch_size)) for i in range(micro)]
     bounds[-1] = (bounds[-1][0], n)
@@ -111,16 +115,29 @@ class TrainStep:
         # The seam for DDP: a DistributedDataParallel model must not all-reduce the gradients of a
         # step's micro-batches before the last one; the DDP setup sets this to ``model.no_sync``.
         self.no_sync: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+        # Under DDP: the DistributedDataParallel wrapper the forward goes through (None: state.model)
+        # and the number of processes, whose mean gradient DDP computes.
+        self.net: torch.nn.Module | None = None
+        self.world = 1
+        # Under DDP: makes the model's buffers (batch norm's running statistics) the same on every
+        # process after each step, before after_step hooks read them (EMA averages them).
+        self.sync_buffers: Callable[[], None] | None = None
 
-    def __call__(self, micro_batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
-        """Train one optimizer step on ``micro_batches``; return its loss (detached, on device)."""
+    def __call__(self, micro_batches: Sequence[tuple[Tensor, Tensor]], samples: int | None = None) -> Tensor:
+        """Train one optimizer step on ``micro_batches``; return its loss (detached, on device).
+
+        ``samples``: under DDP, the step's samples over all processes. Each micro-batch is then
+        weighted by ``n_i * world / samples``: DDP averages the gradients over the ``world``
+        processes, so the update is that of the mean over all the step's samples, even when they
+        do not split evenly.
+        """
         state, scaler, optimizer = self.state, self.scaler, self.state.optimizer
         last = len(micro_batches) - 1
         if last < 0:
             raise ValueError("a training step needs at least one micro-batch")
         # The common case, one micro-batch, is weighted by nothing: not even a multiply by 1.
-        sizes = [len(x) for x, _ in micro_batches] if last else None
-        total_n = sum(sizes) if sizes else 1
+        sizes = [len(x) for x, _ in micro_batches] if last or samples is not None else None
+        total_n = samples / self.world if samples is not None else sum(sizes) if sizes else 1
         optimizer.zero_grad(set_to_none=True)
         step_loss: Tensor | None = None
         for i, (x, y) in enumerate(micro_batches):
@@ -140,6 +157,8 @@ class TrainStep:
         if self.step_batch is not None:
             self.step_batch()
         state.step += 1
+        if self.sync_buffers is not None:
+            self.sync_buffers()
         for hook in self.after_step:
             hook(state)
         return step_loss  # type: ignore[return-value]  # set by the first micro-batch
@@ -150,7 +169,7 @@ class TrainStep:
         for hook in self.batch_hooks:
             x, y = hook(state, x, y)
         with self.autocast:
-            out = state.model(x)
+            out = (self.net if self.net is not None else state.model)(x)
             loss = state.criterion(out, y)
         for hook in self.loss_hooks:
             loss = hook(state, loss, out, y)

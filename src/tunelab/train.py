@@ -10,11 +10,10 @@ a killed run continues where it stopped (``fit(resume=RUN_DIR)``, see ``tunelab.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tunelab import distributed
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
 from tunelab.data.bundle import SPLITS
+from tunelab.data.stream import StreamSplit, as_stream, load_stream, wants_stream
 from tunelab.errors import RecipeError, TunelabError
+from tunelab.evaluation import efficiency as _efficiency
+from tunelab.evaluation import evaluate
+from tunelab.evaluation import predict as predict  # re-exported: tunelab.train.predict as before
 from tunelab.methods import METHODS, Method, TrainState, hooks_of
 from tunelab.methods.early_stopping import BestEpoch
-from tunelab.metrics import efficiency_report, epoch_metrics, full_report
 from tunelab.models import build_model
 from tunelab.optim import OPTIMIZERS, build_optimizer, build_schedule
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.resume import (
     LAST,
     Position,
+    ResumeSource,
     check_same_run,
+    check_same_world,
     data_fingerprint,
     load_loop_checkpoint,
     loop_checkpoint,
@@ -46,7 +51,7 @@ from tunelab.resume import (
 )
 from tunelab.runs import RunDir, RunResult, check_out_dir, default_run_dir, environment
 from tunelab.spec import monitor_mode, resolve_auto_monitor
-from tunelab.step import AMP_DTYPES, TrainStep, step_groups
+from tunelab.step import TrainStep, step_groups
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 # The largest share of a run without a run directory (a study trial) spent writing last.pt.
@@ -88,42 +93,23 @@ def _criterion(recipe: Recipe, task: str) -> Criterion:
 
 
 def load_bundle(recipe: Recipe, data: Any = None) -> DataBundle:
-    """The recipe's data, or the data given: a DataBundle, (x, y) or (x, y, x_test, y_test)."""
+    """The recipe's data, or the data given: a DataBundle, (x, y) or (x, y, x_test, y_test), or
+    torch Datasets (one, or train and val and optionally test), which stream (tunelab.data.stream)."""
     if data is None:
+        if wants_stream(recipe.data):
+            return load_stream(recipe.data, recipe.preprocess)
         return load_data(recipe.data, recipe.preprocess)
+    streamed = as_stream(data, recipe.data, recipe.preprocess)
+    if streamed is not None:
+        return streamed
     if isinstance(data, DataBundle):
         return data
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y, *test = data
         return bundle_from_arrays(x, y, recipe.data, *test, preprocess=recipe.preprocess)
-    raise RecipeError("data", type(data).__name__, "pass a DataBundle, (x, y) or (x, y, x_test, y_test)")
-
-
-@torch.inference_mode()
-def predict(net: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    """Outputs of ``net`` on ``x`` in eval mode, in batches (restores the training flag)."""
-    was_training = net.training
-    net.eval()
-    try:
-        return torch.cat([net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
-    finally:
-        net.train(was_training)
-
-
-def evaluate(
-    net: nn.Module, data: DataBundle, split: str, loss_fn: Criterion, batch_size: int, full: bool = False
-) -> dict[str, Any]:
-    """Loss and metrics of ``net`` on one split; ``full`` adds the per-class report."""
-    x, y = data.split(split)
-    out = predict(net, x, batch_size)
-    metrics: dict[str, Any] = {"loss": float(loss_fn(out, y))}
-    if data.task == "regression":  # metrics in the data's own units
-        out, y = data.unscale_y(out), data.unscale_y(y)
-    if full:
-        metrics.update(full_report(data.task, out, y, data.class_names))
-    else:
-        metrics.update(epoch_metrics(data.task, out, y, data.num_classes))
-    return metrics
+    raise RecipeError(
+        "data", type(data).__name__, "pass a DataBundle, (x, y), (x, y, x_test, y_test) or torch Datasets"
+    )
 
 
 @dataclass
@@ -135,14 +121,18 @@ class Prepared:
     methods: list[Method]
     batch_size: int
     groups: list[list[tuple[int, int]]]
+    where: distributed.Dist = distributed.ONE  # this process's rank among the DDP processes
 
 
-def epoch_steps(n: int, recipe: Recipe) -> tuple[int, list[list[tuple[int, int]]]]:
+def epoch_steps(
+    n: int, recipe: Recipe, where: distributed.Dist = distributed.ONE
+) -> tuple[int, list[list[tuple[int, int]]]]:
     """(micro-batch size, each optimizer step's micro-batch ranges) for ``n`` training samples.
 
     ``train.grad_accum`` micro-batches of ``train.batch_size`` make one optimizer step. ``gd``
     takes the whole split as one step, computed in ``grad_accum`` micro-batches (less memory,
-    the same update).
+    the same update). Under DDP the ranges are global: each of the ``where.world`` processes
+    trains on its share of every micro-batch (``distributed.shard``).
 
     >>> from tunelab.recipe import load_recipe
     >>> epoch_steps(100, load_recipe({"train": {"batch_size": 16, "grad_accum": 4}}))[1][-1]
@@ -150,8 +140,9 @@ def epoch_steps(n: int, recipe: Recipe) -> tuple[int, list[list[tuple[int, int]]
     """
     k = recipe.train.grad_accum
     full = OPTIMIZERS.get(recipe.optimizer.name).tags.get("full_batch")
+    distributed.check_batch(recipe.train.batch_size, where, bool(full))
     batch_size = -(-n // k) if full else min(recipe.train.batch_size, n)
-    return batch_size, step_groups(n, batch_size, k)
+    return batch_size, step_groups(n, batch_size, k, min_last=2 * where.world)
 
 
 def prepare(
@@ -171,7 +162,8 @@ def prepare(
     t = recipe.train
     if t.threads is not None:
         torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
+    where = distributed.current()
+    device = distributed.device_for(t.device, where) or resolve_device(t.device)
     seed_everything(t.seed)
 
     bundle = load_bundle(recipe, data).to(device)
@@ -199,7 +191,7 @@ def prepare(
         pretrained_report = load_pretrained(net, recipe.model.pretrained)
     net = net.to(device)
 
-    batch_size, groups = epoch_steps(len(bundle.x_train), recipe)
+    batch_size, groups = epoch_steps(len(bundle.x_train), recipe, where)
     steps_per_epoch = len(groups)  # optimizer steps: what per-batch schedules and methods count
     optimizer = build_optimizer(net, recipe.optimizer)
     monitor = resolve_auto_monitor(t.monitor, bundle.task)
@@ -232,7 +224,9 @@ def prepare(
         hook(state)
     if compile:
         state.model.compile()  # in place: state_dict keys stay the same as the eager model's
-    return Prepared(state, instances, batch_size, groups)
+    if where.active:
+        state.info["distributed"] = {"processes": where.world, "batch_per_process": batch_size // where.world}
+    return Prepared(state, instances, batch_size, groups, where)
 
 
 def fit(
@@ -283,44 +277,73 @@ def fit(
             raise TunelabError("fit: give a recipe (or resume=RUN_DIR to continue a run)")
         recipe = source.path / "recipe.yaml"
     recipe = load_recipe(recipe, overrides) if overrides or not isinstance(recipe, Recipe) else recipe
+    # Under torchrun: join the process group (and leave it cleanly, see distributed.session).
+    with distributed.session(recipe.train.device) as where:
+        main = where.main  # under DDP only rank 0 writes (run directory, last.pt) and prints
+        path = _run_path(
+            recipe, model, source, out, checkpoint_dir, save=save, main=main, overwrite=overwrite
+        )
+
+        prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
+        # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
+        share = None if save else TRIAL_CHECKPOINT_SHARE
+        loop = Loop(
+            prep, len(recipe.methods), last=path / LAST if path is not None else None, max_share=share
+        )
+        checkpoint = source.checkpoint if source is not None else None
+        if checkpoint is not None:
+            check_same_world(checkpoint, where.world, source.path)  # type: ignore[union-attr]
+            if main:  # the others have no data hash (they write no checkpoint); rank 0 checks for all
+                check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
+            load_loop_checkpoint(loop, checkpoint)
+        run = None
+        if save and main:
+            # A resumed run without a checkpoint yet (killed in its first epoch) starts again.
+            run = RunDir(
+                path,  # type: ignore[arg-type]
+                recipe.train.tensorboard,
+                overwrite=overwrite or source is not None,
+                resumed=checkpoint is not None,
+                loggers=recipe.train.loggers,
+            )
+            env = environment(recipe, prep.state.device)
+            if checkpoint is not None:
+                run.resume(recipe, prep.state.history, env)
+            else:
+                run.start(recipe, env, prep.state.data, model_from_recipe=model is None)
+        try:
+            return _run(loop, run, evaluate_test)
+        finally:
+            if run is not None:
+                run.close()
+
+
+def _run_path(
+    recipe: Recipe,
+    model: nn.Module | None,
+    source: ResumeSource | None,
+    out: str | Path | None,
+    checkpoint_dir: str | Path | None,
+    *,
+    save: bool,
+    main: bool,
+    overwrite: bool,
+) -> Path | None:
+    """Where this process writes: the run directory (``save``), a trial's checkpoint directory, or
+    nowhere (None; also every DDP rank but 0). An existing run is refused before the data loads."""
+    if not main:
+        return None
     if save:
         name = f"{recipe.data.name}-{recipe.model.name if model is None else type(model).__name__.lower()}"
         path = source.path if source is not None else Path(out) if out is not None else default_run_dir(name)
         if source is None:
-            check_out_dir(path, overwrite=overwrite)  # before the data loads: fail fast
-    else:  # no run directory; last.pt only where asked (a search trial's checkpoint directory)
-        path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
-        if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
-
-    prep = prepare(recipe, model=model, data=data, methods=methods, compile=recipe.train.compile)
-    # A study trial's checkpoints (save=False) cost at most ~2% of its time: its epochs are short.
-    share = None if save else TRIAL_CHECKPOINT_SHARE
-    loop = Loop(prep, len(recipe.methods), last=path / LAST if path is not None else None, max_share=share)
-    checkpoint = source.checkpoint if source is not None else None
-    if checkpoint is not None:
-        check_same_run(checkpoint, recipe, loop.data_hash, source.path)  # type: ignore[union-attr]
-        load_loop_checkpoint(loop, checkpoint)
-    run = None
-    if save:
-        # A resumed run without a checkpoint yet (killed in its first epoch) starts again.
-        run = RunDir(
-            path,  # type: ignore[arg-type]
-            recipe.train.tensorboard,
-            overwrite=overwrite or source is not None,
-            resumed=checkpoint is not None,
-            loggers=recipe.train.loggers,
-        )
-        env = environment(recipe, prep.state.device)
-        if checkpoint is not None:
-            run.resume(recipe, prep.state.history, env)
-        else:
-            run.start(recipe, env, prep.state.data, model_from_recipe=model is None)
-    try:
-        return _run(loop, run, evaluate_test)
-    finally:
-        if run is not None:
-            run.close()
+            check_out_dir(path, overwrite=overwrite)  # fail fast
+        return path
+    # No run directory; last.pt only where asked (a search trial's checkpoint directory).
+    path = Path(checkpoint_dir) if checkpoint_dir is not None else source.path if source else None
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
@@ -341,8 +364,10 @@ def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
     test: dict[str, Any] = {}
     efficiency: dict[str, Any] = {}
     if status in ("completed", "stopped_early"):
-        val, test = _final_metrics(state, eval_net, evaluate_test)
-        if t.efficiency:
+        where = loop.where
+        val, test = _final_metrics(state, eval_net, evaluate_test) if where.main else ({}, {})
+        val, test = distributed.from_main((val, test), where)
+        if t.efficiency and where.main:
             efficiency = _efficiency(state, eval_net)
         efficiency["train_seconds"] = train_seconds
         efficiency["seconds_per_epoch"] = train_seconds / max(1, len(state.history))
@@ -376,31 +401,14 @@ def _run(loop: Loop, run: RunDir | None, evaluate_test: bool) -> RunResult:
 
 
 def _final_metrics(state: TrainState, net: nn.Module, evaluate_test: bool) -> tuple[dict[str, Any], ...]:
-    """(val, test) full reports of the final weights; the test split is read here, once."""
+    """(val, test) full reports of the final weights; the test split is read here, once (through
+    this module's ``evaluate``, which studies' tests spy on)."""
     data, t = state.data, state.recipe.train
     base_loss = LOSSES["cross_entropy"] if data.task == "classification" else state.criterion
     val = evaluate(net, data, "val", base_loss, t.eval_batch_size, full=True)
     # After every choice was made on val.
     test = evaluate(net, data, "test", base_loss, t.eval_batch_size, full=True) if evaluate_test else {}
     return val, test
-
-
-def _efficiency(state: TrainState, net: nn.Module) -> dict[str, Any]:
-    """Size and inference cost of the final weights, in the run's precision and memory layout."""
-    t, device = state.recipe.train, state.device
-    amp_dtype = AMP_DTYPES.get(t.precision)
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    # Inference is timed in the run's precision and memory layout: what it would deploy. A model a
-    # method handed on (a quantized or narrowed copy, an EMA average) is not the one compiled in
-    # prepare(): compiled here, so train.compile times it compiled.
-    if t.compile and net is not state.model:
-        net.compile()
-    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        efficiency = efficiency_report(
-            net, state.data.input_shape, device, memory_format=fmt, example=state.data.example_inputs(1024)
-        )
-    efficiency["precision"] = t.precision
-    return efficiency
 
 
 Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best epoch, best value
@@ -427,6 +435,14 @@ class Loop:
         self.eval_hooks = hooks_of(methods, "eval_model")
         self.epoch_end = hooks_of(methods, "epoch_end")
         self.train_step = TrainStep(state, methods)  # batch .. after_step hooks, autocast, loss scaling
+        self.where = where = prep.where
+        if where.active:  # the forward goes through DDP; all micro-batches but a step's last skip its sync
+            sync_bn = state.recipe.train.sync_batch_norm
+            net = distributed.wrap_model(state.model, methods, state.device, sync_bn)
+            step = self.train_step
+            step.net, step.no_sync, step.world = net, net.no_sync, where.world
+            buffers = distributed.BufferSync(state.model, where.world)
+            step.sync_buffers = buffers if buffers else None
         # Samples per optimizer step: its loss is their mean, and the epoch's loss sums loss x count.
         self.plan = [(group, group[-1][1] - group[0][0]) for group in prep.groups]
         self.val_loss = LOSSES["cross_entropy"] if state.data.task == "classification" else state.criterion
@@ -469,8 +485,11 @@ class Loop:
         for hook in self.eval_hooks:
             eval_net = hook(state, eval_net)
         state.eval_net = eval_net
-        train_loss = float(total) / len(data.x_train)  # the one sync of the epoch
-        val = evaluate(eval_net, data, "val", self.val_loss, t.eval_batch_size)
+        where = self.where
+        train_loss = float(distributed.all_mean(total, where)) / len(data.x_train)  # the epoch's one sync
+        # Under DDP rank 0 evaluates and every rank reads its figures (see tunelab.distributed).
+        val = evaluate(eval_net, data, "val", self.val_loss, t.eval_batch_size) if where.main else None
+        val = distributed.from_main(val, where)
         record = {
             "epoch": epoch + 1,
             "train": {"loss": train_loss},
@@ -513,7 +532,7 @@ class Loop:
         """The epoch's optimizer steps (from where a resumed run stopped): its loss sum, on device,
         and the lr of each step when the schedule changes it per step (else [])."""
         state, pos = self.state, self.pos
-        x_train, y_train, device = state.data.x_train, state.data.y_train, state.device
+        x_train, device = state.data.x_train, state.device
         if pos.epoch_order is None:  # the epoch starts here
             order = self.gen.get_state()
             for hook in self.epoch_start:
@@ -524,22 +543,41 @@ class Loop:
             self.gen.set_state(order)
             total, lr_steps = pos.total.to(device), list(pos.lr_steps)  # type: ignore[union-attr]
         state.model.train()
-        perm = torch.randperm(len(x_train), generator=self.gen).to(device, non_blocking=True)
-        train_step, every, last_step = self.train_step, self.every, len(self.plan)
+        perm = torch.randperm(len(x_train), generator=self.gen)
+        steps = self._micro_batches(perm, pos.step_in_epoch)
+        train_step, every, last_step, world = self.train_step, self.every, len(self.plan), self.where.world
         # The lr of every step, for a schedule that changes it per step: read from the host-side param
         # group before the step (a Python float: no device sync, ~0.1 us a step). An epoch schedule's
         # lr is constant within the epoch: the record's "lr" and "steps" describe it.
         group0, per_batch = state.optimizer.param_groups[0], state.schedule.per_batch
         for i in range(pos.step_in_epoch, last_step):
-            group, count = self.plan[i]
+            count = self.plan[i][1]
             if per_batch:
                 lr_steps.append(group0["lr"])  # the lr this step uses; the schedule advances after it
-            micro = [(x_train[idx], y_train[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
-            total += train_step(micro) * count
+            micro = next(steps)
+            total += (train_step(micro) if world == 1 else train_step(micro, count)) * count
             if every is not None and state.step % every == 0 and i + 1 < last_step:
-                self.pos = Position(epoch, i + 1, order, total, time.perf_counter() - t0, lr_steps)
+                # Under DDP every rank resumes from the mean of the ranks' sums (what rank 0 saves).
+                saved = distributed.all_mean(total, self.where)
+                self.pos = Position(epoch, i + 1, order, saved, time.perf_counter() - t0, lr_steps)
                 self.save()
         return total, lr_steps
+
+    def _micro_batches(self, perm: Tensor, start: int) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        """Each optimizer step's micro-batches from step ``start`` on: this rank's strided share
+        (``rank::world``, all of it in one process) of the ranges of ``self.plan`` in ``perm``."""
+        data, rank, world = self.state.data, self.where.rank, self.where.world
+        x, y = data.x_train, data.y_train
+        plan = self.plan[start:]
+        if isinstance(x, StreamSplit):  # read by the DataLoader, in this order, on the device
+            batches = [perm[lo + rank : hi : world].tolist() for group, _ in plan for lo, hi in group]
+            read = x.read(batches)
+            for group, _ in plan:
+                yield [next(read) for _ in group]
+            return
+        perm = perm.to(self.state.device, non_blocking=True)
+        for group, _ in plan:
+            yield [(x[idx], y[idx]) for idx in (perm[lo + rank : hi : world] for lo, hi in group)]
 
     def _best(self) -> tuple[int | None, float | None]:
         """(best epoch, its value), or (None, None) when no epoch counted."""

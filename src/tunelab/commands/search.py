@@ -55,7 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--study", help="study name (default: the recipe file's name); an existing one resumes")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes, each on its own GPU when there are GPUs (default: one per GPU, else 1)",
+    )
     p.add_argument(
         "--final-seeds",
         type=int,

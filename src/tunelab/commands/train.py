@@ -1,17 +1,21 @@
 """tunelab train RECIPE [--set k=v ...] [--out DIR [--overwrite]] [--json] [--quiet] [--print-recipe]
-              [--no-report]
-tunelab train --resume RUN_DIR [--json] [--quiet] [--no-report]
+              [--no-report] [--nproc N [--nnodes M --node-rank R --master-addr HOST --master-port P]]
+tunelab train --resume RUN_DIR [--json] [--quiet] [--no-report] [--nproc N ...]
 
 ``--resume`` continues a killed or interrupted run from its ``last.pt`` (the run directory holds
 its recipe; a recipe or ``--set`` given too must not change it). A run that has finished is not
 trained again: the command says where its result is and exits 0, so a job that reruns the same
 ``--resume`` command after a preemption succeeds either way.
+
+``--nproc N`` trains with N data-parallel processes through torchrun (``tunelab.commands.launch``,
+``tunelab.distributed``); under DDP only rank 0 prints and writes the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from tunelab.commands._common import (
     add_report_option,
     report_line,
 )
+from tunelab.commands.launch import add_launch_options, launch, wants_launch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the validated recipe with every default (and --set applied) as YAML; do not train",
     )
     add_report_option(p)
+    add_launch_options(p)
     p.set_defaults(run=run)
+
+
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    """This command's arguments, less the launch options: what each DDP process runs."""
+    command = ["train"] + ([args.recipe] if args.recipe is not None else [])
+    for item in args.overrides:
+        command += ["--set", item]
+    for flag, value in (("--out", args.out), ("--resume", args.resume)):
+        if value is not None:
+            command += [flag, value]
+    flags = {"--overwrite": args.overwrite, "--json": args.json, "--quiet": args.quiet}
+    return command + [f for f, on in flags.items() if on] + ([] if args.report else ["--no-report"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +87,16 @@ def run(args: argparse.Namespace) -> int:
         # The same resolved form a run writes to DIR/recipe.yaml, so it repeats the run exactly.
         sys.stdout.write(recipe.to_yaml())
         return 0
+    if wants_launch(args):
+        from tunelab.distributed import Dist, check_batch
+        from tunelab.optim import OPTIMIZERS
+
+        # Refused here once rather than by every process.
+        full = bool(OPTIMIZERS.get(recipe.optimizer.name).tags.get("full_batch"))
+        check_batch(recipe.train.batch_size, Dist(world=args.nproc * args.nnodes), full)
+        return launch(args, _worker_command(args))
+    if int(os.environ.get("RANK", 0)) > 0:  # under DDP, rank 0 alone prints and writes the report
+        args.quiet, args.json, args.report = True, False, False
     show = not (args.quiet or args.json) and sys.stderr.isatty()
     progress = Progress(recipe.train.epochs) if show else None
     try:
@@ -101,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if report:
             print(report_line(report))
     if not result.ok:
-        if not args.json:
+        if not args.json and int(os.environ.get("RANK", 0)) == 0:
             print(f"error: run {result.status}: {result.message}", file=sys.stderr)
         return EXIT_RUN_FAILED
     return 0

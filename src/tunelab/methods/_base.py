@@ -130,6 +130,9 @@ class Method:
     # True for a method that wraps the model every other method chose (tta): it stays last in
     # ``methods``, and a method added by an override goes before it.
     wraps_final: ClassVar[bool] = False
+    # Why this method cannot be correct under DDP (several processes), or None when it is: the
+    # loop refuses a method that sets it before the first step (tunelab.distributed.wrap_model).
+    ddp_refusal: ClassVar[str | None] = None
 
     @classmethod
     def validate_recipe(cls, recipe: Recipe, spec: Any) -> None:

@@ -282,6 +282,12 @@ class GradualUnfreeze(Method):
     """
 
     name = "gradual_unfreeze"
+    # DDP registers the parameters that need gradients when it wraps the model: one unfrozen later
+    # would get no all-reduce, and the processes' weights would drift apart.
+    ddp_refusal = (
+        "cannot run under DDP (its all-reduce covers only the parameters trainable at the start); "
+        "train with one process, or use freeze instead"
+    )
 
     def __init__(
         self,

@@ -39,7 +39,14 @@ from tunelab.study.search.results import (
 )
 from tunelab.study.search.samplers import PRUNERS, make_pruner, make_sampler
 from tunelab.study.search.space import check_space, trial_recipe
-from tunelab.study.search.workers import count_trials, run_local_workers, run_worker, worker_seed
+from tunelab.study.search.workers import (
+    count_trials,
+    default_workers,
+    run_local_workers,
+    run_worker,
+    visible_gpus,
+    worker_seed,
+)
 from tunelab.study.storage import KIND_ATTR, heartbeat_settings, open_storage, optuna_quiet, storage_url
 
 
@@ -177,7 +184,7 @@ def run_search(
     objectives: str | Sequence[str] | None = None,
     storage: str | None = None,
     study_name: str | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     final_seeds: int = DEFAULT_FINAL_SEEDS,
     out_dir: str | Path = DEFAULT_OUT,
     overrides: Sequence[str] = (),
@@ -196,7 +203,8 @@ def run_search(
             front: ``"val.accuracy,latency_ms"``.
         storage: an SQLAlchemy URL (default ``sqlite:///runs/studies.db``).
         study_name: default the recipe file's stem; an existing study of that name is resumed.
-        workers: local worker processes (1: this process).
+        workers: local worker processes (1: this process; None: one per visible GPU, each on its
+            own GPU, else 1).
         final_seeds: retrain the best recipe on this many seeds (0: skip).
         out_dir: ``<out_dir>/<study>/best.yaml`` and ``final/seed-<s>/`` run directories.
         overrides: ``--set`` overrides applied to the recipe before anything else.
@@ -206,6 +214,8 @@ def run_search(
     >>> r = run_search("examples/mnist1d_search.yaml", trials=20, workers=2)  # doctest: +SKIP
     >>> r.best.recipe_path, r.final.metrics[0].test  # doctest: +SKIP
     """
+    if workers is None:
+        workers = default_workers(visible_gpus())
     if workers < 1:
         raise RecipeError("--workers", workers, "must be >= 1")
     if final_seeds < 0:

@@ -143,12 +143,12 @@ class TrialRunner:
     def _bundle(self, recipe: Recipe) -> Any:
         # Trials share one DataBundle per data and preprocess sections: loading, splitting and
         # preprocessing once per worker (a searched preprocess.* setting gets one per value).
-        from tunelab.data import load_data
+        from tunelab.train import load_bundle  # as fit loads it: data.stream streams here too
 
         d = recipe.to_dict()
         key = yaml.safe_dump({"data": d["data"], "preprocess": d["preprocess"]}, sort_keys=True)
         if key not in self._data:
-            self._data[key] = load_data(recipe.data, recipe.preprocess)
+            self._data[key] = load_bundle(recipe)
         return self._data[key]
 
     def __call__(self, trial: optuna.trial.Trial) -> float | list[float]:

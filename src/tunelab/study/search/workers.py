@@ -10,6 +10,8 @@ retried with the same parameters (``RetryHeartbeatStaleTrialCallback``, up to 3 
 is left.
 
 ``--workers K`` starts K ``tunelab worker`` processes here, each with ``cores // K`` torch threads.
+On a machine with GPUs each worker sees one of them (``CUDA_VISIBLE_DEVICES``, round-robin over
+the visible GPUs), and K defaults to their number (``gpu_slots``, ``default_workers``).
 Single-worker studies are reproducible: the sampler's seed comes from ``train.seed`` (and the
 number of trials already in the study, so a resumed study draws new points instead of repeating
 its first ones).
@@ -207,6 +209,35 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them ([] without CUDA)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None and listed.strip():
+        return [d.strip() for d in listed.split(",") if d.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
+def default_workers(gpus: Sequence[str]) -> int:
+    """``--workers`` when not given: one per GPU, else 1."""
+    return max(1, len(gpus))
+
+
+def gpu_slots(workers: int, gpus: Sequence[str]) -> list[str | None]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES``: its GPU, round-robin over ``gpus`` (None: no GPU).
+
+    More workers than GPUs share them in turn; each worker then trains on its ``cuda:0``.
+
+    >>> gpu_slots(3, ["0", "1"])
+    ['0', '1', '0']
+    >>> gpu_slots(2, [])
+    [None, None]
+    """
+    return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
+
+
 def run_local_workers(
     study_name: str,
     storage: str,
@@ -219,9 +250,10 @@ def run_local_workers(
     threads: int | None = None,
     deadline: float | None = None,
     out_dir: str | Path = DEFAULT_OUT,
+    gpus: Sequence[str] | None = None,
 ) -> list[int]:
     """Run ``workers`` `tunelab worker` processes on this machine, ``cores // workers`` threads each
-    (or ``threads``).
+    (or ``threads``), each on its own GPU of ``gpus`` (default: the visible ones; see ``gpu_slots``).
 
     Returns their exit codes. Each worker prints its own errors on stderr.
     """
@@ -236,6 +268,7 @@ def run_local_workers(
     # and the URL may hold a password.
     env[STORAGE_ENV] = storage
     procs = []
+    slots = gpu_slots(workers, visible_gpus() if gpus is None else gpus)
     for i in range(workers):
         cmd = [
             sys.executable,
@@ -257,7 +290,8 @@ def run_local_workers(
             cmd += ["--deadline", repr(deadline)]
         if quiet:
             cmd.append("--quiet")
-        procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL))
+        own = env if slots[i] is None else {**env, "CUDA_VISIBLE_DEVICES": slots[i]}
+        procs.append(subprocess.Popen(cmd, env=own, stdin=subprocess.DEVNULL))
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:

@@ -1,0 +1,236 @@
+"""Data-parallel training on ``torch.distributed``: the process group of one ``fit`` and what the
+loop needs of it (the shard of a batch, metric reductions, rank 0's choices shared).
+
+tunelab does not launch processes itself: ``torchrun`` (``torch.distributed.run``) starts them and
+sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in their environment;
+``tunelab train --nproc N`` calls the same launcher in-process. ``fit`` reads that environment,
+joins the group (NCCL on GPUs, one GPU per process; gloo on the CPU) and leaves it when done.
+
+The semantics, as the loop applies them:
+
+* ``train.batch_size`` is the global batch: each of N processes trains on batch/N samples of it.
+  Every process draws the same seeded permutation and takes the strided slice ``rank::N`` of each
+  micro-batch (DistributedSampler's rule), so the samples of a step are those one process would
+  use with the same batch: results are comparable across N.
+* Each process weights its loss by its share of the step's samples (times N, since DDP averages
+  the gradients over the N processes): a step whose samples do not split evenly still gets the
+  gradient of the mean over all of them.
+* Validation runs on rank 0, and its metrics are broadcast: early stopping, the monitor and a
+  plateau schedule read the same numbers on every rank (they must make the same choice, or the
+  ranks would fall out of step and hang in the next collective). The weights are identical on
+  every rank (each applies the same all-reduced gradient), so rank 0's figures are everyone's;
+  evaluating once costs N times less compute than evaluating everywhere, and metrics such as F1
+  do not decompose into per-shard sums.
+* Batch norm normalizes with per-process batch statistics (batch/N samples). Its running
+  statistics are averaged over the processes after every step (``BufferSync``), so every rank
+  holds the same model (and EMA, which averages them, the same average): the running mean is then
+  exactly one process's over the global batch; the running variance misses the spread between the
+  shards' means (small for shuffled shards). ``train.sync_batch_norm`` converts to
+  ``nn.SyncBatchNorm`` (GPU only: PyTorch has no CPU kernel for it) for global batch statistics.
+* The global random state is seeded alike on every rank, so dropout and augmentation draw the same
+  numbers on each rank (applied to different samples); this keeps a resumed run exact from one
+  saved random state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from tunelab.errors import RecipeError, TunelabError
+
+__all__ = ["ONE", "BufferSync", "Dist", "current", "device_for", "session", "shard", "wrap_model"]
+
+# A collective that waits longer than this has lost a peer: fail instead of hanging forever. Long
+# enough for rank 0's validation and checkpoint writes, which the other ranks wait for.
+TIMEOUT = datetime.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the group: rank, number of processes and local (per-node) rank."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that writes the run directory and prints."""
+        return self.rank == 0
+
+
+ONE = Dist()  # a single process: no group
+
+
+def _env_dist() -> Dist:
+    env = os.environ
+    return Dist(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def current() -> Dist:
+    """The group this process is in (rank 0 of 1 when none)."""
+    if dist.is_available() and dist.is_initialized():
+        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return Dist()
+
+
+def device_for(name: str, where: Dist) -> torch.device | None:
+    """Under DDP, the device of this process for ``train.device`` (None: not distributed).
+
+    ``auto`` or ``cuda`` gives each process the GPU of its local rank; ``cpu`` stays the CPU.
+    """
+    if not where.active:
+        return None
+    if name == "cpu":
+        return torch.device("cpu")
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        if where.local_rank >= torch.cuda.device_count():
+            raise TunelabError(
+                f"process {where.local_rank} of this node has no GPU ({torch.cuda.device_count()} visible): "
+                "start at most one process per GPU (--nproc)"
+            )
+        return torch.device("cuda", where.local_rank)
+    if name == "auto":
+        return torch.device("cpu")
+    raise RecipeError("train.device", name, "under DDP use auto, cuda (one GPU per process) or cpu")
+
+
+@contextlib.contextmanager
+def session(device_name: str) -> Iterator[Dist]:
+    """Join the process group torchrun described in the environment, for one ``fit``.
+
+    Without torchrun (``WORLD_SIZE`` unset or 1), or when the caller already joined a group, this
+    changes nothing. Leaving: a ``barrier`` before ``destroy_process_group`` when all went well
+    (without it, gloo processes often aborted at teardown with "terminate called without an
+    active exception" after the work was done); after an error, no barrier (the others may never
+    reach it: torchrun stops them when this process exits non-zero).
+    """
+    where = _env_dist()
+    if not where.active or dist.is_initialized():
+        yield current()
+        return
+    device = device_for(device_name, where)
+    backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and broadcast_object_list use the current device
+    dist.init_process_group(backend, timeout=TIMEOUT)
+    ok = False
+    try:
+        yield current()
+        ok = True
+    finally:
+        if ok:
+            dist.barrier()
+        _let_gloo_finish()
+        dist.destroy_process_group()
+
+
+def _let_gloo_finish() -> None:
+    """Release the GIL for a moment after the last collective (hand-written: a PyTorch race).
+
+    Gloo's worker thread destroys a finished collective's work after the caller has already seen it
+    complete, and that drops Python-owned tensors, which needs the GIL. If the main thread tears
+    the process group down meanwhile (DDP's reducer freed with the GIL held joins that thread), the
+    two wait for each other forever: seen once in ~20 two-process runs, a rank hung at exit with its
+    work done (gdb: ~ProcessGroupGloo joining pt_gloo_runloop, itself waiting for the GIL in
+    ~AsyncBarrierWork). Sleeping releases the GIL to the waiting thread, which then finishes.
+    """
+    import time
+
+    time.sleep(0.05)
+
+
+def shard(index: Tensor, where: Dist) -> Tensor:
+    """This rank's samples of a micro-batch's indices: the strided slice ``rank::world``."""
+    return index[where.rank :: where.world] if where.active else index
+
+
+def check_batch(batch_size: int, where: Dist, full_batch: bool) -> None:
+    """The global batch must split evenly over the processes."""
+    if where.active and not full_batch and batch_size % where.world:
+        raise RecipeError(
+            "train.batch_size",
+            batch_size,
+            f"is the global batch, split over {where.world} processes: use a multiple of {where.world} "
+            f"(e.g. {batch_size - batch_size % where.world or where.world})",
+        )
+
+
+def wrap_model(model: nn.Module, methods: Sequence[Any], device: torch.device, sync_bn: bool) -> nn.Module:
+    """``model`` (trained in place) inside DistributedDataParallel, after refusing what DDP breaks.
+
+    A method that cannot be correct under DDP says why in its ``ddp_refusal``; it is refused here,
+    before the first step.
+    """
+    for method in methods:
+        reason = getattr(method, "ddp_refusal", None)
+        if reason:
+            raise RecipeError(f"methods.{method.name}", "DDP", reason)
+    if sync_bn:
+        if device.type != "cuda":
+            raise RecipeError(
+                "train.sync_batch_norm",
+                True,
+                "needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); set it to false on the CPU",
+            )
+        # Converts the BN children in place (same Parameter objects: the optimizer stays valid).
+        converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if converted is not model:
+            raise RecipeError("train.sync_batch_norm", True, "the model is a bare BatchNorm layer")
+    ids = [device.index] if device.type == "cuda" else None
+    # Buffers are copied from rank 0 once, at the start, then averaged after each step (BufferSync)
+    # rather than broadcast from rank 0 before each forward.
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+
+
+class BufferSync:
+    """Average the model's floating-point buffers over the processes (a step's last act).
+
+    DDP's own ``broadcast_buffers`` copies rank 0's buffers at the start of each forward, which
+    leaves them different on every rank after it; averaging after the step keeps the ranks' models
+    identical at every hook and checkpoint. Integer buffers (BN's batch counter) agree already.
+    """
+
+    def __init__(self, model: nn.Module, world: int) -> None:
+        self.buffers = [b for b in model.buffers() if b.is_floating_point()]
+        self.world = world
+
+    def __bool__(self) -> bool:
+        return bool(self.buffers)
+
+    def __call__(self) -> None:
+        works = [dist.all_reduce(b, op=dist.ReduceOp.SUM, async_op=True) for b in self.buffers]
+        for work, buffer in zip(works, self.buffers, strict=True):
+            work.wait()  # type: ignore[union-attr]
+            buffer.div_(self.world)
+
+
+def all_mean(value: Tensor, where: Dist) -> Tensor:
+    """The mean of ``value`` over the ranks (itself when not distributed)."""
+    if not where.active:
+        return value
+    value = value.clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / where.world
+
+
+def from_main(value: Any, where: Dist) -> Any:
+    """Rank 0's ``value`` on every rank (a picklable object; itself when not distributed)."""
+    if not where.active:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

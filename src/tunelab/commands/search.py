@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-trial lines and no tables")
     add_report_option(p)
     p.set_defaults(run=run_search_command)
+    _register_study_commands(sub)
+
+
+def _register_study_commands(sub: argparse._SubParsersAction) -> None:
+    """worker, studies, show: the commands that join or read a study ``search`` started."""
+    from tunelab.study.search.options import DEFAULT_OUT
 
     p = sub.add_parser("worker", help="join a search study as one more worker (from any machine)")
     p.add_argument("--study", required=True, help="name of a study started by `tunelab search`")

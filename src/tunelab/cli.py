@@ -7,7 +7,7 @@
     tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
     tunelab methods | models | datasets | optimizers | schedules [--json]
     tunelab catalogue [--out FILE]
-    tunelab report PATH [--out report.html] [--open] [--json]
+    tunelab report PATH [--out report.html] [--open] [--json] [--compare RUN_DIR ...]
     tunelab --version              (also: python -m tunelab ...)
 
 User errors print one line naming what is wrong and how to fix it, and exit with status 2;

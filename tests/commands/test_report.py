@@ -95,3 +95,16 @@ def test_studies_write_their_report_in_runs_studies_by_default(tmp_path, capsys,
     assert code == 0 and out == "report: runs/studies/ablate-s/report.html\n"
     code, out, _ = cli(["report", "s", "--storage", storage], capsys)
     assert code == 0 and out == "report: runs/studies/s/report.html\n"
+
+
+def test_compare_overlays_other_runs_in_the_run_report(tmp_path, capsys):
+    from tunelab.train import fit
+
+    fit(RECIPE_DICT, out=tmp_path / "one")
+    fit({**RECIPE_DICT, "train": {**RECIPE_DICT["train"], "seed": 1}}, out=tmp_path / "other")
+    code, out, _ = cli(["report", tmp_path / "one", "--compare", tmp_path / "other", "--json"], capsys)
+    assert code == 0 and "compare-loss" in json.loads(out)["figures"]
+    html = (tmp_path / "one" / "report.html").read_text()
+    assert "compared runs" in html and "train.seed" in html
+    code, _, err = cli(["report", tmp_path / "one", "--compare", tmp_path / "nothing"], capsys)
+    assert code == 2 and "not a run directory" in err

@@ -1,12 +1,16 @@
-"""tunelab report PATH [--out report.html] [--open] [--json] [--storage URL]"""
+"""tunelab report PATH [--out report.html] [--open] [--json] [--storage URL] [--compare RUN_DIR ...]"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunelab.commands._common import report_line
+
+if TYPE_CHECKING:
+    from tunelab.report.model import Report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", help="the HTML file to write (default: report.html in the run's or study's directory)"
     )
     p.add_argument("--storage", help="Optuna storage URL of the study (default sqlite:///runs/studies.db)")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="other runs to overlay on this run's loss curves, with their final val figures and the "
+        "recipe fields that differ (e.g. the same recipe on 1 and 2 processes)",
+    )
     p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     p.add_argument("--json", action="store_true", help="print the paths and the report's figures as JSON")
     p.set_defaults(run=run)
@@ -36,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.report.write import build_report, save
 
     report, where = build_report(args.path, storage=args.storage)
+    if args.compare:
+        _add_comparison(report, args.path, args.compare)
     html = Path(args.out) if args.out else where / "report.html"
     if html.suffix.lower() not in (".html", ".htm"):
         html = html / "report.html"
@@ -57,3 +70,14 @@ def run(args: argparse.Namespace) -> int:
 
         webbrowser.open(path.resolve().as_uri())
     return 0
+
+
+def _add_comparison(report: Report, path: str, others: list[str]) -> None:
+    """Put the compared runs' section right after the run's own training curves."""
+    from tunelab.errors import TunelabError
+    from tunelab.report.pages.compare import compare_section
+    from tunelab.report.pages.run import read_run_dir
+
+    if report.kind != "run":
+        raise TunelabError(f"--compare: {path} is a {report.kind} report; --compare overlays run directories")
+    report.sections.insert(1, compare_section([read_run_dir(p) for p in [path, *others]]))

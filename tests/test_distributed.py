@@ -230,3 +230,27 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path):
     check_same_world({}, 1, tmp_path)  # a checkpoint from before DDP: one process
     with pytest.raises(TunelabError, match=r"trained by 2 process.*has 1; resume with --nproc 2"):
         check_same_world({"processes": 2}, 1, tmp_path)
+
+
+def test_a_killed_two_process_run_resumes_with_two_processes_to_the_same_result(tmp_path):
+    # SIGKILL to the launcher and both ranks (a preempted machine), after the first epoch's last.pt;
+    # `--resume --nproc 2` then ends as the run never killed: every epoch, val and test.
+    recipe = _write_recipe(tmp_path / "r.yaml", {**MNIST1D, "train": {**MNIST1D["train"], "epochs": 8}})
+    whole = _launch(
+        ["-m", "tunelab", "train", str(recipe), "--nproc", "2", "--out", "whole", "--quiet"], tmp_path
+    )
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    argv = [sys.executable, "-m", "tunelab", "train", str(recipe), "--nproc", "2", "--out", "cut", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=_env(), start_new_session=True)
+    metrics, deadline = tmp_path / "cut" / "metrics.jsonl", time.monotonic() + LAUNCH_TIMEOUT
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (tmp_path / "cut" / "result.json").exists(), "the run ended before the kill: nothing to test"
+    resumed = _launch(["-m", "tunelab", "train", "--resume", "cut", "--nproc", "2", "--quiet"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("whole", "cut"))
+    for record in a["history"] + b["history"]:
+        record.pop("seconds")
+    assert (b["val"], b["test"], b["history"]) == (a["val"], a["test"], a["history"])

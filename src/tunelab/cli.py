@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -52,8 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_library_logs() -> None:
+    """torchao logs a warning for each optional CUDA kernel library it cannot load (every CPU
+    machine), and torch's pytree a deprecation for each enum torchao registers; transformers
+    imports torchao whenever it is installed. None of it concerns a tunelab user: on the command
+    line they are silenced. Python users keep their own logging configuration."""
+    logging.getLogger("torchao").addHandler(logging.NullHandler())  # only where no handler is set
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _quiet_library_logs()
     # Every message is redacted: a storage URL or a driver's error may carry a password.
     try:
         return args.run(args)

@@ -87,12 +87,7 @@ def near_documents(bundle: DataBundle) -> dict[str, Any]:
     }
     sampled = any(len(x) > SAMPLE for x, _ in splits.values())
     if sampled:
-        rng = np.random.default_rng(0)
-        splits = {
-            s: (x[idx], y[idx])
-            for s, (x, y) in splits.items()
-            for idx in [np.sort(rng.choice(len(x), min(len(x), SAMPLE), replace=False))]
-        }
+        splits = sample_splits(splits, SAMPLE)
     exact = find_duplicates(splits)
     splits = {s: (np.delete(x, exact.drop[s]), np.delete(y, exact.drop[s])) for s, (x, y) in splits.items()}
     docs = np.concatenate([splits[s][0] for s in _ORDER])
@@ -111,3 +106,14 @@ def near_documents(bundle: DataBundle) -> dict[str, Any]:
         else:
             across[f"{a}~{b}"] += 1
     return {"within": within, "across": across, "jaccard": JACCARD, "shingle": SHINGLE, "sampled": sampled}
+
+
+def sample_splits(splits: dict[str, tuple[Any, Any]], n: int) -> dict[str, tuple[Any, Any]]:
+    """At most ``n`` samples of each split, a seeded random choice kept in the split's order (the
+    pairwise comparisons of the profile grow with the square of a split's size)."""
+    rng = np.random.default_rng(0)
+    return {
+        s: (x[idx], y[idx])
+        for s, (x, y) in splits.items()
+        for idx in [np.sort(rng.choice(len(x), min(len(x), n), replace=False))]
+    }

@@ -39,7 +39,7 @@ from tunelab.data.cleaning import find_duplicates, find_near_duplicates
 from tunelab.data.table import is_missing
 from tunelab.errors import DataError
 from tunelab.recipe import Recipe
-from tunelab.study.auto.near_text import JACCARD, SHINGLE, near_documents
+from tunelab.study.auto.near_text import JACCARD, SHINGLE, near_documents, sample_splits
 
 Modality = Literal["table", "signal", "image", "text"]
 MODALITIES: dict[int, Modality] = {1: "table", 2: "signal", 3: "image"}
@@ -177,12 +177,7 @@ def _near(bundle: DataBundle) -> dict[str, Any]:
     splits = {s: (bundle.split(s)[0].numpy(), bundle.split(s)[1].numpy()) for s in ("train", "val", "test")}
     sampled = sum(len(x) for x, _ in splits.values()) > FULL_LIMIT
     if sampled:
-        rng = np.random.default_rng(0)
-        splits = {
-            s: (x[idx], y[idx])
-            for s, (x, y) in splits.items()
-            for idx in [np.sort(rng.choice(len(x), min(len(x), SAMPLE), replace=False))]
-        }
+        splits = sample_splits(splits, SAMPLE)
     exact = find_duplicates(splits)
     rest = {
         s: (np.delete(x, exact.drop[s], 0), np.delete(y, exact.drop[s], 0)) for s, (x, y) in splits.items()

@@ -8,13 +8,12 @@ which recipe fields differ, so a gap between the curves can be read against its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from tunelab.errors import TunelabError
+from tunelab.loggers import flat_params
 from tunelab.report.model import Figure, Note, Section, Series, Table
 from tunelab.report.pages.run import RunFiles
 
@@ -78,7 +77,7 @@ def _final_table(runs: list[RunFiles], names: list[str]) -> Table:
 
 
 def _recipe_differences(runs: list[RunFiles], names: list[str]) -> str:
-    flat = [_flat(yaml.safe_load(r.recipe_yaml) or {}) for r in runs]
+    flat = [flat_params(yaml.safe_load(r.recipe_yaml) or {}) for r in runs]  # methods by name
     keys = sorted({k for f in flat for k in f})
     differing = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
     if not differing:
@@ -88,14 +87,3 @@ def _recipe_differences(runs: list[RunFiles], names: list[str]) -> str:
         for k in differing
     ]
     return "Recipe fields that differ: " + "; ".join(parts) + "."
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out

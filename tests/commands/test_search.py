@@ -119,7 +119,7 @@ def test_unknown_studies_are_named(setup, cli):
     code, _, err = cli(["show", "iris_serach", "--storage", storage])
     assert code == 2 and "study 'iris_serach' is not in" in err and 'did you mean "iris_search"?' in err
     code, _, err = cli(["worker", "--study", "nope", "--storage", storage])
-    assert code == 2 and "--study nope: no such study" in err
+    assert code == 2 and "study 'nope' is not in" in err and "tunelab studies --storage URL" in err
 
 
 def test_a_worker_joins_and_stops_at_the_budget(setup, cli):

@@ -43,7 +43,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, did_you_mean
 from tunelab.redact import mask_url, redact_text, url_secrets
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
@@ -183,3 +183,18 @@ def _wal(storage: RDBStorage) -> None:
     # WAL lets readers proceed while one process writes; set once per database file.
     with storage.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def load_named_study(name: str, store: RDBStorage, url: str, hint: str = "") -> optuna.Study:
+    """``optuna.load_study``, with one clear error for a name the storage does not hold: the
+    storage (password masked), the closest names, and ``hint`` (what else the caller accepts)."""
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.study.get_all_study_summaries(store, include_best_trial=False)]
+        close = did_you_mean(name, names)
+        raise TunelabError(
+            f"study {name!r} is not in {mask_url(url)}"
+            + (f" ({close})" if close else "")
+            + f"; {hint or '`tunelab studies --storage URL` lists them'}"
+        ) from None

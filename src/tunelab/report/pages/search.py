@@ -21,7 +21,7 @@ from tunelab.study.search.config import StudyConfig
 from tunelab.study.search.options import DEFAULT_OUT
 from tunelab.study.search.results import TrialRecord
 from tunelab.study.search.studies import StudyReport, study_report
-from tunelab.study.storage import KIND_ATTR, open_storage, storage_url
+from tunelab.study.storage import KIND_ATTR, load_named_study, open_storage, storage_url
 
 # Trials listed in the folded table of every trial; a larger study lists its best ones.
 MAX_TRIAL_ROWS = 2000
@@ -31,13 +31,11 @@ def load_search(study_name: str, storage: str | None) -> tuple[optuna.Study, Stu
     """The study and its search settings; a clear error for a missing or non-search study."""
     url = storage_url(storage)
     store = open_storage(url, heartbeat=False)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        raise TunelabError(
-            f"study {study_name!r} is not in {mask_url(url)}; give a run directory, a study output "
-            "directory, or a study name with --storage URL (`tunelab studies --storage URL` lists them)"
-        ) from None
+    hint = (
+        "give a run directory, a study output directory, or a study name with --storage URL "
+        "(`tunelab studies --storage URL` lists them)"
+    )
+    study = load_named_study(study_name, store, url, hint)
     if study.user_attrs.get(KIND_ATTR) != "search":
         kind = study.user_attrs.get(KIND_ATTR) or "non-tunelab"
         article = "an" if kind[:1] in "aeiou" else "a"

@@ -9,12 +9,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab.errors import TunelabError, did_you_mean
 from tunelab.io import finite
 from tunelab.redact import mask_url
 from tunelab.study.search.config import FINAL_ATTR, StudyConfig
 from tunelab.study.search.results import TrialRecord
-from tunelab.study.storage import KIND_ATTR, open_storage, storage_url
+from tunelab.study.storage import KIND_ATTR, load_named_study, open_storage, storage_url
 
 
 @dataclass(frozen=True)
@@ -105,16 +104,7 @@ def study_report(study_name: str, storage: str | None = None, top: int = 5) -> S
     """
     url = storage_url(storage)
     store = open_storage(url, heartbeat=False)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        names = [s.study_name for s in optuna.study.get_all_study_summaries(store, include_best_trial=False)]
-        hint = did_you_mean(study_name, names)
-        raise TunelabError(
-            f"study {study_name!r} is not in {mask_url(url)}"
-            + (f" ({hint})" if hint else "")
-            + "; `tunelab studies --storage URL` lists them"
-        ) from None
+    study = load_named_study(study_name, store, url)
     config = (
         StudyConfig.from_attrs(study.user_attrs, study_name)
         if study.user_attrs.get(KIND_ATTR) == "search"

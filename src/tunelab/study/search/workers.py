@@ -34,12 +34,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import TunelabError
-from tunelab.redact import mask_url
 from tunelab.study.search.config import StudyConfig
 from tunelab.study.search.options import DEFAULT_OUT
 from tunelab.study.search.samplers import make_pruner, make_sampler
 from tunelab.study.search.trial import TrialRunner
-from tunelab.study.storage import STORAGE_ENV, open_storage, optuna_quiet, storage_url
+from tunelab.study.storage import STORAGE_ENV, load_named_study, open_storage, optuna_quiet, storage_url
 
 # A worker waiting for the last running trials looks again this often (seconds); the heartbeat
 # grace period, not this, bounds how long a dead worker's trial goes unnoticed.
@@ -129,13 +128,7 @@ def run_worker(
     3
     """
     store = open_storage(storage)
-    try:
-        probe = optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        raise TunelabError(
-            f"--study {study_name}: no such study in {mask_url(storage_url(storage))}; "
-            "`tunelab studies --storage URL` lists them"
-        ) from None
+    probe = load_named_study(study_name, store, storage_url(storage))
     config = StudyConfig.from_attrs(probe.user_attrs, study_name)
     if threads is not None:
         import torch

@@ -107,7 +107,7 @@ $(FLOORS)/.installed: pyproject.toml .ci/floors.py
 	$(FLOORS)/bin/pip check
 	touch $@
 
-floors: $(FLOORS)/.installed postgres wordnet
+floors: $(FLOORS)/.installed postgres wordnet chromium
 	@echo "floors: $$(tr '\n' ' ' < $(FLOORS)/floors.txt)"
 	$(FLOORS)/bin/ruff check src tests benchmarks
 	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider --disable-warnings $(FLOOR_TESTS)

@@ -108,6 +108,14 @@ def test_the_json_has_every_stage_and_the_budget(auto_run):
     assert sum(result["search"]["counts"].values()) >= 1 and result["winner"] in ("baseline", "search")
 
 
+def test_the_search_starts_with_the_portfolio(auto_run):
+    # Trial 0 is the table portfolio's first point, a logistic model (tunelab.study.auto.portfolio),
+    # enqueued before TPE samples; the second point, a small MLP, follows when time allows.
+    result, *_ = auto_run
+    first = result["search"]["trials"][0]
+    assert (first["number"], first["model"]) == (0, "linear")
+
+
 def test_best_yaml_reruns_and_run_predicts(auto_run):
     *_, out = auto_run
     recipe = load_recipe(out / "best.yaml")

@@ -31,6 +31,7 @@ from tunelab.study.auto import compress as compress_stage
 from tunelab.study.auto import final as final_stage
 from tunelab.study.auto import search as search_stage
 from tunelab.study.auto.budget import STAGES, Budget, parse_budget
+from tunelab.study.auto.portfolio import fit_to_space, portfolio
 from tunelab.study.auto.profile import FAMILIES, DataProfile, profile_data
 from tunelab.study.auto.space import (
     BASELINE_EPOCHS,
@@ -296,7 +297,16 @@ def _search(run: _Run, base: dict[str, Any], lr: dict[str, Any], p: DataProfile,
             epochs=epochs,
             missing=bool(p.missing.get("cells")),
         )
-        space = {"recipe": raw, "epochs": epochs, "reserve_s": RESERVE_SLACK * after * epochs * spe}
+        points = [
+            fit_to_space(point, raw["search"])
+            for point in portfolio(p.modality, p.input_shape, missing=bool(p.missing.get("cells")))
+        ]
+        space = {
+            "recipe": raw,
+            "epochs": epochs,
+            "reserve_s": RESERVE_SLACK * after * epochs * spe,
+            "portfolio": points,
+        }
         run.state.put("search_space", space)
     planned = run.clock.search_plan(space["reserve_s"])
     run.open("search", planned, f"{space['epochs']} epochs per trial")
@@ -307,6 +317,7 @@ def _search(run: _Run, base: dict[str, Any], lr: dict[str, Any], p: DataProfile,
         workers=run.workers,
         out_dir=run.out / "search",
         on_trial=lambda t, _names: run.say("search", "update", run.clock, f"trial {t.number} {t.state.name}"),
+        portfolio=space.get("portfolio", ()),
     )
     record["epochs"] = space["epochs"]
     run.close()

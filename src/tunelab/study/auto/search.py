@@ -10,17 +10,18 @@ If no trial finished in time, the baseline stays the winner, and the record says
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tunelab.recipe import Recipe
 from tunelab.study.scaffold import study_free_raw
 from tunelab.study.search.results import select_best
 from tunelab.study.search.run import prepare_search
-from tunelab.study.search.space import trial_recipe
+from tunelab.study.search.space import fixed_params, trial_recipe
 from tunelab.study.search.workers import run_local_workers, run_worker, worker_seed
 from tunelab.study.storage import open_storage, optuna_quiet
 
@@ -37,13 +38,18 @@ def run_search_stage(
     workers: int,
     out_dir: Path,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
+    portfolio: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Run (or resume) the search until ``deadline``; the winner's recipe and the trials' figures.
 
-    Running trials keep their checkpoints under ``out_dir`` (a killed one continues there)."""
+    The ``portfolio`` points (``tunelab.study.auto.portfolio``) are the first trials, once: a rerun
+    finds them enqueued or done. Running trials keep their checkpoints under ``out_dir`` (a killed
+    one continues there)."""
     prepared = prepare_search(
         dict(search_raw), trials=MAX_TRIALS, sampler="tpe", pruner="asha", storage=storage, study_name=STUDY
     )
+    if portfolio:
+        _enqueue(prepared.storage, prepared.config.recipe(), portfolio)
     seed = prepared.config.seed
     if workers == 1:
         run_worker(
@@ -90,6 +96,13 @@ def run_search_stage(
     }
     record["recipe"] = study_free_raw(winner)
     return record
+
+
+def _enqueue(storage: str, recipe: Recipe, points: Sequence[Mapping[str, Any]]) -> None:
+    with optuna_quiet():
+        study = optuna.load_study(study_name=STUDY, storage=open_storage(storage, heartbeat=False))
+        for point in points:
+            study.enqueue_trial(fixed_params(recipe, point), skip_if_exists=True)
 
 
 def _trial(t: FrozenTrial) -> dict[str, Any]:

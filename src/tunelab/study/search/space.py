@@ -505,6 +505,34 @@ def _sample(trial: optuna.trial.BaseTrial, d: Dimension) -> Any:
     return trial.suggest_float(d.path, p.low, p.high, step=p.step)
 
 
+def fixed_params(recipe: Recipe, point: Mapping[str, Any]) -> dict[str, Any]:
+    """``point`` (recipe values by dimension path) as the Optuna parameters of ``recipe.search``,
+    for ``study.enqueue_trial``: each path must be a dimension, each value one of its choices or
+    within its range (RecipeError at ``search.<path>`` otherwise).
+
+    >>> from tunelab.recipe import load_recipe
+    >>> r = load_recipe({"search": {"model.hidden": {"type": "categorical", "choices": [[64], [128]]}}})
+    >>> fixed_params(r, {"model.hidden": [128]})
+    {'model.hidden': '[128]'}
+    """
+    by_path = {d.path: d for d in dimensions(recipe)}
+    params: dict[str, Any] = {}
+    for path, value in point.items():
+        d = by_path.get(path)
+        if d is None:
+            raise RecipeError(
+                f"search.{path}", value, "names no dimension of this search", did_you_mean(path, by_path)
+            )
+        p = d.param
+        if p.type == "categorical":
+            if _encode(value) not in d.encoded_choices():
+                raise RecipeError(f"search.{path}", value, f"must be one of {p.choices}")
+        elif p.low is not None and p.high is not None and not p.low <= value <= p.high:
+            raise RecipeError(f"search.{path}", value, f"must be within [{p.low}, {p.high}]")
+        params[path] = _encode(value)
+    return params
+
+
 def trial_recipe(recipe: Recipe, overrides: Sequence[str]) -> Recipe:
     """The recipe of one trial: ``recipe`` without its ``search`` section, plus ``overrides``.
 

@@ -41,3 +41,14 @@ def test_the_version_is_written_once():
     )
     assert 'dynamic = ["version"]' in project and 'attr = "tunelab.__version__"' in pyproject
     assert importlib.metadata.version("tunelab") == tunelab.__version__
+
+
+def test_every_commands_help_reads_as_written():
+    # argparse %-formats argument help but not a description: "95%%" there prints as it is typed.
+    from tunelab.cli import COMMANDS, _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    assert len(sub.choices) >= len(COMMANDS)
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        assert "%%" not in text and "%(" not in text, name

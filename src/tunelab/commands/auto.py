@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Profile the data (copies, leakage), train a baseline, find the lr range, search (TPE + ASHA), "
             "ablate the winner on seeds and drop what does not earn its place, retrain the final recipe on "
-            "new seeds (the only reading of the test split: mean and 95%% CI), and compress it within a val "
+            "new seeds (the only reading of the test split: mean and 95% CI), and compress it within a val "
             "tolerance. Writes best.yaml, run/ (deployable), report.html and auto.json under --out. Every "
             "stage is stored: running the same command again after Ctrl-C resumes. See docs/auto.md."
         ),

@@ -35,7 +35,7 @@ def _trial_of(space, point):
 def test_each_point_is_a_whole_recipe_of_the_space(modality):
     shape, data = SHAPES[modality]
     space, bounds = _space(modality, data, shape)
-    points = [fit_to_space(p, bounds) for p in portfolio(modality, shape, missing=True)]
+    points = [fit_to_space(p, bounds) for p in portfolio(modality, shape, 1000, missing=True)]
     assert points
     for point in points:
         recipe = _trial_of(space, point)
@@ -51,7 +51,7 @@ def test_each_point_is_a_whole_recipe_of_the_space(modality):
 def test_the_signal_point_is_the_mnist1d_example():
     shape, data = SHAPES["signal"]
     space, bounds = _space("signal", data, shape, lr_range=(1e-3, 1e-2))
-    recipe = _trial_of(space, fit_to_space(portfolio("signal", shape)[0], bounds))
+    recipe = _trial_of(space, fit_to_space(portfolio("signal", shape, 3200)[0], bounds))
     example = load_recipe("examples/mnist1d_cnn.yaml")
     assert recipe.model == example.model
     assert (recipe.optimizer, recipe.schedule.name) == (example.optimizer, example.schedule.name)
@@ -61,7 +61,7 @@ def test_the_signal_point_is_the_mnist1d_example():
 def test_the_text_point_is_a_whole_recipe_of_the_text_space(text_csv):
     base = baseline_recipe({"name": "text_csv", "path": str(text_csv)}, "text", "embedding_bag", epochs=10)
     raw = search_recipe(base, "text", [256], 100, lr_range=(1e-3, 1e-1), epochs=10)
-    (point,) = portfolio("text", [256])
+    (point,) = portfolio("text", [256], 100)
     recipe = _trial_of(load_recipe(raw), fit_to_space(point, raw["search"]))
     assert recipe.train.batch_size == 25  # clipped: a quarter of the 100 train texts
     assert recipe.model.name == "embedding_bag" and recipe.preprocess.max_length == 512
@@ -76,3 +76,8 @@ def test_a_point_outside_the_space_is_refused_by_name():
         fixed_params(space, {"optimizer.lr": 1.0})
     with pytest.raises(RecipeError, match=r"search\.model\.chanels.*names no dimension.*model\.channels"):
         fixed_params(space, {"model.chanels": [32, 64]})
+
+
+def test_the_logistic_point_has_scikit_learns_default_penalty():
+    logistic = portfolio("table", [13], n_train=400)[0]
+    assert logistic["model.name"] == "linear" and logistic["methods.l2.weight"] == 1 / 400  # C = 1

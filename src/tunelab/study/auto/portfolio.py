@@ -15,7 +15,7 @@ a dimension left out would be drawn at random, and the point would no longer be 
 Numbers are then clipped into the space's bounds (``fit_to_space``): the learning rate into the
 range lr-find gave (stage 3), the batch size under a quarter of a small train split.
 
-    >>> point = portfolio("signal", [1, 40])[0]
+    >>> point = portfolio("signal", [1, 40], n_train=3200)[0]
     >>> point["model.name"], point["methods.signal_augment.shift"], point["optimizer.lr"]
     ('cnn1d', 8, 0.003)
     >>> bounds = {"optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-3}}
@@ -95,7 +95,7 @@ def _image() -> list[dict[str, Any]]:
     ]
 
 
-def _table(missing: bool) -> list[dict[str, Any]]:
+def _table(n_train: int, missing: bool) -> list[dict[str, Any]]:
     common = {
         **_off("feature_noise", "mixup"),
         "model.dropout": 0.0,
@@ -110,7 +110,15 @@ def _table(missing: bool) -> list[dict[str, Any]]:
         "preprocess.outliers": "none",
         **({"preprocess.impute": "median"} if missing else {}),
     }
-    logistic = {**common, "model.name": "linear", "optimizer.lr": 0.01}
+    # scikit-learn's LogisticRegression() objective: ½‖w‖² + C·Σ loss with C = 1, i.e. the mean loss
+    # plus λ/2·‖w‖² with λ = 1/n (tunelab's l2 method adds λ/2·Σw² to the mean loss).
+    logistic = {
+        **common,
+        "model.name": "linear",
+        "optimizer.lr": 0.01,
+        "methods.l2": True,
+        "methods.l2.weight": 1.0 / max(1, n_train),
+    }
     # A small MLP with dropout: what the playbook's seeds recommend for a few hundred rows.
     small_mlp = {
         **common,
@@ -142,14 +150,16 @@ def _text() -> list[dict[str, Any]]:
     ]
 
 
-def portfolio(modality: str, input_shape: Sequence[int], *, missing: bool = False) -> list[dict[str, Any]]:
+def portfolio(
+    modality: str, input_shape: Sequence[int], n_train: int, *, missing: bool = False
+) -> list[dict[str, Any]]:
     """The known-good points of ``modality``'s space (recipe values by dimension path), in order."""
     if modality == "signal":
         return _signal(input_shape)
     if modality == "image":
         return _image()
     if modality == "table":
-        return _table(missing)
+        return _table(n_train, missing)
     if modality == "text":
         return _text()
     raise ValueError(f"no portfolio for modality {modality!r}")

@@ -299,7 +299,9 @@ def _search(run: _Run, base: dict[str, Any], lr: dict[str, Any], p: DataProfile,
         )
         points = [
             fit_to_space(point, raw["search"])
-            for point in portfolio(p.modality, p.input_shape, missing=bool(p.missing.get("cells")))
+            for point in portfolio(
+                p.modality, p.input_shape, p.sizes["train"], missing=bool(p.missing.get("cells"))
+            )
         ]
         space = {
             "recipe": raw,

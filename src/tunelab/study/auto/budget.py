@@ -169,6 +169,6 @@ class Budget:
 RULE = (
     "profile unplanned; baseline 10% and lr-find 5% of the total; the search what is left minus the "
     "estimated cost of ablation + final + compress (priced from the baseline's seconds per epoch), at "
-    "least 35% of what is left; then final (the winner's seconds per run x seeds), compress, and "
+    "least 35% of what is left; then final (1.5 x the winner's seconds per run x seeds), compress, and "
     "ablation the rest (its seeds fit to it, skipped below 3); unspent time carries over"
 )

@@ -50,6 +50,10 @@ ABLATION_RUNS = 21
 # digits at 2.5x the baseline CNN's seconds per run): the stages after the search are priced at
 # this many baseline runs per run, or they overrun the budget.
 RESERVE_SLACK = 2.0
+# The final runs and compression are reserved this many times their price before the ablation
+# takes the rest: the winner's seconds were measured earlier, on a machine whose load may rise
+# (digits, 5m: final priced 43 s took 86 s when the load went from 1.5 to 3.5, 27 s over budget).
+FINAL_SLACK = 1.5
 ABLATION_TARGET_SEEDS = 5  # more seeds narrow the intervals; the budget may allow fewer
 # Progress events: on_event(stage, what, budget, detail); what is "start", "update", "done", "skip".
 Event = Callable[[str, str, Budget, str], None]
@@ -357,7 +361,7 @@ def _ablation(run: _Run, winner: dict[str, Any], cost: dict[str, Any], final_see
         return got
     per_run = max(float(cost["seconds"]), 1e-3)
     arms = len(ablation_stage.candidates(load_recipe(winner)))
-    reserve = per_run * (final_seeds + 2)
+    reserve = FINAL_SLACK * per_run * (final_seeds + 2)
     plan = max(0.0, run.clock.left() - reserve)
     seeds = min(ABLATION_TARGET_SEEDS, int(plan // max(per_run * arms, 1e-6)))
     run.open("ablation", plan, f"{arms} variants x up to {seeds} seeds")

@@ -241,6 +241,32 @@ def run_search(
         study_name=study_name,
         overrides=overrides,
     )
+    study = _run_workers(
+        prepared,
+        workers,
+        gpus=gpus,
+        timeout=timeout,
+        quiet=quiet,
+        on_trial=on_trial,
+        out_dir=out_dir,
+        trial_nproc=trial_nproc,
+    )
+    return _finish(study, prepared.study, prepared.storage, Path(out_dir), final_seeds)
+
+
+def _run_workers(
+    prepared: PreparedSearch,
+    workers: int,
+    *,
+    gpus: Sequence[str],
+    timeout: float | None,
+    quiet: bool,
+    on_trial: Callable[[FrozenTrial, list[str]], None] | None,
+    out_dir: str | Path,
+    trial_nproc: int,
+) -> optuna.Study:
+    """Run the study's trials in this process (one worker) or in ``workers`` local processes; the
+    study once they stopped."""
     name, url, seed = prepared.study, prepared.storage, prepared.config.seed
     codes: list[int] = []
     if workers == 1:
@@ -278,7 +304,7 @@ def run_search(
                 "command again resumes the study"
             )
         print(f"warning: study {name}: local worker exit codes {codes}", file=sys.stderr)
-    return _finish(study, name, url, Path(out_dir), final_seeds)
+    return study
 
 
 def _finish(study: optuna.Study, name: str, url: str, out_dir: Path, final_seeds: int) -> SearchResult:

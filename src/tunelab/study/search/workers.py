@@ -146,14 +146,7 @@ def run_worker(
     store = open_storage(url)
     probe = load_named_study(study_name, store, url)
     config = StudyConfig.from_attrs(probe.user_attrs, study_name)
-    if trial_nproc > 1:
-        check_gpu_share(1, trial_nproc, trial_gpus(config.recipe().train.device))
-        # The trial's processes train, not this one: they share its cores.
-        threads = max(1, (threads or available_cores()) // trial_nproc)
-    elif threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    threads = _trial_threads(threads, trial_nproc, config)
     study = optuna.load_study(
         study_name=study_name,
         storage=store,
@@ -193,6 +186,20 @@ def run_worker(
             )
             ran += 1
     return ran
+
+
+def _trial_threads(threads: int | None, trial_nproc: int, config: StudyConfig) -> int | None:
+    """The torch threads of a trial's process(es): this process's (set here), or with DDP trials
+    each process's share of them, after checking that this worker has a GPU for each process."""
+    if trial_nproc > 1:
+        check_gpu_share(1, trial_nproc, trial_gpus(config.recipe().train.device))
+        # The trial's processes train, not this one: they share its cores.
+        return max(1, (threads or available_cores()) // trial_nproc)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threads
 
 
 def _time_for_a_trial(study: optuna.Study, deadline: float | None) -> bool:

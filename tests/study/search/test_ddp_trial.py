@@ -68,6 +68,7 @@ def _one_process(recipe: dict, overrides: list[str]):
     return fit(recipe, overrides=overrides, save=False, evaluate_test=False)
 
 
+@pytest.mark.slow
 def test_a_search_of_two_process_trials_matches_one_process(where, study_of, rank_outcomes):
     ctrl_c = signal.getsignal(signal.SIGINT)
     r = run_search(MNIST1D, trials=2, trial_nproc=2, final_seeds=0, study_name="ddp", **where)
@@ -157,6 +158,7 @@ def test_ddp_trials_need_a_storage_the_processes_can_open(where):
         run_worker("any", where["storage"], trial_nproc=0)
 
 
+@pytest.mark.slow
 def test_a_killed_workers_ddp_trial_resumes_from_rank_0s_checkpoint(where, monkeypatch, study_of):
     # The worker is SIGKILLed once rank 0 wrote the trial's checkpoint (its ranks get a parent-death
     # signal from torch); after the heartbeat grace period the trial is retried here on 2 processes,

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,6 @@ def launch_trial(job: RankJob, nproc: int) -> TrialOutcome:
 
 
 def _with_errors_dir(job: RankJob, scratch: Path) -> RankJob:
-    from dataclasses import replace
-
     errors = scratch / "errors"
     errors.mkdir()
     return replace(job, errors=str(errors))

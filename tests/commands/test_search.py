@@ -103,6 +103,8 @@ def test_studies_and_show(setup, cli):
         (["--workers", "0"], "error: --workers: got 0; must be >= 1"),
         (["--set", "optimizer.lr=-1"], "error: optimizer.lr: got -1; must be > 0"),
         (["--storage", "redis://x"], "not a supported URL"),
+        (["--trial-nproc", "0"], "error: --trial-nproc: got 0; must be >= 1"),
+        (["--trial-nproc", "2", "--storage", "sqlite:///:memory:"], "an in-memory database lives inside one"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(setup, args, fragment, cli):
@@ -111,6 +113,14 @@ def test_user_errors_exit_2_with_one_line(setup, args, fragment, cli):
         args = [*args, "--storage", storage]
     code, _, err = cli(["search", path, *args])
     assert code == 2 and fragment in err and "Traceback" not in err
+
+
+def test_worker_validates_trial_nproc(setup, cli):
+    _, storage, _ = setup
+    code, _, err = cli(["worker", "--study", "any", "--storage", storage, "--trial-nproc", "-1"])
+    assert code == 2 and "error: --trial-nproc: got -1; must be >= 1" in err and "Traceback" not in err
+    code, _, err = cli(["worker", "--study", "any", "--storage", "sqlite:///:memory:", "--trial-nproc", "2"])
+    assert code == 2 and "--trial-nproc 2 with --storage sqlite:///:memory:" in err
 
 
 def test_unknown_studies_are_named(setup, cli):

@@ -2,10 +2,10 @@
 
 tunelab search RECIPE [--trials N] [--timeout S] [--sampler tpe|random|cmaes|gp|nsga2]
                       [--pruner none|median|asha|hyperband] [--objective val.accuracy[,latency_ms]]
-                      [--storage URL] [--study NAME] [--workers K] [--final-seeds S]
-                      [--out DIR] [--set k=v ...] [--json] [--quiet] [--no-report]
+                      [--storage URL] [--study NAME] [--workers K] [--trial-nproc P]
+                      [--final-seeds S] [--out DIR] [--set k=v ...] [--json] [--quiet] [--no-report]
 tunelab worker --study NAME [--storage URL] [--threads T] [--timeout S] [--deadline UNIX_TIME] [--out DIR]
-               [--quiet]
+               [--trial-nproc P] [--quiet]
 tunelab studies [--storage URL] [--json]
 tunelab show STUDY [--storage URL] [--top N] [--json]
 """
@@ -59,8 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="local worker processes, each on its own GPU when there are GPUs (default: one per GPU, else 1)",
+        help="local worker processes, each on its own GPU when there are GPUs (default: one per GPU, else 1; "
+        "with --trial-nproc P, one per P GPUs)",
     )
+    _add_trial_nproc(p)
     p.add_argument(
         "--final-seeds",
         type=int,
@@ -100,6 +102,7 @@ def _register_study_commands(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_OUT,
         help=f"where running trials keep their checkpoints, <out>/<study>/trials/ (default {DEFAULT_OUT})",
     )
+    _add_trial_nproc(p)
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.set_defaults(run=run_worker_command)
 
@@ -114,6 +117,18 @@ def _register_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=5, help="best trials to list (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_show_command)
+
+
+def _add_trial_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trial-nproc",
+        type=int,
+        default=1,
+        metavar="P",
+        help="train each trial on P data-parallel processes (DDP through torch's elastic launcher: "
+        "each worker's own P GPUs, or sharing the CPU's cores without GPUs; default 1). "
+        "Needs a storage the processes can open (not sqlite:///:memory:)",
+    )
 
 
 def _print_trial(trial: Any, objectives: list[str]) -> None:
@@ -143,6 +158,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         quiet=quiet,
         on_trial=None if quiet else _print_trial,
+        trial_nproc=args.trial_nproc,
     )
     report = None
     if args.report:
@@ -182,6 +198,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
         deadline=args.deadline,
         on_trial=None if args.quiet else _print_trial,
         out_dir=args.out,
+        trial_nproc=args.trial_nproc,
     )
     if not args.quiet:
         print(f"worker done: ran {ran} trial(s) of study {args.study}", file=sys.stderr)

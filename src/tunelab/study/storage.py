@@ -113,6 +113,19 @@ def storage_url(url: str | None) -> str:
     return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
+def process_local(url: str) -> bool:
+    """Whether the storage at ``url`` lives inside the process that opens it (in-memory SQLite):
+    other processes opening the same URL get a database of their own.
+
+    >>> process_local("sqlite:///:memory:"), process_local("sqlite:///runs/studies.db")
+    (True, False)
+    """
+    if not url.startswith("sqlite:///"):
+        return False
+    path = url[len("sqlite:///") :]
+    return path.split("?", 1)[0] in ("", ":memory:") or "mode=memory" in path
+
+
 def open_storage(url: str | None = None, *, heartbeat: bool = True) -> RDBStorage:
     """An RDBStorage for ``url`` (default SQLite file under runs/), with heartbeats and retries.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from tunelab.io import finite_scalars
 from tunelab.recipe import load_recipe
-from tunelab.study.search.trial import Deadline
+from tunelab.study.search.trial_methods import Deadline
 
 # The range test's default ramp (tunelab.lr_find) and its floor: fewer steps than this cannot
 # show a minimum (the finder refuses below 20).

@@ -7,7 +7,9 @@ The package, one module per part, each importing only those listed before it::
     objectives   what a search optimizes: ``val.<metric>`` or a cost, with its direction
     samplers     the samplers and pruners, as registries
     config       ``StudyConfig``: everything a worker needs, kept in the study's user attributes
-    trial        one trial: ``TrialRunner`` (suggest, fit, read the objectives), ``PruneOnEpoch``
+    trial_methods  what a trial adds to its fit: ``PruneOnEpoch`` (reports, pruning), ``Deadline``
+    ddp_trial    a trial on P DDP processes (``--trial-nproc``) through torch's elastic launcher
+    trial        one trial: ``TrialRunner`` (suggest, fit, read the objectives)
     workers      ``run_worker`` and local worker processes; the exact trial budget
     results      the typed results: trials, the best, the final runs, ``SearchResult``
     run          ``prepare_search`` / ``run_search``: the study, its workers, the final runs

@@ -6,19 +6,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.spec import MONITOR_METRICS, monitor_mode
 from tunelab.study.search.options import COSTS, Direction
 
-if TYPE_CHECKING:
-    from tunelab.runs import RunResult
-
 # Costs that need the end-of-run efficiency measurement (train.efficiency); train_seconds does not.
 MEASURED_COSTS = frozenset(COSTS) - {"train_seconds"}
+
+
+class Measured(Protocol):
+    """What an objective reads: a RunResult, or a trial's outcome (``ddp_trial.TrialOutcome``)."""
+
+    @property
+    def val(self) -> Mapping[str, Any]: ...
+
+    @property
+    def efficiency(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class Objective:
             allowed += f" (a search never selects on the {split} split)"
         raise RecipeError("--objective", text, f"must be {allowed}")
 
-    def read(self, result: RunResult) -> float:
+    def read(self, result: Measured) -> float:
         """The objective's value in a finished run."""
         source = result.val if self.metric else result.efficiency
         key = self.metric or self.name

@@ -40,11 +40,13 @@ from tunelab.study.search.results import (
 from tunelab.study.search.samplers import PRUNERS, make_pruner, make_sampler
 from tunelab.study.search.space import check_space, trial_recipe
 from tunelab.study.search.workers import (
+    check_gpu_share,
+    check_trial_nproc,
     count_trials,
     default_workers,
     run_local_workers,
     run_worker,
-    visible_gpus,
+    trial_gpus,
     worker_seed,
 )
 from tunelab.study.storage import KIND_ATTR, heartbeat_settings, open_storage, optuna_quiet, storage_url
@@ -190,6 +192,7 @@ def run_search(
     overrides: Sequence[str] = (),
     quiet: bool = True,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
+    trial_nproc: int = 1,
 ) -> SearchResult:
     """Search the recipe's ``search:`` space, then retrain the best recipe on ``final_seeds`` seeds.
 
@@ -204,24 +207,30 @@ def run_search(
         storage: an SQLAlchemy URL (default ``sqlite:///runs/studies.db``).
         study_name: default the recipe file's stem; an existing study of that name is resumed.
         workers: local worker processes (1: this process; None: one per visible GPU, each on its
-            own GPU, else 1).
+            own GPU, else 1; with ``trial_nproc`` P, one per P GPUs).
         final_seeds: retrain the best recipe on this many seeds (0: skip).
         out_dir: ``<out_dir>/<study>/best.yaml`` and ``final/seed-<s>/`` run directories.
         overrides: ``--set`` overrides applied to the recipe before anything else.
         quiet: local worker processes print nothing per trial.
         on_trial: ``on_trial(trial, objective_names)`` for each trial this process ends (workers=1).
+        trial_nproc: processes each trial trains on (DDP through torch's elastic launcher: each
+            worker's own ``trial_nproc`` GPUs, or its share of the CPU's cores without GPUs;
+            ``tunelab.study.search.ddp_trial``). Needs a storage other processes can open.
 
     >>> r = run_search("examples/mnist1d_search.yaml", trials=20, workers=2)  # doctest: +SKIP
     >>> r.best.recipe_path, r.final.metrics[0].test  # doctest: +SKIP
     """
-    if workers is None:
-        workers = default_workers(visible_gpus())
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise RecipeError("--workers", workers, "must be >= 1")
     if final_seeds < 0:
         raise RecipeError("--final-seeds", final_seeds, "must be >= 0")
     if timeout is not None and timeout <= 0:
         raise RecipeError("--timeout", timeout, "must be > 0 seconds")
+    check_trial_nproc(trial_nproc, storage_url(storage))
+    gpus = trial_gpus(load_recipe(recipe, overrides).train.device)
+    if workers is None:
+        workers = default_workers(gpus, trial_nproc)
+    check_gpu_share(workers, trial_nproc, gpus)
     prepared = prepare_search(
         recipe,
         trials=trials,
@@ -232,6 +241,32 @@ def run_search(
         study_name=study_name,
         overrides=overrides,
     )
+    study = _run_workers(
+        prepared,
+        workers,
+        gpus=gpus,
+        timeout=timeout,
+        quiet=quiet,
+        on_trial=on_trial,
+        out_dir=out_dir,
+        trial_nproc=trial_nproc,
+    )
+    return _finish(study, prepared.study, prepared.storage, Path(out_dir), final_seeds)
+
+
+def _run_workers(
+    prepared: PreparedSearch,
+    workers: int,
+    *,
+    gpus: Sequence[str],
+    timeout: float | None,
+    quiet: bool,
+    on_trial: Callable[[FrozenTrial, list[str]], None] | None,
+    out_dir: str | Path,
+    trial_nproc: int,
+) -> optuna.Study:
+    """Run the study's trials in this process (one worker) or in ``workers`` local processes; the
+    study once they stopped."""
     name, url, seed = prepared.study, prepared.storage, prepared.config.seed
     codes: list[int] = []
     if workers == 1:
@@ -242,6 +277,7 @@ def run_search(
             timeout=timeout,
             on_trial=on_trial,
             out_dir=out_dir,
+            trial_nproc=trial_nproc,
         )
     else:
         codes = run_local_workers(
@@ -253,6 +289,8 @@ def run_search(
             timeout=timeout,
             quiet=quiet,
             out_dir=out_dir,
+            gpus=gpus,
+            trial_nproc=trial_nproc,
         )
     study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False))
     if workers > 1 and any(codes):
@@ -266,7 +304,7 @@ def run_search(
                 "command again resumes the study"
             )
         print(f"warning: study {name}: local worker exit codes {codes}", file=sys.stderr)
-    return _finish(study, name, url, Path(out_dir), final_seeds)
+    return study
 
 
 def _finish(study: optuna.Study, name: str, url: str, out_dir: Path, final_seeds: int) -> SearchResult:

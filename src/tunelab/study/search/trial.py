@@ -12,6 +12,9 @@ recipe is invalid ends FAIL with the error (and does not count); ``trials`` such
 the search with that error. A trial that starts past the budget (another worker took the last
 slot) is dropped before it trains: FAIL, user attribute ``surplus``. A trial that a worker's
 deadline cuts short (``Deadline``, a time budget) ends PRUNED, its message saying so.
+
+With ``nproc`` > 1 (``--trial-nproc``) the fit runs on that many DDP processes
+(``tunelab.study.search.ddp_trial``); everything else, here in the worker, stays the same.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import contextlib
 import os
 import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,78 +32,14 @@ from optuna.trial import TrialState
 
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.io import finite_scalars
-from tunelab.methods import Method, TrainState
 from tunelab.recipe import Recipe
 from tunelab.redact import redact_text
-from tunelab.resume import LAST
+from tunelab.resume import LAST, read_last
 from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.ddp_trial import RankJob, TrialOutcome, launch_trial
 from tunelab.study.search.objectives import MEASURED_COSTS
 from tunelab.study.search.space import suggest, trial_recipe
-
-
-class PruneOnEpoch(Method):
-    """Reports ``metric`` to the Optuna trial after each epoch; stops the fit when it should prune.
-
-    The loop then ends with status ``stopped_early`` and the objective raises
-    ``optuna.TrialPruned``. With ``prune=False`` it only reports (learning curves in the storage).
-
-    >>> import optuna
-    >>> trial = optuna.create_study().ask()
-    >>> m = PruneOnEpoch(trial, "val.accuracy")
-    >>> m.pruned_at is None
-    True
-    """
-
-    name = "optuna_pruning"
-
-    def __init__(self, trial: optuna.trial.Trial, metric: str, prune: bool = True) -> None:
-        self.trial, self.metric, self.prune = trial, metric, prune
-        self.pruned_at: int | None = None
-        self.reported: list[tuple[int, float]] = []  # (epoch, value) sent to the trial
-
-    def epoch_end(self, state: TrainState) -> None:
-        value = state.last(self.metric)
-        step = state.epoch + 1  # epochs done: the resource ASHA and Hyperband allocate
-        self.trial.report(value, step)
-        self.reported.append((step, value))
-        if self.prune and self.trial.should_prune():
-            state.stop = True
-            state.stop_reason = f"pruned after epoch {step}: {self.metric} {value:.4f}"
-            self.pruned_at = step
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"reported": self.reported, "pruned_at": self.pruned_at}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        # A retried trial is a new Optuna trial without the killed one's learning curve: the
-        # epochs it resumes after are reported again, so the pruner compares whole curves.
-        self.pruned_at = state["pruned_at"]
-        self.reported = [(int(step), float(value)) for step, value in state["reported"]]
-        for step, value in self.reported:
-            self.trial.report(value, step)
-
-
-class Deadline(Method):
-    """Stops the fit at the end of the first epoch that ends after ``at`` (a ``time.time()`` instant).
-
-    What a time budget needs from a run: the loop then ends ``stopped_early`` with the reason, and
-    ``stopped_at`` says after which epoch (None: the run ended before the deadline).
-
-    >>> Deadline(at=0.0).stopped_at is None
-    True
-    """
-
-    name = "deadline"
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-        self.stopped_at: int | None = None
-
-    def epoch_end(self, state: TrainState) -> None:
-        if not state.stop and time.time() >= self.at:
-            state.stop = True
-            state.stop_reason = f"the time budget ran out after epoch {state.epoch + 1}"
-            self.stopped_at = state.epoch + 1
+from tunelab.study.search.trial_methods import Deadline, PruneOnEpoch
 
 
 def worker_id() -> str:
@@ -122,11 +60,18 @@ class TrialRunner:
         threads: int | None = None,
         checkpoints: str | Path | None = None,
         deadline: float | None = None,
+        *,
+        nproc: int = 1,
+        storage: str | None = None,
     ) -> None:
         """``checkpoints``: the search's output directory; each trial keeps its ``last.pt`` in
         ``<checkpoints>/<study>/trials/<number>/`` while it runs (None: no checkpoints).
-        ``deadline``: a ``time.time()`` instant at which a training trial stops (``Deadline``)."""
-        self.config, self.deadline = config, deadline
+        ``deadline``: a ``time.time()`` instant at which a training trial stops (``Deadline``).
+        ``nproc``: processes each trial trains on (DDP, ``tunelab.study.search.ddp_trial``; they
+        open the study at ``storage``, its URL); ``threads`` is then each process's."""
+        if nproc > 1 and storage is None:
+            raise TunelabError("TrialRunner: a trial on several processes needs the study's storage URL")
+        self.config, self.deadline, self.nproc, self.storage = config, deadline, nproc, storage
         self.checkpoints = Path(checkpoints) if checkpoints is not None else None
         self.recipe = config.recipe()
         needs_efficiency = any(o.name in MEASURED_COSTS for o in config.objectives)
@@ -152,35 +97,22 @@ class TrialRunner:
         return self._data[key]
 
     def __call__(self, trial: optuna.trial.Trial) -> float | list[float]:
-        from tunelab.train import fit
-
         if _past_budget(trial.study, trial.number, self.budget):
             trial.set_user_attr("surplus", True)
             raise _Dropped(f"trial {trial.number} started past the budget of {self.budget}; dropped")
         overrides = suggest(trial, self.recipe)
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("worker", worker_id())  # which machine and process ran it
+        if self.nproc > 1:
+            trial.set_user_attr("processes", self.nproc)
         try:
             recipe = trial_recipe(self.recipe, [*overrides, *self.run_overrides])
         except RecipeError as e:
             trial.set_user_attr("error", redact_text(str(e)))
             raise
-        method = (
-            PruneOnEpoch(trial, self.report_metric, self.config.pruner != "none")
-            if self.report_metric
-            else None
-        )
-        deadline = Deadline(self.deadline) if self.deadline is not None else None
         checkpoint = self._checkpoint_dir(trial)
         try:
-            result = fit(
-                recipe,
-                data=self._bundle(recipe),
-                save=False,
-                resume=checkpoint,
-                methods=[m for m in (method, deadline) if m is not None],
-                evaluate_test=False,  # a trial is a choice: the test split stays unread
-            )
+            outcome = self._train(trial, recipe, checkpoint)
         except TunelabError as e:
             trial.set_user_attr("error", redact_text(str(e)))
             raise
@@ -191,23 +123,55 @@ class TrialRunner:
                 shutil.rmtree(checkpoint, ignore_errors=True)
                 with contextlib.suppress(OSError):  # trials/ goes once no trial runs here
                     checkpoint.parent.rmdir()
-        trial.set_user_attr("status", result.status)
-        trial.set_user_attr("epochs", result.epochs)
-        trial.set_user_attr("train_seconds", result.train_seconds)
-        trial.set_user_attr("val", finite_scalars(result.val))
-        if result.efficiency:
-            trial.set_user_attr("costs", finite_scalars(result.efficiency))
-        if result.message:
-            trial.set_user_attr("message", redact_text(result.message))
-        if method is not None and method.pruned_at is not None:
-            raise optuna.TrialPruned(result.message)
-        if deadline is not None and deadline.stopped_at is not None:
+        trial.set_user_attr("status", outcome.status)
+        trial.set_user_attr("epochs", outcome.epochs)
+        trial.set_user_attr("train_seconds", outcome.train_seconds)
+        trial.set_user_attr("val", finite_scalars(outcome.val))
+        if outcome.efficiency:
+            trial.set_user_attr("costs", finite_scalars(outcome.efficiency))
+        if outcome.message:
+            trial.set_user_attr("message", redact_text(outcome.message))
+        if outcome.pruned_at is not None:
+            raise optuna.TrialPruned(outcome.message)
+        if outcome.stopped_at is not None:
             # Cut short by the time budget, not judged: pruned, so no sampler takes it for a result.
-            raise optuna.TrialPruned(result.message)
-        if result.status == "diverged":
-            raise optuna.TrialPruned(f"diverged: {result.message}")
-        values = [o.read(result) for o in self.config.objectives]
+            raise optuna.TrialPruned(outcome.message)
+        if outcome.status == "diverged":
+            raise optuna.TrialPruned(f"diverged: {outcome.message}")
+        values = [o.read(outcome) for o in self.config.objectives]
         return values[0] if len(values) == 1 else values
+
+    def _train(self, trial: optuna.trial.Trial, recipe: Recipe, checkpoint: Path | None) -> TrialOutcome:
+        """Fit the trial's recipe here, or on ``nproc`` processes (``ddp_trial``)."""
+        prune = self.config.pruner != "none"
+        if self.nproc > 1:
+            job = RankJob(
+                recipe_yaml=recipe.to_yaml(),
+                storage=self.storage,  # type: ignore[arg-type]  # checked in __init__
+                study=trial.study.study_name,
+                trial_id=trial._trial_id,  # Trial has no public accessor for its storage id
+                number=trial.number,
+                metric=self.report_metric,
+                prune=prune,
+                pruner=self.config.pruner,
+                pruner_epochs=self.recipe.train.epochs,
+                deadline=self.deadline,
+                checkpoint=str(checkpoint) if checkpoint is not None else None,
+            )
+            return launch_trial(job, self.nproc)
+        from tunelab.train import fit
+
+        method = PruneOnEpoch(trial, self.report_metric, prune) if self.report_metric else None
+        deadline = Deadline(self.deadline) if self.deadline is not None else None
+        result = fit(
+            recipe,
+            data=self._bundle(recipe),
+            save=False,
+            resume=checkpoint,
+            methods=[m for m in (method, deadline) if m is not None],
+            evaluate_test=False,  # a trial is a choice: the test split stays unread
+        )
+        return TrialOutcome.of(result, method, deadline)
 
     def _checkpoint_dir(self, trial: optuna.trial.Trial) -> Path | None:
         """Where this trial keeps its ``last.pt``: a retried trial (Optuna's heartbeat retry of a
@@ -220,12 +184,27 @@ class TrialRunner:
         path = self.checkpoints / _checkpoint_dir_name(
             trial.study.study_name, trial.number if retried is None else retried
         )
-        if retried is None:
+        if retried is None or not self._resumable(path / LAST):
             # A first attempt starts afresh: a directory there is another study's of the same name.
             shutil.rmtree(path, ignore_errors=True)
-        else:
+        if retried is not None:
             trial.set_user_attr("resumed_from_checkpoint", (path / LAST).is_file())
         return path
+
+    def _resumable(self, last: Path) -> bool:
+        """Whether this worker can continue the checkpoint ``last`` (absent: nothing to continue).
+
+        A checkpoint continues only on as many processes as wrote it (the shards and each
+        process's batch follow from their number); a retry on a worker with another
+        ``--trial-nproc`` starts the trial again instead of failing it. A damaged file is left
+        for ``fit``, which says what is wrong with it.
+        """
+        if not last.is_file():
+            return True
+        try:
+            return read_last(last).get("processes", 1) == self.nproc
+        except TunelabError:
+            return True
 
 
 def _checkpoint_dir_name(study: str, original: int) -> str:

@@ -11,7 +11,10 @@ is left.
 
 ``--workers K`` starts K ``tunelab worker`` processes here, each with ``cores // K`` torch threads.
 On a machine with GPUs each worker sees one of them (``CUDA_VISIBLE_DEVICES``, round-robin over
-the visible GPUs), and K defaults to their number (``gpu_slots``, ``default_workers``).
+the visible GPUs), and K defaults to their number (``gpu_slots``, ``default_workers``). With
+``--trial-nproc P`` each trial trains on P DDP processes (``ddp_trial``): each worker then sees
+its own P GPUs, K defaults to GPUs // P, and K * P > GPUs is refused; without GPUs the P
+processes share the worker's cores (gloo).
 Single-worker studies are reproducible: the sampler's seed comes from ``train.seed`` (and the
 number of trials already in the study, so a resumed study draws new points instead of repeating
 its first ones).
@@ -33,12 +36,20 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab.errors import TunelabError
+from tunelab.errors import RecipeError, TunelabError
+from tunelab.redact import mask_url
 from tunelab.study.search.config import StudyConfig
 from tunelab.study.search.options import DEFAULT_OUT
 from tunelab.study.search.samplers import make_pruner, make_sampler
 from tunelab.study.search.trial import TrialRunner
-from tunelab.study.storage import STORAGE_ENV, load_named_study, open_storage, optuna_quiet, storage_url
+from tunelab.study.storage import (
+    STORAGE_ENV,
+    load_named_study,
+    open_storage,
+    optuna_quiet,
+    process_local,
+    storage_url,
+)
 
 # A worker waiting for the last running trials looks again this often (seconds); the heartbeat
 # grace period, not this, bounds how long a dead worker's trial goes unnoticed.
@@ -110,6 +121,7 @@ def run_worker(
     deadline: float | None = None,
     on_trial: Callable[[FrozenTrial, list[str]], None] | None = None,
     out_dir: str | Path = DEFAULT_OUT,
+    trial_nproc: int = 1,
 ) -> int:
     """Run trials of an existing search study until its budget is spent; return how many ran.
 
@@ -122,25 +134,28 @@ def run_worker(
     ``on_trial(trial, objective_names)`` is called with each trial this worker ends. A running
     trial keeps its checkpoint in ``<out_dir>/<study>/trials/<number>/``: when its worker dies,
     the retry continues from there if it runs where that directory is (this machine, or a shared
-    filesystem), else it starts again.
+    filesystem), else it starts again. ``trial_nproc`` P > 1: each trial trains on P DDP
+    processes of this machine (``tunelab.study.search.ddp_trial``), on this worker's GPUs (at least
+    P of them, one per process) or sharing its cores (``threads`` split between them).
 
     >>> run_worker("mnist1d_search", "postgresql://tunelab@db/studies")  # doctest: +SKIP
     3
     """
-    store = open_storage(storage)
-    probe = load_named_study(study_name, store, storage_url(storage))
+    url = storage_url(storage)
+    check_trial_nproc(trial_nproc, url)
+    store = open_storage(url)
+    probe = load_named_study(study_name, store, url)
     config = StudyConfig.from_attrs(probe.user_attrs, study_name)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    threads = _trial_threads(threads, trial_nproc, config)
     study = optuna.load_study(
         study_name=study_name,
         storage=store,
         sampler=make_sampler(config.sampler, seed, len(config.objectives)),
         pruner=make_pruner(config.pruner, config.recipe().train.epochs),
     )
-    runner = TrialRunner(config, threads, checkpoints=out_dir, deadline=deadline)
+    runner = TrialRunner(
+        config, threads, checkpoints=out_dir, deadline=deadline, nproc=trial_nproc, storage=url
+    )
     names = [o.name for o in config.objectives]
     callbacks = [lambda _study, trial: on_trial(trial, names)] if on_trial is not None else None
     started = time.monotonic()
@@ -173,6 +188,20 @@ def run_worker(
     return ran
 
 
+def _trial_threads(threads: int | None, trial_nproc: int, config: StudyConfig) -> int | None:
+    """The torch threads of a trial's process(es): this process's (set here), or with DDP trials
+    each process's share of them, after checking that this worker has a GPU for each process."""
+    if trial_nproc > 1:
+        check_gpu_share(1, trial_nproc, trial_gpus(config.recipe().train.device))
+        # The trial's processes train, not this one: they share its cores.
+        return max(1, (threads or available_cores()) // trial_nproc)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threads
+
+
 def _time_for_a_trial(study: optuna.Study, deadline: float | None) -> bool:
     if deadline is None:
         return True
@@ -202,6 +231,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def trial_gpus(device: str) -> list[str]:
+    """The GPUs the trials of a recipe with ``train.device`` ``device`` train on: the visible ones,
+    none for ``cpu``."""
+    return [] if device == "cpu" else visible_gpus()
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them ([] without CUDA)."""
     import torch
@@ -213,22 +248,68 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(count)]
 
 
-def default_workers(gpus: Sequence[str]) -> int:
-    """``--workers`` when not given: one per GPU, else 1."""
-    return max(1, len(gpus))
+def default_workers(gpus: Sequence[str], trial_nproc: int = 1) -> int:
+    """``--workers`` when not given: one per ``trial_nproc`` GPUs, else 1.
+
+    >>> default_workers(["0", "1", "2", "3"], trial_nproc=2), default_workers([], trial_nproc=2)
+    (2, 1)
+    """
+    return max(1, len(gpus) // trial_nproc)
 
 
-def gpu_slots(workers: int, gpus: Sequence[str]) -> list[str | None]:
-    """Each worker's ``CUDA_VISIBLE_DEVICES``: its GPU, round-robin over ``gpus`` (None: no GPU).
+def gpu_slots(workers: int, gpus: Sequence[str], trial_nproc: int = 1) -> list[str | None]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES`` (None: no GPU, the CPU's cores are shared).
 
-    More workers than GPUs share them in turn; each worker then trains on its ``cuda:0``.
+    One process per trial: each worker its GPU, round-robin over ``gpus``; more workers than GPUs
+    share them in turn, each training on its ``cuda:0``. ``trial_nproc`` P > 1 (DDP trials): each
+    worker its own P GPUs, a contiguous slice (worker i the GPUs i*P .. i*P+P-1), each process of
+    a trial on one of them; more than ``len(gpus) // P`` workers is refused (``check_gpu_share``).
 
     >>> gpu_slots(3, ["0", "1"])
     ['0', '1', '0']
-    >>> gpu_slots(2, [])
+    >>> gpu_slots(2, ["0", "1", "2", "3"], trial_nproc=2)
+    ['0,1', '2,3']
+    >>> gpu_slots(2, [], trial_nproc=2)
     [None, None]
     """
-    return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
+    if not gpus:
+        return [None] * workers
+    if trial_nproc == 1:
+        return [gpus[i % len(gpus)] for i in range(workers)]
+    check_gpu_share(workers, trial_nproc, gpus)
+    return [",".join(gpus[i * trial_nproc : (i + 1) * trial_nproc]) for i in range(workers)]
+
+
+def check_gpu_share(workers: int, trial_nproc: int, gpus: Sequence[str]) -> None:
+    """Refuse DDP trials that would put two processes on one GPU (NCCL needs a GPU per process).
+
+    Without GPUs any number goes: the processes share the CPU's cores (gloo).
+    """
+    if not gpus or trial_nproc == 1 or workers * trial_nproc <= len(gpus):
+        return
+    seen = f"{len(gpus)} visible ({','.join(gpus)})"
+    if trial_nproc > len(gpus):
+        raise TunelabError(
+            f"--trial-nproc {trial_nproc}: each trial needs {trial_nproc} GPUs, one per process; {seen}: "
+            f"use --trial-nproc {len(gpus)} or fewer"
+        )
+    raise TunelabError(
+        f"--workers {workers} x --trial-nproc {trial_nproc} needs {workers * trial_nproc} GPUs, one per "
+        f"process; {seen}: use --workers {len(gpus) // trial_nproc} or fewer (the default), "
+        "or a smaller --trial-nproc"
+    )
+
+
+def check_trial_nproc(trial_nproc: int, storage: str) -> None:
+    """``--trial-nproc``: at least 1, and above 1 a storage that other processes can open."""
+    if trial_nproc < 1:
+        raise RecipeError("--trial-nproc", trial_nproc, "must be >= 1 (processes per trial)")
+    if trial_nproc > 1 and process_local(storage):
+        raise TunelabError(
+            f"--trial-nproc {trial_nproc} with --storage {mask_url(storage)}: the processes of a trial "
+            "report to the study through its storage, and an in-memory database lives inside one "
+            "process; use a file (sqlite:///runs/studies.db, the default) or a database server"
+        )
 
 
 def run_local_workers(
@@ -244,9 +325,11 @@ def run_local_workers(
     deadline: float | None = None,
     out_dir: str | Path = DEFAULT_OUT,
     gpus: Sequence[str] | None = None,
+    trial_nproc: int = 1,
 ) -> list[int]:
     """Run ``workers`` `tunelab worker` processes on this machine, ``cores // workers`` threads each
-    (or ``threads``), each on its own GPU of ``gpus`` (default: the visible ones; see ``gpu_slots``).
+    (or ``threads``), each on its own GPU of ``gpus`` (default: the visible ones; see ``gpu_slots``),
+    or its own ``trial_nproc`` GPUs when each trial trains on ``trial_nproc`` processes.
 
     Returns their exit codes. Each worker prints its own errors on stderr.
     """
@@ -261,7 +344,7 @@ def run_local_workers(
     # and the URL may hold a password.
     env[STORAGE_ENV] = storage
     procs = []
-    slots = gpu_slots(workers, visible_gpus() if gpus is None else gpus)
+    slots = gpu_slots(workers, visible_gpus() if gpus is None else gpus, trial_nproc)
     for i in range(workers):
         cmd = [
             sys.executable,
@@ -281,6 +364,8 @@ def run_local_workers(
             cmd += ["--timeout", str(timeout)]
         if deadline is not None:
             cmd += ["--deadline", repr(deadline)]
+        if trial_nproc > 1:
+            cmd += ["--trial-nproc", str(trial_nproc)]
         if quiet:
             cmd.append("--quiet")
         own = env if slots[i] is None else {**env, "CUDA_VISIBLE_DEVICES": slots[i]}

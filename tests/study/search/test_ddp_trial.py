@@ -19,8 +19,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tunelab import fit
-from tunelab.errors import TunelabError
-from tunelab.study.search import ddp_trial
+from tunelab.errors import RecipeError, TunelabError
+from tunelab.recipe import load_recipe
+from tunelab.study.search import ddp_trial, workers
 from tunelab.study.search.run import prepare_search, run_search
 from tunelab.study.search.workers import run_worker
 
@@ -114,8 +115,10 @@ def test_a_pruner_stops_every_rank_of_a_ddp_trial_after_the_same_epoch(where, st
     assert ranks[0].pruned_at == ranks[1].pruned_at == 1
 
 
-def test_an_error_in_the_ranks_fails_the_trial_with_its_message(where, study_of):
+def test_an_error_in_the_ranks_fails_the_trial_with_its_message(where, study_of, monkeypatch):
     # 33 does not split over 2 processes: fit refuses it in both ranks, after they joined the group.
+    # The worker's own check before any trial (next test) is bypassed to reach the ranks' refusal.
+    monkeypatch.setattr(workers, "check_batch_splits", lambda recipe, nproc: None)
     odd = {**MNIST1D, "train": {**MNIST1D["train"], "batch_size": 33}}
     s = prepare_search(odd, trials=1, study_name="odd", storage=where["storage"])
     started = time.monotonic()
@@ -125,6 +128,28 @@ def test_an_error_in_the_ranks_fails_the_trial_with_its_message(where, study_of)
     (t,) = study_of("odd").get_trials()
     assert t.state == TrialState.FAIL
     assert "is the global batch, split over 2 processes: use a multiple of 2" in t.user_attrs["error"]
+
+
+def test_batch_sizes_that_do_not_split_are_refused_before_any_trial(where, study_of):
+    odd = {**MNIST1D, "train": {**MNIST1D["train"], "batch_size": 33}}
+    s = prepare_search(odd, trials=1, study_name="odd", storage=where["storage"])
+    with pytest.raises(RecipeError, match=r"train\.batch_size: got 33; is the global batch, split over 2"):
+        run_worker(s.study, s.storage, out_dir=where["out_dir"], trial_nproc=2)
+    assert study_of("odd").get_trials() == []
+    log_scale = {
+        **MNIST1D,
+        "search": {"train.batch_size": {"type": "int", "low": 16, "high": 128, "log": True}},
+    }
+    with pytest.raises(
+        RecipeError, match=r"search\.train\.batch_size: .*--trial-nproc 2 processes cannot split"
+    ):
+        run_search(log_scale, trials=1, trial_nproc=2, storage=where["storage"], out_dir=where["out_dir"])
+    even = {"train.batch_size": {"type": "categorical", "choices": [32, 64]}}
+    ddp_trial.check_batch_splits(load_recipe({**MNIST1D, "search": even}), 2)  # passes
+    stepped = {"train.batch_size": {"type": "int", "low": 16, "high": 128, "step": 16}}
+    ddp_trial.check_batch_splits(load_recipe({**MNIST1D, "search": stepped}), 2)
+    with pytest.raises(RecipeError, match=r"choices such as \[48, 96, 192\]"):
+        ddp_trial.check_batch_splits(load_recipe({**MNIST1D, "search": {**even, **LR}}), 3)
 
 
 def test_a_crashed_rank_fails_the_trial_with_its_exception_and_prints_its_traceback(tmp_path, capsys):

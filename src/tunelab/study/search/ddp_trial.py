@@ -42,7 +42,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import TunelabError
+from tunelab.distributed import Dist, check_batch
+from tunelab.errors import RecipeError, TunelabError
+from tunelab.optim import OPTIMIZERS
+from tunelab.recipe import Recipe
 from tunelab.redact import redact_text
 from tunelab.study.search.trial_methods import Deadline, PruneOnEpoch
 
@@ -139,6 +142,45 @@ def _open_trial(job: RankJob) -> Any:
         pruner=make_pruner(job.pruner, job.pruner_epochs),
     )
     return optuna.trial.Trial(study, job.trial_id)
+
+
+def check_batch_splits(recipe: Recipe, nproc: int) -> None:
+    """Every global batch the search can draw splits over ``nproc`` processes: checked before any
+    trial runs, or each trial that drew an odd size would fail on its own, one after another.
+
+    >>> from tunelab.recipe import load_recipe
+    >>> space = {"train.batch_size": {"type": "int", "low": 16, "high": 256, "log": True}}
+    >>> try:
+    ...     check_batch_splits(load_recipe({"search": space}), 2)
+    ... except RecipeError as e:
+    ...     print(str(e).split(";")[0])
+    search.train.batch_size: got {'low': 16, 'high': 256, 'step': 1, 'log': True}
+    """
+    if nproc == 1:
+        return
+    dim = recipe.search.get("train.batch_size")
+    if dim is None:
+        # A full-batch optimizer (gd) does not split a batch; a searched optimizer may be one.
+        full = "optimizer.name" not in recipe.search and OPTIMIZERS.get(recipe.optimizer.name).tags.get(
+            "full_batch"
+        )
+        check_batch(recipe.train.batch_size, Dist(0, nproc, 0), bool(full))
+        return
+    if dim.type == "categorical":
+        splits, given = all(int(c) % nproc == 0 for c in dim.choices or []), dim.choices
+    else:
+        step = int(dim.step or 1)
+        splits = not dim.log and step % nproc == 0 and int(dim.low or 0) % nproc == 0
+        given = {"low": int(dim.low or 0), "high": int(dim.high or 0), "step": step}
+        given.update({"log": True} if dim.log else {})
+    if not splits:
+        raise RecipeError(
+            "search.train.batch_size",
+            given,
+            f"draws global batches that --trial-nproc {nproc} processes cannot split evenly: use "
+            f"multiples of {nproc} (an int with step: {nproc} and a low that is a multiple of it, not "
+            f"log; or categorical choices such as [{16 * nproc}, {32 * nproc}, {64 * nproc}])",
+        )
 
 
 def launch_trial(job: RankJob, nproc: int) -> TrialOutcome:

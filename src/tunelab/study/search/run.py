@@ -27,6 +27,7 @@ from tunelab.recipe import Recipe, load_recipe
 from tunelab.redact import mask_url
 from tunelab.study.scaffold import compared_metric
 from tunelab.study.search.config import CONFIG_ATTR, FINAL_ATTR, StudyConfig
+from tunelab.study.search.ddp_trial import check_batch_splits
 from tunelab.study.search.objectives import parse_objectives
 from tunelab.study.search.options import DEFAULT_FINAL_SEEDS, DEFAULT_OUT, DEFAULT_TRIALS
 from tunelab.study.search.results import (
@@ -227,7 +228,9 @@ def run_search(
     if timeout is not None and timeout <= 0:
         raise RecipeError("--timeout", timeout, "must be > 0 seconds")
     check_trial_nproc(trial_nproc, storage_url(storage))
-    gpus = trial_gpus(load_recipe(recipe, overrides).train.device)
+    loaded = load_recipe(recipe, overrides)
+    check_batch_splits(loaded, trial_nproc)
+    gpus = trial_gpus(loaded.train.device)
     if workers is None:
         workers = default_workers(gpus, trial_nproc)
     check_gpu_share(workers, trial_nproc, gpus)

@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.redact import mask_url
 from tunelab.study.search.config import StudyConfig
+from tunelab.study.search.ddp_trial import check_batch_splits
 from tunelab.study.search.options import DEFAULT_OUT
 from tunelab.study.search.samplers import make_pruner, make_sampler
 from tunelab.study.search.trial import TrialRunner
@@ -146,6 +147,7 @@ def run_worker(
     store = open_storage(url)
     probe = load_named_study(study_name, store, url)
     config = StudyConfig.from_attrs(probe.user_attrs, study_name)
+    check_batch_splits(config.recipe(), trial_nproc)
     threads = _trial_threads(threads, trial_nproc, config)
     study = optuna.load_study(
         study_name=study_name,

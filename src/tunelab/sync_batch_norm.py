@@ -4,9 +4,8 @@ Hand-written because PyTorch lacks it on the CPU: ``nn.SyncBatchNorm`` calls CUD
 (``batch_norm_gather_stats_with_counts``), so on the CPU every process normalizes with its own
 batch/N samples and 2 processes do not train the model 1 process trains. ``CPUSyncBatchNorm``
 computes the statistics of the global batch with one autograd-aware all-reduce per layer and
-forward (``torch.distributed.nn.functional.all_reduce``: its backward all-reduces the gradients of
-the sums, so each process's input gradient is that of the global batch's loss, as
-``nn.SyncBatchNorm``'s backward does):
+forward (``_AllReduceSum``: its backward all-reduces the gradients of the sums, so each process's
+input gradient is that of the global batch's loss, as ``nn.SyncBatchNorm``'s backward does):
 
     training, in a process group of N > 1:
         s, q, n = Σ(x − c), Σ(x − c)², count     per channel, over this process's samples (float32)
@@ -33,16 +32,39 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributed.nn.functional import all_reduce
 
 __all__ = ["CPUSyncBatchNorm", "convert"]
 
 # Statistics of these input dtypes are computed in float32 (autocast hands BN bf16 or fp16).
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over the processes, differentiable: the backward sums the gradients likewise.
+
+    Hand-written (12 lines) rather than ``torch.distributed.nn.functional.all_reduce``, which is the
+    same Function but deprecated in torch 2.13 (a FutureWarning in every DDP run); its suggested
+    replacement, ``torch.distributed._functional_collectives.all_reduce``, is private API (and
+    tunelab supports torch >= 2.11, where it was not checked).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total)
+        return total
 
 
 class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -93,7 +115,7 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         centred = x32 - shift.view(shape) if shift is not None else x32
         count = torch.full((1,), x32.numel() // c, dtype=x32.dtype, device=x.device)
         local = torch.cat([centred.sum(dims), (centred * centred).sum(dims), count])  # [2C + 1]
-        total = all_reduce(local)  # summed over the processes; the backward sums the gradients
+        total = _AllReduceSum.apply(local)  # summed over the processes; the backward sums the gradients
         n = total[-1]
         m = float(n.detach())  # the global count (a CPU tensor: reading it costs no device sync)
         if m <= 1:  # what BatchNorm says, on every process alike (they see the same n)

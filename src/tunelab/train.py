@@ -40,6 +40,7 @@ from tunelab.resume import (
     LAST,
     Position,
     ResumeSource,
+    capture_rng,
     check_same_run,
     check_same_world,
     data_fingerprint,
@@ -224,6 +225,9 @@ def prepare(
         hook(state)
     if compile:
         state.model.compile()  # in place: state_dict keys stay the same as the eager model's
+    # Everything so far drew alike on every rank (model init, the methods' setup); from here on each
+    # rank draws its own dropout masks and augmentations for its own samples (one process: no change).
+    distributed.seed_rank(t.seed, where)
     if where.active:
         state.info["distributed"] = {"processes": where.world, "batch_per_process": batch_size // where.world}
     return Prepared(state, instances, batch_size, groups, where)
@@ -452,6 +456,8 @@ class Loop:
         self.pos = Position()
         self.keys = method_keys(methods, n_recipe_methods)
         self.every = state.recipe.train.checkpoint_every
+        # Under DDP rank 0 writes last.pt with every rank's random state: all take part when it does.
+        self.checkpoints = distributed.from_main(last is not None, where)
         data = state.data
         splits = {f"{a}_{s}": getattr(data, f"{a}_{s}") for s in SPLITS for a in "xy"}
         self.data_hash = data_fingerprint(splits) if last is not None else ""
@@ -588,12 +594,16 @@ class Loop:
 
     def save(self) -> None:
         """Write ``last.pt`` (atomically) when this loop checkpoints; time it."""
-        if self.last is None:
+        if not self.checkpoints:
             return
         t0 = time.perf_counter()
+        # Each rank draws its own stream (distributed.seed_rank): rank 0 saves them all.
+        rng = distributed.gather_to_main(capture_rng(self.gen), self.where) if self.where.active else None
+        if self.last is None:  # not rank 0
+            return
         if self.max_share is not None and t0 - self._write_end < self._write_cost / self.max_share:
             return  # any checkpoint resumes exactly: skipping some only means redoing more work
-        write_last(self.last, loop_checkpoint(self))
+        write_last(self.last, loop_checkpoint(self, rng))
         self._write_end = time.perf_counter()
         self._write_cost = self._write_end - t0
         self.checkpoint_seconds += self._write_cost

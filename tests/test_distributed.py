@@ -159,9 +159,17 @@ def test_ctrl_c_stops_every_process(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
-    for pid in workers:  # the launcher stopped its workers before it exited (a zombie has ended)
-        stat = Path(f"/proc/{pid}/stat")
-        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    for pid in workers:  # the launcher stopped its workers before it exited
+        assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has ended)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _children(pid: int) -> list[int]:
@@ -259,14 +267,23 @@ def test_a_killed_two_process_run_resumes_with_two_processes_to_the_same_result(
     assert whole.returncode == 0, whole.stderr[-3000:]
     argv = [sys.executable, "-m", "tunelab", "train", str(recipe), "--nproc", "2", "--out", "cut", "--quiet"]
     proc = subprocess.Popen(argv, cwd=tmp_path, env=_env(), start_new_session=True)
-    metrics, deadline = tmp_path / "cut" / "metrics.jsonl", time.monotonic() + LAUNCH_TIMEOUT
-    while not (metrics.is_file() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+    last, deadline = tmp_path / "cut" / "last.pt", time.monotonic() + LAUNCH_TIMEOUT
+    while not last.is_file() and time.monotonic() < deadline:  # written whole (renamed into place)
         time.sleep(0.05)
+    # torchrun starts each worker in a session of its own: killing the launcher's group alone left
+    # them running (they finished the run, then waited for the dead launcher's store at teardown).
+    workers = _children(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not (tmp_path / "cut" / "result.json").exists(), "the run ended before the kill: nothing to test"
     resumed = _launch(["-m", "tunelab", "train", "--resume", "cut", "--nproc", "2", "--quiet"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = json.loads((tmp_path / "cut" / "env.json").read_text())["resumed"]
+    assert resumed[0]["epochs_done"] >= 1  # it continued from last.pt, not from the start
     a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("whole", "cut"))
     for record in a["history"] + b["history"]:
         record.pop("seconds")

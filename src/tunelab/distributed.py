@@ -21,15 +21,23 @@ The semantics, as the loop applies them:
   every rank (each applies the same all-reduced gradient), so rank 0's figures are everyone's;
   evaluating once costs N times less compute than evaluating everywhere, and metrics such as F1
   do not decompose into per-shard sums.
-* Batch norm normalizes with per-process batch statistics (batch/N samples). Its running
-  statistics are averaged over the processes after every step (``BufferSync``), so every rank
-  holds the same model (and EMA, which averages them, the same average): the running mean is then
-  exactly one process's over the global batch; the running variance misses the spread between the
-  shards' means (small for shuffled shards). ``train.sync_batch_norm`` converts to
-  ``nn.SyncBatchNorm`` (GPU only: PyTorch has no CPU kernel for it) for global batch statistics.
-* The global random state is seeded alike on every rank, so dropout and augmentation draw the same
-  numbers on each rank (applied to different samples); this keeps a resumed run exact from one
-  saved random state.
+* Batch norm normalizes with per-process batch statistics (batch/N samples) by default. Its
+  running statistics are averaged over the processes after every step (``BufferSync``), so every
+  rank holds the same model (and EMA, which averages them, the same average): the running mean is
+  then exactly one process's over the global batch; the running variance misses the spread between
+  the shards' means (small for shuffled shards). ``train.sync_batch_norm`` normalizes with the
+  statistics of the global batch instead: ``nn.SyncBatchNorm`` on GPUs, tunelab's
+  ``CPUSyncBatchNorm`` on the CPU (PyTorch has no CPU kernel; ``tunelab.sync_batch_norm``). Then 2
+  processes train what 1 process trains, up to the order of float additions.
+* Randomness: everything up to the first step draws alike on every rank from ``train.seed`` (the
+  model's init, the methods' setup); then each rank gets a stream of its own (``seed_rank``), so
+  dropout masks, augmentations and mixup partners are independent draws on each shard, as they
+  are for the samples of one process's batch. What must agree needs no shared stream: the data
+  order has its own generator, seeded alike; every rank applies the same all-reduced gradient;
+  choices read rank 0's broadcast metrics; no method draws to change weights or make a choice
+  after setup (text_augment keeps its own generator, seeded alike on every rank). ``last.pt``
+  holds every rank's random state (gathered to rank 0, which writes) and each rank restores its
+  own, so a resumed run stays exact. One process is untouched: the same draws as before.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ class Position:
 
 def loop_checkpoint(loop: Loop, rng_per_rank: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything ``loop`` needs to continue from where it stands (see the module doc);
-    ``rng_per_rank``: under DDP, every rank's ``capture_rng`` (each draws its own stream)."""
+    ``rng_per_rank``: every rank's ``capture_rng`` (under DDP each draws its own stream)."""
     from tunelab import __version__
 
     state, pos = loop.state, loop.pos
@@ -267,7 +267,7 @@ def loop_checkpoint(loop: Loop, rng_per_rank: list[dict[str, Any]] | None = None
         "scaler": loop.train_step.scaler.state_dict(),
         "methods": {k: v for k, v in methods.items() if v},
         "rng": capture_rng(loop.gen),
-        **({"rng_per_rank": rng_per_rank} if rng_per_rank is not None else {}),
+        **({"rng_per_rank": rng_per_rank} if rng_per_rank is not None and len(rng_per_rank) > 1 else {}),
         "loop": {
             "epoch": pos.epoch,
             "step_in_epoch": pos.step_in_epoch,

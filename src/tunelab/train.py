@@ -225,9 +225,7 @@ def prepare(
         hook(state)
     if compile:
         state.model.compile()  # in place: state_dict keys stay the same as the eager model's
-    # Everything so far drew alike on every rank (model init, the methods' setup); from here on each
-    # rank draws its own dropout masks and augmentations for its own samples (one process: no change).
-    distributed.seed_rank(t.seed, where)
+    distributed.seed_rank(t.seed, where)  # init and setup drew alike; now each rank its own stream
     if where.active:
         state.info["distributed"] = {"processes": where.world, "batch_per_process": batch_size // where.world}
     return Prepared(state, instances, batch_size, groups, where)
@@ -421,11 +419,8 @@ Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best
 class Loop:
     """The epochs of ``fit`` (the pseudocode of ``tunelab.methods._base``), resumable: it writes
     ``last.pt`` (``tunelab.resume.loop_checkpoint``) at every epoch end and every
-    ``train.checkpoint_every`` optimizer steps when ``last`` is a path.
-
-    The hot loop does the minimum a plain PyTorch loop does: data stays on the device and is
-    batched by index permutation, the train loss is summed on the device and read once per epoch
-    (no per-batch sync), and methods are visited only for the hooks they override.
+    ``train.checkpoint_every`` optimizer steps when ``last`` is a path. Its hot loop does the
+    minimum a plain PyTorch loop does (see the module docstring).
     """
 
     def __init__(
@@ -456,8 +451,7 @@ class Loop:
         self.pos = Position()
         self.keys = method_keys(methods, n_recipe_methods)
         self.every = state.recipe.train.checkpoint_every
-        # Under DDP rank 0 writes last.pt with every rank's random state: all take part when it does.
-        self.checkpoints = distributed.from_main(last is not None, where)
+        self.checkpoints = distributed.from_main(last is not None, where)  # every rank gathers then
         data = state.data
         splits = {f"{a}_{s}": getattr(data, f"{a}_{s}") for s in SPLITS for a in "xy"}
         self.data_hash = data_fingerprint(splits) if last is not None else ""
@@ -594,12 +588,9 @@ class Loop:
 
     def save(self) -> None:
         """Write ``last.pt`` (atomically) when this loop checkpoints; time it."""
-        if not self.checkpoints:
-            return
         t0 = time.perf_counter()
-        # Each rank draws its own stream (distributed.seed_rank): rank 0 saves them all.
-        rng = distributed.gather_to_main(capture_rng(self.gen), self.where) if self.where.active else None
-        if self.last is None:  # not rank 0
+        rng = distributed.gather_to_main(capture_rng(self.gen), self.where) if self.checkpoints else None
+        if self.last is None:  # not rank 0, or no checkpoints; rank 0 saves every rank's random state
             return
         if self.max_share is not None and t0 - self._write_end < self._write_cost / self.max_share:
             return  # any checkpoint resumes exactly: skipping some only means redoing more work

@@ -149,7 +149,7 @@ def convert(module: nn.Module) -> nn.Module:
         synced = CPUSyncBatchNorm(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
         )
-        # The same objects, not copies: an optimizer (and an EMA) built before still holds them.
+        # The same objects, not copies: an optimizer built before still holds them.
         if module.affine:
             synced.weight, synced.bias = module.weight, module.bias
         if module.track_running_stats:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from tunelab import distributed
 from tunelab.errors import RecipeError
 from tunelab.methods import METHODS, Method
 from tunelab.train import fit
@@ -78,8 +79,6 @@ def recipe_for(name: str) -> dict[str, Any]:
 def count_all_reduces() -> dict[str, int]:
     """A fit with grad_accum 2, counting DDP's gradient all-reduces (one per step with no_sync)."""
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
-    from tunelab import distributed
 
     calls: list[int] = []
     original = distributed.wrap_model
@@ -170,13 +169,14 @@ def main(mode: str, out: str, text_csv: str = "") -> None:
     if mode == "error":
         fit(recipe_for("l2") | {"train": {"epochs": 3, "device": "cpu"}}, save=False, methods=[FailOnRank1()])
         return
-    dist.init_process_group("gloo")
-    results = run_methods()
-    if dist.get_rank() == 0:
-        with open(out, "w") as f:
-            json.dump(results, f)
-    dist.barrier()
-    dist.destroy_process_group()
+    # fit's own way in and out of the group (its teardown waits for gloo: tunelab.distributed).
+    # With a bare barrier + destroy_process_group here, 1 of 13 launches aborted at exit ("terminate
+    # called without an active exception") after writing its results; 0 of 12 through session.
+    with distributed.session("cpu"):
+        results = run_methods()
+        if dist.get_rank() == 0:
+            with open(out, "w") as f:
+                json.dump(results, f)
 
 
 if __name__ == "__main__":

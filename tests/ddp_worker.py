@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from tunelab import distributed
 from tunelab.errors import RecipeError
 from tunelab.methods import METHODS, Method
 from tunelab.train import fit
@@ -79,8 +80,6 @@ def count_all_reduces() -> dict[str, int]:
     """A fit with grad_accum 2, counting DDP's gradient all-reduces (one per step with no_sync)."""
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-    from tunelab import distributed
-
     calls: list[int] = []
     original = distributed.wrap_model
 
@@ -118,13 +117,44 @@ def run_methods() -> dict[str, Any]:
         every = [None] * dist.get_world_size()
         dist.all_gather_object(every, mine)
         results[name] = {"ranks": every}
-    try:  # SyncBatchNorm has no CPU kernel: refused, not failing inside the first forward
-        fit(
-            {**recipe_for("l2"), "train": {"epochs": 1, "device": "cpu", "sync_batch_norm": True}}, save=False
-        )
-    except RecipeError as e:
-        results["sync_batch_norm"] = {"refused": str(e)}
+    results["sync_batch_norm"] = synced_batch_norm()
+    results["random_streams"] = random_streams()
     return results
+
+
+def synced_batch_norm() -> dict[str, Any]:
+    """A fit with ``train.sync_batch_norm`` on the CPU (tunelab's CPUSyncBatchNorm): both ranks end
+    with the same weights and running statistics (which BufferSync no longer averages)."""
+    digests = Digests()
+    recipe = {
+        **recipe_for("l2"),
+        "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "sync_batch_norm": True},
+    }
+    r = fit(recipe, save=False, methods=[digests], evaluate_test=False)
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, {"model": digests.model, "eval": digests.eval, "status": r.status})
+    return {"ranks": every}
+
+
+class Draws(Method):
+    """Records the model at setup (initialized alike on every rank) and a draw of torch's global
+    generator at the first batch (each rank's own stream, distributed.seed_rank)."""
+
+    def setup(self, state: Any) -> None:
+        self.init = digest(state.model)
+
+    def batch(self, state: Any, x: Any, y: Any) -> tuple[Any, Any]:
+        if not hasattr(self, "draw"):
+            self.draw = torch.rand(4).tolist()
+        return x, y
+
+
+def random_streams() -> dict[str, Any]:
+    draws = Draws()
+    fit({**recipe_for("l2"), "train": {"epochs": 1, "device": "cpu"}}, save=False, methods=[draws])
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, {"init": draws.init, "draw": draws.draw})
+    return {"ranks": every}
 
 
 class FailOnRank1(Method):
@@ -139,13 +169,14 @@ def main(mode: str, out: str, text_csv: str = "") -> None:
     if mode == "error":
         fit(recipe_for("l2") | {"train": {"epochs": 3, "device": "cpu"}}, save=False, methods=[FailOnRank1()])
         return
-    dist.init_process_group("gloo")
-    results = run_methods()
-    if dist.get_rank() == 0:
-        with open(out, "w") as f:
-            json.dump(results, f)
-    dist.barrier()
-    dist.destroy_process_group()
+    # fit's own way in and out of the group (its teardown waits for gloo: tunelab.distributed).
+    # With a bare barrier + destroy_process_group here, 1 of 13 launches aborted at exit ("terminate
+    # called without an active exception") after writing its results; 0 of 12 through session.
+    with distributed.session("cpu"):
+        results = run_methods()
+        if dist.get_rank() == 0:
+            with open(out, "w") as f:
+                json.dump(results, f)
 
 
 if __name__ == "__main__":

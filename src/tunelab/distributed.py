@@ -21,15 +21,23 @@ The semantics, as the loop applies them:
   every rank (each applies the same all-reduced gradient), so rank 0's figures are everyone's;
   evaluating once costs N times less compute than evaluating everywhere, and metrics such as F1
   do not decompose into per-shard sums.
-* Batch norm normalizes with per-process batch statistics (batch/N samples). Its running
-  statistics are averaged over the processes after every step (``BufferSync``), so every rank
-  holds the same model (and EMA, which averages them, the same average): the running mean is then
-  exactly one process's over the global batch; the running variance misses the spread between the
-  shards' means (small for shuffled shards). ``train.sync_batch_norm`` converts to
-  ``nn.SyncBatchNorm`` (GPU only: PyTorch has no CPU kernel for it) for global batch statistics.
-* The global random state is seeded alike on every rank, so dropout and augmentation draw the same
-  numbers on each rank (applied to different samples); this keeps a resumed run exact from one
-  saved random state.
+* Batch norm normalizes with per-process batch statistics (batch/N samples) by default. Its
+  running statistics are averaged over the processes after every step (``BufferSync``), so every
+  rank holds the same model (and EMA, which averages them, the same average): the running mean is
+  then exactly one process's over the global batch; the running variance misses the spread between
+  the shards' means (small for shuffled shards). ``train.sync_batch_norm`` normalizes with the
+  statistics of the global batch instead: ``nn.SyncBatchNorm`` on GPUs, tunelab's
+  ``CPUSyncBatchNorm`` on the CPU (PyTorch has no CPU kernel; ``tunelab.sync_batch_norm``). Then 2
+  processes train what 1 process trains, up to the order of float additions.
+* Randomness: everything up to the first step draws alike on every rank from ``train.seed`` (the
+  model's init, the methods' setup); then each rank gets a stream of its own (``seed_rank``), so
+  dropout masks, augmentations and mixup partners are independent draws on each shard, as they
+  are for the samples of one process's batch. What must agree needs no shared stream: the data
+  order has its own generator, seeded alike; every rank applies the same all-reduced gradient;
+  choices read rank 0's broadcast metrics; no method draws to change weights or make a choice
+  after setup (text_augment keeps its own generator, seeded alike on every rank). ``last.pt``
+  holds every rank's random state (gathered to rank 0, which writes) and each rank restores its
+  own, so a resumed run stays exact. One process is untouched: the same draws as before.
 """
 
 from __future__ import annotations
@@ -37,17 +45,31 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from tunelab import sync_batch_norm
 from tunelab.errors import RecipeError, TunelabError
 
-__all__ = ["ONE", "BufferSync", "Dist", "current", "device_for", "session", "shard", "wrap_model"]
+__all__ = [
+    "ONE",
+    "BufferSync",
+    "Dist",
+    "current",
+    "device_for",
+    "gather_to_main",
+    "seed_rank",
+    "session",
+    "shard",
+    "wrap_model",
+]
 
 # A collective that waits longer than this has lost a peer: fail instead of hanging forever. Long
 # enough for rank 0's validation and checkpoint writes, which the other ranks wait for.
@@ -153,6 +175,34 @@ def _let_gloo_finish() -> None:
     time.sleep(0.05)
 
 
+def seed_rank(seed: int, where: Dist) -> None:
+    """Under DDP, give this rank a random stream of its own for training-time draws (dropout,
+    augmentation, mixup): seeds Python, NumPy and torch (CPU and CUDA) from ``(seed, rank)``.
+
+    Called once the model is built and the methods are set up, which draw alike on every rank.
+    Composer seeds each rank with ``seed + rank``; rank r of seed s would then replay rank 0 of
+    seed s + r, so a study of DDP runs on seeds 0..4 would share masks between its runs. NumPy's
+    ``SeedSequence`` hashes the pair instead: independent streams for every (seed, rank). One
+    process (no group) is left as it is: its draws are those of a run before DDP existed.
+    """
+    if not where.active:
+        return
+    sequence = np.random.SeedSequence([seed % 2**64, where.rank])
+    python_seed, torch_seed = (int(v) for v in sequence.generate_state(2, dtype=np.uint64))
+    random.seed(python_seed)
+    np.random.seed(sequence.generate_state(4))  # 4 x uint32 words of the same hash
+    torch.manual_seed(torch_seed)  # every CUDA device too
+
+
+def gather_to_main(value: Any, where: Dist) -> list[Any] | None:
+    """Every rank's ``value`` (a picklable object), in rank order, on rank 0; None elsewhere."""
+    if not where.active:
+        return [value]
+    gathered: list[Any] | None = [None] * where.world if where.main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
 def shard(index: Tensor, where: Dist) -> Tensor:
     """This rank's samples of a micro-batch's indices: the strided slice ``rank::world``."""
     return index[where.rank :: where.world] if where.active else index
@@ -180,20 +230,21 @@ def wrap_model(model: nn.Module, methods: Sequence[Any], device: torch.device, s
         if reason:
             raise RecipeError(f"methods.{method.name}", "DDP", reason)
     if sync_bn:
-        if device.type != "cuda":
-            raise RecipeError(
-                "train.sync_batch_norm",
-                True,
-                "needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); set it to false on the CPU",
-            )
         # Converts the BN children in place (same Parameter objects: the optimizer stays valid).
-        converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # PyTorch's SyncBatchNorm has no CPU kernel: tunelab's own (tunelab.sync_batch_norm) there.
+        if device.type == "cuda":
+            converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            converted = sync_batch_norm.convert(model)
         if converted is not model:
             raise RecipeError("train.sync_batch_norm", True, "the model is a bare BatchNorm layer")
     ids = [device.index] if device.type == "cuda" else None
     # Buffers are copied from rank 0 once, at the start, then averaged after each step (BufferSync)
     # rather than broadcast from rank 0 before each forward.
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+
+
+_SYNCED = (sync_batch_norm.CPUSyncBatchNorm, nn.SyncBatchNorm)
 
 
 class BufferSync:
@@ -205,7 +256,10 @@ class BufferSync:
     """
 
     def __init__(self, model: nn.Module, world: int) -> None:
-        self.buffers = [b for b in model.buffers() if b.is_floating_point()]
+        # A synchronized batch norm's running statistics are computed from the global batch, the
+        # same on every rank already: averaging them again would cost an all-reduce for nothing.
+        synced = {id(b) for m in model.modules() if isinstance(m, _SYNCED) for b in m.buffers()}
+        self.buffers = [b for b in model.buffers() if b.is_floating_point() and id(b) not in synced]
         self.world = world
 
     def __bool__(self) -> bool:

@@ -15,7 +15,8 @@ bad disk), which ``torch.load`` would otherwise read without a word. Both levels
 The checkpoint (``Checkpoint``) holds everything ``fit`` needs to continue: the resolved recipe and
 a hash of the data (a resume with other ones is refused, naming what changed), the model,
 optimizer, schedule and GradScaler, each method's ``state_dict``, every random generator (Python,
-NumPy, torch CPU and CUDA, the data-order generator), and the loop's position: the epoch, the
+NumPy, torch CPU and CUDA, the data-order generator; under DDP every rank's, gathered to rank 0, as
+each rank draws its own stream), and the loop's position: the epoch, the
 optimizer steps taken in it, the data-order generator at its start (the epoch's permutation is
 drawn again from there), the partial epoch's loss sum, the best epoch so far and the history.
 """
@@ -248,8 +249,9 @@ class Position:
     lr_steps: list[float] = field(default_factory=list)  # mid-epoch: the lr of each step so far
 
 
-def loop_checkpoint(loop: Loop) -> dict[str, Any]:
-    """Everything ``loop`` needs to continue from where it stands (see the module doc)."""
+def loop_checkpoint(loop: Loop, rng_per_rank: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything ``loop`` needs to continue from where it stands (see the module doc);
+    ``rng_per_rank``: every rank's ``capture_rng`` (under DDP each draws its own stream)."""
     from tunelab import __version__
 
     state, pos = loop.state, loop.pos
@@ -265,6 +267,7 @@ def loop_checkpoint(loop: Loop) -> dict[str, Any]:
         "scaler": loop.train_step.scaler.state_dict(),
         "methods": {k: v for k, v in methods.items() if v},
         "rng": capture_rng(loop.gen),
+        **({"rng_per_rank": rng_per_rank} if rng_per_rank is not None and len(rng_per_rank) > 1 else {}),
         "loop": {
             "epoch": pos.epoch,
             "step_in_epoch": pos.step_in_epoch,
@@ -317,4 +320,6 @@ def load_loop_checkpoint(loop: Loop, checkpoint: Mapping[str, Any]) -> None:
         for hook in loop.eval_hooks:
             net = hook(state, net)
         state.eval_net = net
-    restore_rng(checkpoint["rng"], loop.gen)  # last: nothing may draw after it
+    # Each rank its own random state (a checkpoint from before per-rank streams has one for all).
+    per_rank = checkpoint.get("rng_per_rank") or [checkpoint["rng"]] * loop.where.world
+    restore_rng(per_rank[loop.where.rank], loop.gen)  # last: nothing may draw after it

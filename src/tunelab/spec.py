@@ -224,8 +224,9 @@ class TrainSpec:
     # metrics, the model, the directory as artifacts): none by default, it is an optional extra.
     loggers: list[Literal["mlflow"]] = field(default_factory=list)
     # Under DDP (several processes): batch norm over the whole global batch instead of each
-    # process's share (nn.SyncBatchNorm; GPUs only). False: per-process statistics, as PyTorch's
-    # DDP does by default. No effect in one process.
+    # process's share (nn.SyncBatchNorm on GPUs, tunelab.sync_batch_norm on the CPU). False:
+    # per-process statistics, as PyTorch's DDP does by default (cheaper; see docs/scale.md for the
+    # measured cost and gain). No effect in one process.
     sync_batch_norm: bool = False
 
 

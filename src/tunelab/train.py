@@ -40,6 +40,7 @@ from tunelab.resume import (
     LAST,
     Position,
     ResumeSource,
+    capture_rng,
     check_same_run,
     check_same_world,
     data_fingerprint,
@@ -224,6 +225,7 @@ def prepare(
         hook(state)
     if compile:
         state.model.compile()  # in place: state_dict keys stay the same as the eager model's
+    distributed.seed_rank(t.seed, where)  # init and setup drew alike; now each rank its own stream
     if where.active:
         state.info["distributed"] = {"processes": where.world, "batch_per_process": batch_size // where.world}
     return Prepared(state, instances, batch_size, groups, where)
@@ -417,11 +419,8 @@ Outcome = tuple[str, str, "int | None", "float | None"]  # status, message, best
 class Loop:
     """The epochs of ``fit`` (the pseudocode of ``tunelab.methods._base``), resumable: it writes
     ``last.pt`` (``tunelab.resume.loop_checkpoint``) at every epoch end and every
-    ``train.checkpoint_every`` optimizer steps when ``last`` is a path.
-
-    The hot loop does the minimum a plain PyTorch loop does: data stays on the device and is
-    batched by index permutation, the train loss is summed on the device and read once per epoch
-    (no per-batch sync), and methods are visited only for the hooks they override.
+    ``train.checkpoint_every`` optimizer steps when ``last`` is a path. Its hot loop does the
+    minimum a plain PyTorch loop does (see the module docstring).
     """
 
     def __init__(
@@ -452,6 +451,7 @@ class Loop:
         self.pos = Position()
         self.keys = method_keys(methods, n_recipe_methods)
         self.every = state.recipe.train.checkpoint_every
+        self.checkpoints = distributed.from_main(last is not None, where)  # every rank gathers then
         data = state.data
         splits = {f"{a}_{s}": getattr(data, f"{a}_{s}") for s in SPLITS for a in "xy"}
         self.data_hash = data_fingerprint(splits) if last is not None else ""
@@ -588,12 +588,13 @@ class Loop:
 
     def save(self) -> None:
         """Write ``last.pt`` (atomically) when this loop checkpoints; time it."""
-        if self.last is None:
-            return
         t0 = time.perf_counter()
+        rng = distributed.gather_to_main(capture_rng(self.gen), self.where) if self.checkpoints else None
+        if self.last is None:  # not rank 0, or no checkpoints; rank 0 saves every rank's random state
+            return
         if self.max_share is not None and t0 - self._write_end < self._write_cost / self.max_share:
             return  # any checkpoint resumes exactly: skipping some only means redoing more work
-        write_last(self.last, loop_checkpoint(self))
+        write_last(self.last, loop_checkpoint(self, rng))
         self._write_end = time.perf_counter()
         self._write_cost = self._write_end - t0
         self.checkpoint_seconds += self._write_cost

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tunelab.data import DATASETS, load_data
-from tunelab.data.files import MAX_AUTO_CLASSES, arrays_to_raw, csv_file, encode_labels, infer_task, npz_file
+from tunelab.data.files import MAX_AUTO_CLASSES, arrays_to_raw, csv_file, encode_labels, infer_task
+from tunelab.data.npz import npz_file
 from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec, PreprocessSpec
 

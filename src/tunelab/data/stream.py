@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunelab.data.bundle import SPLITS, DataBundle
 from tunelab.data.preprocess import CONSTANT_STD, Preprocessing, Standardize
+from tunelab.data.splits import split_index, subsample_train
+from tunelab.data.stream_csv import csv_decoded_bytes, csv_table
 from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec, PreprocessSpec
 
@@ -79,20 +82,36 @@ class FileImages(Dataset):
 
 
 class MemmapArrays(Dataset):
-    """Rows of ``.npy`` arrays read through ``numpy.memmap`` (opened lazily: once per worker)."""
+    """Rows of ``.npy`` arrays read through ``numpy.memmap`` (opened lazily: once per worker).
+
+    The pages a memmap has read count in the process's resident set until it is unmapped (they
+    are file pages the kernel may drop, but a peak-RSS bound sees them), so the map is dropped
+    and made again after every ``REMAP_BYTES`` of rows: the rows read stay in the page cache,
+    not in this process.
+    """
+
+    REMAP_BYTES = 64 * 2**20
 
     def __init__(self, x_path: Path, y: np.ndarray, rows: np.ndarray) -> None:
         self.x_path, self.y, self.rows = x_path, torch.as_tensor(y), rows
         self._x: np.ndarray | None = None
+        self._left = 0  # rows to read before the map is made again
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        if self._x is None:
+        if self._x is None or self._left <= 0:
+            self._x = None  # unmapped before the next map is made
             self._x = np.load(self.x_path, mmap_mode="r")
+            row_pages = self._x[0].nbytes + mmap.PAGESIZE  # a row read touches its pages whole
+            self._left = max(1, self.REMAP_BYTES // row_pages)
+        self._left -= 1
         row = int(self.rows[i])
         return torch.from_numpy(np.array(self._x[row], dtype=np.float32)), self.y[row]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_x": None, "_left": 0}  # a worker maps the file itself
 
 
 class Subset(Dataset):
@@ -257,6 +276,8 @@ def decoded_bytes(spec: DataSpec) -> int | None:
             for key in f.files:
                 total += int(np.prod(f[key].shape)) * 4
         return total
+    if spec.name == "csv":
+        return csv_decoded_bytes(spec)
     return None
 
 
@@ -264,7 +285,7 @@ def wants_stream(spec: DataSpec) -> bool:
     """``data.stream``, or the decoded set would exceed ``data.memory_limit`` (GiB)."""
     if spec.stream:
         return True
-    if spec.memory_limit is None or spec.name not in ("image_folder", "npz"):
+    if spec.memory_limit is None or spec.name not in ("image_folder", "npz", "csv"):
         return False
     size = decoded_bytes(spec)
     return size is not None and size > spec.memory_limit * 2**30
@@ -306,21 +327,13 @@ def _npz_cache(path: Path) -> tuple[Path, dict[str, Path]]:
 
 
 def _split_index(y: np.ndarray, spec: DataSpec, classes: list[str], has_test: bool) -> dict[str, np.ndarray]:
-    """Index arrays of train / val (/ test), by ``data.split_seed``, stratified by label."""
-    from tunelab.data.splits import _split
-
-    rest = np.arange(len(y))
-    out: dict[str, np.ndarray] = {}
-    if not has_test:
-        kept, test = _split(
-            y, spec.test_fraction, spec.split_seed, True, "test", "test_fraction", classes, "data"
-        )
-        rest, out["test"] = kept, test
-    kept, val = _split(
-        y[rest], spec.val_fraction, spec.split_seed, True, "val", "val_fraction", classes, "data"
-    )
-    out["train"], out["val"] = rest[kept], rest[val]
-    return out
+    """Index arrays of train / val (/ test) as the in-memory path cuts them (``data.split_seed``,
+    stratified by label), and ``data.train_fraction``'s seeded subsample of train."""
+    index = split_index(y, spec, True, classes, "data", has_test=has_test)
+    if spec.train_fraction < 1.0:  # after val and test are cut: they stay the full-data run's
+        keep = subsample_train(y[index["train"]], spec.train_fraction, spec.split_seed, True, classes)
+        index["train"] = index["train"][keep]
+    return index
 
 
 def _fit_preprocessing(train: Dataset, scale: float, spec: PreprocessSpec, workers: int) -> Preprocessing:
@@ -369,15 +382,13 @@ def _sources(spec: DataSpec) -> tuple[dict[str, Dataset], np.ndarray, list[str],
     raise RecipeError(
         "data.stream",
         True,
-        f"streams image_folder, npz, any dataset given as tensors or a torch Dataset; {spec.name} "
-        "does not (for a CSV: convert it to npz with np.savez(path, x=..., y=...))",
+        f"streams image_folder, npz and csv files, and any dataset given as tensors or a torch Dataset; "
+        f"{spec.name} is none of them",
     )
 
 
 def stream_bundle(spec: DataSpec, preprocess: PreprocessSpec) -> StreamBundle:
-    """The recipe's data as a StreamBundle (classification; split by seed, stratified)."""
-    if spec.train_fraction != 1.0:
-        raise RecipeError("data.train_fraction", spec.train_fraction, "must be 1 with data.stream")
+    """An image folder or npz as a StreamBundle (classification; split by seed, stratified)."""
     sets, labels, classes, scale, shape = _sources(spec)
     index = _split_index(labels, spec, classes, has_test="test" in sets)
     parts = {s: Subset(sets["all"], index[s]) for s in index}
@@ -423,6 +434,25 @@ def _assemble(
     )
     for s in SPLITS:
         setattr(bundle, f"x_{s}", StreamSplit(parts[s], bundle))
+    return bundle
+
+
+def csv_bundle(spec: DataSpec, preprocess: PreprocessSpec) -> StreamBundle:
+    """A CSV file, preprocessed as in memory into a cached float32 ``.npy`` file
+    (``tunelab.data.stream_csv``) and read through memmaps: classification or regression."""
+    table = csv_table(spec, preprocess)
+    rows = MemmapArrays(table.x_path, table.y, np.arange(len(table.y)))
+    parts: dict[str, Dataset] = {s: Subset(rows, table.index[s]) for s in SPLITS}
+    y = {s: torch.as_tensor(table.y[table.index[s]]) for s in SPLITS}
+    pre = table.preprocessing
+    bundle = _assemble(parts, y, spec, pre, 1.0, table.shape, table.class_names or [], table.name)
+    bundle.applied = Preprocessing()  # the rows on disk are preprocessed already
+    if table.task == "regression":
+        bundle.task, bundle.num_outputs, bundle.num_classes = "regression", table.y.shape[1], None
+        bundle.class_names = None
+        bundle.y_mean, bundle.y_std = pre.y_tensors()
+    bundle.label_values, bundle.feature_names = table.label_values, table.feature_names
+    bundle.meta, bundle.report = {**table.meta, "stream": True}, table.report
     return bundle
 
 
@@ -473,7 +503,7 @@ def load_stream(spec: DataSpec, preprocess: PreprocessSpec) -> StreamBundle:
     if spec.name in ("image_folder", "npz"):
         return stream_bundle(spec, preprocess)
     if spec.name == "csv":
-        _sources(spec)  # refused, saying how to stream it
+        return csv_bundle(spec, preprocess)
     from tunelab.data.splits import load_data
 
     return from_bundle(load_data(spec, preprocess), spec)

@@ -194,6 +194,9 @@ class StreamSplit:
                 pin_memory=self.owner.device.type == "cuda",
                 persistent_workers=workers > 0,
                 prefetch_factor=spec.prefetch if workers > 0 else None,
+                # Its own generator: each pass draws its workers' base seed from it, which would
+                # otherwise shift the global stream that dropout and augmentation draw from.
+                generator=torch.Generator().manual_seed(0),
             )
         return self._loader
 

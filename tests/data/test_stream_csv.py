@@ -4,6 +4,11 @@ metrics from a table read in chunks; the sampled fit, the cache, and a peak RSS 
 from __future__ import annotations
 
 import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +179,88 @@ def test_bad_rows_are_named_as_in_memory(tmp_path):
     path.write_text("a,b,y\n1,2,x\n3,4,y\n")
     with pytest.raises(DataError, match="no target column 'label'"):
         load_stream(_spec(path, True, target="label"), PreprocessSpec())
+
+
+# --- memory -----------------------------------------------------------------------------------------
+
+ROWS, QUESTIONS = 200_000, 40
+# The baseline file: enough rows to fill a transform chunk and a memmap window (40 MB of table), so
+# what the big file adds is what grows with the rows.
+SMALL = 30_000
+# 40 answers a-h (one-hot: 320 inputs), 4 numbers with 5% missing cells, 4 classes: 324 float32
+# inputs a row, 259 MB for the table of a 21 MB CSV. The in-memory path measured 1.7 GB of peak RSS
+# on 250,000 of these rows (1.24 GB over its imports).
+TABLE_BYTES = ROWS * (QUESTIONS * 8 + 4) * 4
+# What 170,000 more rows add to the peak RSS of the small file's run: the labels, the row digests
+# and the split's indices (a few dozen bytes a row), never the table. Measured 7 MiB.
+PER_ROW_BOUND = 32 * 2**20
+# The whole growth over the imports (torch, scikit-learn), with what any run adds (lazy imports,
+# the model and optimizer, a transform chunk, a memmap window): measured 150-160 MiB.
+RSS_GROWTH_BOUND = 220 * 2**20
+
+MEASURE = """
+import json, sys
+from tunelab.train import fit
+
+def peak():
+    # This process's peak RSS (VmHWM, KiB), not ru_maxrss: Linux keeps that across exec.
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) * 1024
+
+imports = peak()
+data = {"name": "csv", "path": sys.argv[1], "target": "label", "stream": True, "num_workers": 0,
+        "memory_limit": 0.02}  # GiB: the fit reads a sample of 7,281 train rows
+train = {"epochs": 1, "batch_size": 1024, "device": "cpu", "efficiency": False, "tensorboard": False,
+         "eval_batch_size": 4096}
+r = fit({"data": data, "model": {"name": "linear"}, "train": train}, save=False, evaluate_test=False)
+print(json.dumps({"self": peak(), "imports": imports, "status": r.status, "val": r.val["accuracy"]}))
+"""
+
+
+def _survey(path: Path, n: int) -> Path:
+    """``n`` rows of ``QUESTIONS`` answers a-h, 4 numbers (5% missing) and a label that the first
+    answer decides; written once (renamed into place when complete)."""
+    if path.is_file():
+        return path
+    rng = np.random.default_rng(0)
+    letters, labels = np.array(list("abcdefgh")), np.array(["c0", "c1", "c2", "c3"])
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with tmp.open("w") as f:
+        f.write(",".join([f"q{j}" for j in range(QUESTIONS)] + ["m0", "m1", "m2", "m3", "label"]) + "\n")
+        for lo in range(0, n, 50_000):
+            codes = rng.integers(0, 8, size=(min(50_000, n - lo), QUESTIONS))
+            numbers = np.round(rng.normal(size=(len(codes), 4)), 2).astype(str)
+            numbers[rng.random(numbers.shape) < 0.05] = ""
+            cells = np.concatenate([letters[codes], numbers, labels[codes[:, :1] % 4]], axis=1)
+            f.write("\n".join(",".join(row) for row in cells.tolist()) + "\n")
+    tmp.rename(path)
+    return path
+
+
+def _measure(path: Path, cache: Path) -> dict:
+    env = {**os.environ, "TUNELAB_CACHE": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc (Linux)")
+def test_streaming_a_csv_keeps_peak_rss_far_below_its_table(tmp_path):
+    folder = Path(tempfile.gettempdir())
+    big = _survey(folder / f"tunelab-test-survey-{ROWS}.csv", ROWS)
+    small = _survey(folder / f"tunelab-test-survey-{SMALL}.csv", SMALL)
+    base = _measure(small, tmp_path / "small")
+    rss = _measure(big, tmp_path / "cache")  # built here: read, fit, transformed, then trained
+    assert rss["status"] == "completed" and rss["val"] > 0.6, (
+        rss
+    )  # chance is 0.25: the first answer decides the label
+    (table,) = (tmp_path / "cache").glob("csv_stream_*/x.npy")
+    assert table.stat().st_size > TABLE_BYTES  # the float32 table on disk, all of it
+    assert rss["self"] - base["self"] < PER_ROW_BOUND < TABLE_BYTES / 6, (rss, base)
+    assert rss["self"] - rss["imports"] < RSS_GROWTH_BOUND < TABLE_BYTES, rss
+    print(
+        f"peak RSS MiB: {rss['self'] / 2**20:.0f} ({base['self'] / 2**20:.0f} on {SMALL} rows, imports "
+        f"{rss['imports'] / 2**20:.0f}); float32 table {table.stat().st_size / 2**20:.0f} MiB"
+    )

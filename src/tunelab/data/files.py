@@ -17,6 +17,7 @@ the original labels are kept as ``class_names``.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -292,7 +293,7 @@ def csv_rows(p: Path, delimiter: str) -> Iterator[tuple[list[str], int]]:
         with p.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter)
             for row in reader:
-                if row and not all(not c.strip() for c in row):
+                if "".join(row).strip():  # a blank line, or only empty cells: skipped
                     yield row, reader.line_num
     except UnicodeDecodeError as e:
         raise DataError(
@@ -458,14 +459,19 @@ def _known_targets(p: Path, target: str, y_text: list[str]) -> tuple[np.ndarray,
 
 
 def _missing_label(cell: str) -> bool:
-    return cell in MISSING_TEXT or (_is_number(cell) and not np.isfinite(float(cell)))
+    if cell in MISSING_TEXT:
+        return True
+    try:
+        return not math.isfinite(float(cell))
+    except ValueError:
+        return False  # a text label
 
 
 def _cells(cols: list[tuple[str, ...]], which: list[int]) -> np.ndarray:
     """The text cells of the columns ``which``, as an object array ``[N, F]`` (None: missing)."""
     out = np.empty((len(cols[0]) if cols else 0, len(which)), dtype=object)
     for k, j in enumerate(which):
-        out[:, k] = [None if c.strip() in MISSING_TEXT else c.strip() for c in cols[j]]
+        out[:, k] = [None if (t := c.strip()) in MISSING_TEXT else t for c in cols[j]]
     return out
 
 

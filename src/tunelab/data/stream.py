@@ -81,16 +81,19 @@ class FileImages(Dataset):
         return torch.from_numpy(np.ascontiguousarray(a)), self.labels[i]
 
 
+_FAULT_AROUND = 64 * 1024
+
+
 class MemmapArrays(Dataset):
     """Rows of ``.npy`` arrays read through ``numpy.memmap`` (opened lazily: once per worker).
 
     The pages a memmap has read count in the process's resident set until it is unmapped (they
     are file pages the kernel may drop, but a peak-RSS bound sees them), so the map is dropped
-    and made again after every ``REMAP_BYTES`` of rows: the rows read stay in the page cache,
+    and made again after every ``REMAP_BYTES`` (32 MiB) of rows: the rows read stay in the page cache,
     not in this process.
     """
 
-    REMAP_BYTES = 64 * 2**20
+    REMAP_BYTES = 32 * 2**20
 
     def __init__(self, x_path: Path, y: np.ndarray, rows: np.ndarray) -> None:
         self.x_path, self.y, self.rows = x_path, torch.as_tensor(y), rows
@@ -104,7 +107,9 @@ class MemmapArrays(Dataset):
         if self._x is None or self._left <= 0:
             self._x = None  # unmapped before the next map is made
             self._x = np.load(self.x_path, mmap_mode="r")
-            row_pages = self._x[0].nbytes + mmap.PAGESIZE  # a row read touches its pages whole
+            # A read maps the row's pages, and Linux maps up to 64 KiB of cached pages around
+            # each fault (fault_around_bytes): a row read in random order costs that much.
+            row_pages = self._x[0].nbytes + mmap.PAGESIZE + _FAULT_AROUND
             self._left = max(1, self.REMAP_BYTES // row_pages)
         self._left -= 1
         row = int(self.rows[i])

@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import shutil
+from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -184,23 +185,27 @@ def _scan(p: Path, params: dict[str, Any]) -> _Scan:
     features = check_header(p, header, params["target"], params["id_column"])
     target, which = header.index(params["target"]), [header.index(f) for f in features]
     y_text: list[str] = []
-    lines: list[int] = []
-    keys: list[int] = []
+    labels: dict[str, str] = {}  # one string object per distinct label, not one per row
+    lines, keys = array("q"), array("Q")  # 8 bytes a row, not a Python int's 36
     read = 0
     for rows, at, n in _chunks(p, params):
         read += n
         if not rows:
             continue
         cells = _cells(list(zip(*rows, strict=True)), which)
-        y_text += [row[target].strip() for row in rows]
-        lines += at
+        y_text += [labels.setdefault(t, t) for t in (row[target].strip() for row in rows)]
+        lines.extend(at)
         # The row's cells as the in-memory duplicate check hashes them (tunelab.data.cleaning.row_keys).
-        keys += [int.from_bytes(hashlib.sha1(repr(tuple(r)).encode()).digest()[:8]) for r in cells.tolist()]
+        keys.extend(
+            int.from_bytes(hashlib.sha1(repr(tuple(r)).encode()).digest()[:8]) for r in cells.tolist()
+        )
     if not read:
         raise DataError(f"{p}: the CSV file has a header ({', '.join(header)}) but no data rows")
     if not y_text:
         raise DataError(f"{p}: the target column {params['target']!r} is empty or missing on every row")
-    return _Scan(header, features, y_text, np.array(lines), np.array(keys, dtype=np.uint64), read)
+    return _Scan(
+        header, features, y_text, np.frombuffer(lines, np.int64), np.frombuffer(keys, np.uint64), read
+    )
 
 
 def _build(p: Path, params: dict[str, Any], spec: DataSpec, preprocess: PreprocessSpec, folder: Path) -> None:

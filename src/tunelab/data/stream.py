@@ -14,15 +14,22 @@ What streams, and how:
   moved to the device, scaled to [0, 1] and standardized there, where augmentation then runs.
 * ``npz``: each array is written once as a ``.npy`` file in the cache (keyed by the archive's
   size and time) and read through ``numpy.memmap``: only the pages of a batch are touched.
-  ``csv`` does not stream (its text cells need the table preprocessing); convert it to npz.
+* ``csv``: read in chunks, split, cleaned and preprocessed as in memory (the same functions and
+  ``Preprocessing`` object, fit on train rows only, or on a seeded sample of them when they would
+  not fit under ``data.memory_limit``) into a cached float32 ``.npy`` file, then read through
+  ``numpy.memmap`` as npz is: ``tunelab.data.stream_csv``. Classification or regression.
 * any other dataset (``stream: true``): its tensors go through the same DataLoader path.
 * the Python API: ``fit(data=dataset)`` or ``fit(data=(train, val[, test]))`` with
   ``torch.utils.data.Dataset``s of ``(x, y)`` pairs.
 
-The preprocessing is still fit on train only: one pass over the train split accumulates each
+The split is the in-memory path's (``tunelab.data.splits.split_index``: ``data.split_seed``,
+stratified), and so is ``data.train_fraction``'s seeded subsample of train. The preprocessing of
+images and arrays is still fit on train only: one pass over the train split accumulates each
 channel's sum and sum of squares (float64) into the same ``Standardize`` step the in-memory path
 fits with NumPy. The order of samples is the in-memory path's (one seeded permutation per epoch,
-see ``tunelab.train``), so a resumed run continues exactly where it stopped, mid-epoch included.
+see ``tunelab.train``), so a resumed run continues exactly where it stopped, mid-epoch included;
+``tunelab lr-find`` reads the same way. ``tunelab cv`` refuses streamed data: it refits the
+preprocessing on each fold's raw samples, in memory.
 """
 
 from __future__ import annotations

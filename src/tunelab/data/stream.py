@@ -280,7 +280,8 @@ class StreamBundle(DataBundle):
 
 
 def decoded_bytes(spec: DataSpec) -> int | None:
-    """The size the decoded float32 set would have in memory, when known before reading it."""
+    """The size the decoded float32 set would have in memory, when known before reading it (for a
+    CSV: its cells as the in-memory path holds them, text; ``stream_csv.csv_decoded_bytes``)."""
     if spec.name == "image_folder":
         files = _image_files(spec)[1]
         shape = _image_shape(spec, files)

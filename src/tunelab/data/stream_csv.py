@@ -51,6 +51,7 @@ from tunelab.data.bundle import DATASETS, SPLITS, Task
 from tunelab.data.cleaning import find_duplicates
 from tunelab.data.files import (
     _cells,
+    _check_row_lengths,
     _existing_file,
     _missing_label,
     check_header,
@@ -168,13 +169,7 @@ def _chunks(p: Path, params: dict[str, Any]) -> Iterator[tuple[list[list[str]], 
     header = csv_header(p, next(rows, None))
     target = header.index(params["target"])
     while chunk := list(islice(rows, CHUNK_ROWS)):
-        for row, line in chunk:
-            if len(row) != len(header):
-                raise DataError(
-                    f"{p}: line {line} has {len(row)} fields but the header has {len(header)} columns; "
-                    "every row needs one value per column (check for a stray delimiter or a missing "
-                    "value, or set data.delimiter if the file uses another separator)"
-                )
+        _check_row_lengths(p, header, [row for row, _ in chunk], [line for _, line in chunk])
         kept = [(row, line) for row, line in chunk if not _missing_label(row[target].strip())]
         yield [row for row, _ in kept], [line for _, line in kept], len(chunk)
 

@@ -85,6 +85,19 @@ def test_adam_on_a_small_classifier_suggests_a_usual_adam_lr(data: str) -> None:
     assert r.lrs[0] == 1e-7 and np.allclose(ratios, math.log(1e8) / 199)
 
 
+def test_streamed_data_ramps_through_the_same_batches() -> None:
+    # The streamed split's DataLoader reads each step's indices in the in-memory order, and its
+    # worker seed comes from its own generator: dropout draws the same masks, the losses are equal.
+    recipe = {
+        "data": {"name": "digits"},
+        "model": {"name": "mlp", "dropout": 0.2},
+        "train": {"batch_size": 32},
+    }
+    memory = lr_find(recipe)
+    streamed = lr_find({**recipe, "data": {"name": "digits", "stream": True, "num_workers": 0}})
+    assert streamed.losses == memory.losses and streamed.suggested_lr == memory.suggested_lr
+
+
 def test_the_model_passed_in_is_left_untouched() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))

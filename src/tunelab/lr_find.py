@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import ConstantLR
 
 from tunelab.data import DataBundle
+from tunelab.data.stream import StreamSplit
 from tunelab.errors import RecipeError, TunelabError
 from tunelab.methods import Method
 from tunelab.optim import Schedule
@@ -229,7 +230,7 @@ def _ramp(
     losses: list[float] = []
     smoothed: list[float] = []
     avg, best = 0.0, math.inf
-    perm = torch.randperm(n, generator=gen).to(device)
+    batches = _epoch_batches(bundle, torch.randperm(n, generator=gen), groups, device)
     state.model.train()
     for i in range(steps):
         lr = start_lr * ratio ** (i / (steps - 1))
@@ -237,8 +238,8 @@ def _ramp(
             g["lr"] = lr * k
         b = i % steps_per_epoch
         if b == 0 and i > 0:
-            perm = torch.randperm(n, generator=gen).to(device)
-        micro = [(bundle.x_train[idx], bundle.y_train[idx]) for idx in (perm[lo:hi] for lo, hi in groups[b])]
+            batches = _epoch_batches(bundle, torch.randperm(n, generator=gen), groups, device)
+        micro = next(batches)
         value = float(train_step(micro))  # the ramp reads every step's loss: one sync per step
         lrs.append(lr)
         losses.append(value)
@@ -252,6 +253,22 @@ def _ramp(
             return lrs, losses, smoothed, True
         best = min(best, s)
     return lrs, losses, smoothed, False
+
+
+def _epoch_batches(
+    bundle: DataBundle, perm: Tensor, groups: list[list[tuple[int, int]]], device: torch.device
+) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Each step's micro-batches over one permutation of train: indexed from the tensors in memory,
+    or read in the same order through a streamed split's DataLoader (``tunelab.data.stream``)."""
+    x, y = bundle.x_train, bundle.y_train
+    if isinstance(x, StreamSplit):
+        read = x.read([perm[lo:hi].tolist() for group in groups for lo, hi in group])
+        for group in groups:
+            yield [next(read) for _ in group]
+        return
+    perm = perm.to(device)
+    for group in groups:
+        yield [(x[idx], y[idx]) for idx in (perm[lo:hi] for lo, hi in group)]
 
 
 def _memorized_note(passes: float, n: int, trend: list[float], i_min: int) -> str:

@@ -81,7 +81,9 @@ class DataSpec:
     # Read the data through a DataLoader instead of holding it as tensors (tunelab.data.stream):
     # for data larger than memory. Off by default: in-memory batching is what keeps the loop fast.
     stream: bool = False
-    # GiB: an image folder or npz whose decoded float32 set would exceed this streams on its own.
+    # GiB: an image folder or npz whose decoded float32 set would exceed this streams on its own, and
+    # so does a CSV whose cells would (held as text in memory: ~64 bytes a cell); a streamed CSV fits
+    # its preprocessing on a sample of train rows when all of them would not fit under it.
     # 4 GiB leaves room for the model and a second copy on a 16 GiB machine; null: never on its own.
     memory_limit: Annotated[float, Range(gt=0)] | None = 4.0
     # Streaming: DataLoader worker processes reading and decoding ahead of the loop (0: in the loop's

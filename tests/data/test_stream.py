@@ -17,7 +17,6 @@ from torch.utils.data import TensorDataset
 
 from tunelab.data.preprocess import Standardize
 from tunelab.data.stream import StreamBundle, StreamSplit, decoded_bytes, load_stream, wants_stream
-from tunelab.errors import RecipeError
 from tunelab.recipe import load_recipe
 from tunelab.spec import DataSpec, PreprocessSpec
 from tunelab.train import fit, load_bundle
@@ -124,13 +123,6 @@ def test_torch_datasets_stream_through_fit():
     assert r.val["accuracy"] > 0.8  # it learned the sign of the first feature
     one = fit(recipe, data=TensorDataset(x, y), save=False, overrides=["data.num_workers=0"])
     assert one.status == "completed"
-
-
-def test_csv_does_not_stream_and_says_how():
-    with pytest.raises(RecipeError, match="convert it to npz"):
-        load_stream(
-            DataSpec(name="csv", params={"path": "x.csv", "target": "y"}, stream=True), PreprocessSpec()
-        )
 
 
 # --- memory -----------------------------------------------------------------------------------------

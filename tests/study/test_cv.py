@@ -266,3 +266,11 @@ def test_cv_errors_name_what_is_wrong():
         run_cv(IRIS, folds=3, param=("data.val_fraction", [0.1, 0.3]), storage=memory())
     with pytest.raises(RecipeError, match="not a DataBundle"):
         run_cv(IRIS, folds=3, data=load_data(load_recipe(IRIS).data), storage=memory())
+
+
+def test_streamed_data_is_refused_with_what_to_do(tmp_path):
+    recipe = {**IRIS, "data": {"name": "iris", "stream": True}}
+    with pytest.raises(RecipeError, match=r"data\.stream: false"):
+        run_cv(
+            recipe, folds=3, storage=f"sqlite:///{tmp_path / 's.db'}", study_name="cv", out=tmp_path / "cv"
+        )

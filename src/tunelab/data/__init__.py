@@ -14,7 +14,7 @@ Add a dataset by registering a function that returns ``RawData``; its keyword pa
 recipe's parameters (see ``tunelab.registry``).
 """
 
-from tunelab.data import builtin, files, image_folder, text  # registers the datasets into DATASETS
+from tunelab.data import builtin, files, image_folder, npz, text  # registers the datasets into DATASETS
 from tunelab.data.bundle import DATASETS, DataBundle, RawData
 from tunelab.data.splits import bundle_from_arrays, load_data, make_bundle
 
@@ -28,5 +28,6 @@ __all__ = [
     "image_folder",
     "load_data",
     "make_bundle",
+    "npz",
     "text",
 ]

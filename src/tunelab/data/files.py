@@ -17,8 +17,8 @@ the original labels are kept as ``class_names``.
 from __future__ import annotations
 
 import csv
-import zipfile
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -156,23 +156,7 @@ def arrays_to_raw(
                 f"{source}: x_test has samples of shape {xt_arr.shape[1:]} but x has {x_arr.shape[1:]}; "
                 "both must have the same features"
             )
-    resolved: Task = infer_task(y_arr) if task == "auto" else task
-    names = values = None
-    if resolved == "classification":
-        if y_arr.ndim != 1:
-            raise DataError(
-                f"{source}: classification needs one label per sample (y of shape [N]); got y of shape "
-                f"{y_arr.shape}. For several numeric targets use task: regression"
-            )
-        labels = y_arr
-        y_arr, yt_arr, names = encode_labels(y_arr, yt_arr, source)
-        values = label_values(labels, names)
-    else:
-        y_arr = _regression_target(y_arr, source, "y", task)
-        if yt_arr is not None:
-            yt_arr = _regression_target(yt_arr, source, "y_test", task)
-            if yt_arr.shape[1:] != y_arr.shape[1:]:
-                raise DataError(f"{source}: y_test has shape {yt_arr.shape} but y has {y_arr.shape}")
+    y_arr, yt_arr, resolved, names, values = encode_target(y_arr, yt_arr, task, source)
     return RawData(
         x_arr,
         y_arr,
@@ -184,6 +168,36 @@ def arrays_to_raw(
         name=name,
         label_values=values,
     )
+
+
+def encode_target(
+    y: np.ndarray, y_test: np.ndarray | None, task: TaskOption, source: str
+) -> tuple[np.ndarray, np.ndarray | None, Task, list[str] | None, list[Any] | None]:
+    """``(y, y_test, task, class_names, label_values)``: the task inferred (``task: auto``) and the
+    targets encoded for it, as ``arrays_to_raw`` does (shared with the streamed CSV reader).
+
+    >>> y, _, task, names, _ = encode_target(np.array(["b", "a"]), None, "auto", "data")
+    >>> y.tolist(), task, names
+    ([1, 0], 'classification', ['a', 'b'])
+    """
+    resolved: Task = infer_task(y) if task == "auto" else task
+    names = values = None
+    if resolved == "classification":
+        if y.ndim != 1:
+            raise DataError(
+                f"{source}: classification needs one label per sample (y of shape [N]); got y of shape "
+                f"{y.shape}. For several numeric targets use task: regression"
+            )
+        labels = y
+        y, y_test, names = encode_labels(y, y_test, source)
+        values = label_values(labels, names)
+    else:
+        y = _regression_target(y, source, "y", task)
+        if y_test is not None:
+            y_test = _regression_target(y_test, source, "y_test", task)
+            if y_test.shape[1:] != y.shape[1:]:
+                raise DataError(f"{source}: y_test has shape {y_test.shape} but y has {y.shape}")
+    return y, y_test, resolved, names, values
 
 
 def label_values(labels: np.ndarray, names: list[str]) -> list[Any]:
@@ -271,31 +285,40 @@ def _existing_file(path: str, kind: str) -> Path:
     return p
 
 
-def _read_rows(p: Path, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, data rows and each row's line number; blank lines are skipped."""
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
+def csv_rows(p: Path, delimiter: str) -> Iterator[tuple[list[str], int]]:
+    """Each non-blank row of a CSV file (the header first) and its line number, read lazily: the
+    one reader of CSV files, for the whole table and for the streamed one (``tunelab.data.stream_csv``)."""
     try:
         # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header.
         with p.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter)
             for row in reader:
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if header is None:
-                    header = [c.strip() for c in row]
-                    continue
-                rows.append(row)
-                lines.append(reader.line_num)
+                if "".join(row).strip():  # a blank line, or only empty cells: skipped
+                    yield row, reader.line_num
     except UnicodeDecodeError as e:
         raise DataError(
             f"{p}: is not UTF-8 text ({e.reason} at byte {e.start}); save the CSV as UTF-8"
         ) from None
     except csv.Error as e:
         raise DataError(f"{p}: not a readable CSV file ({e})") from None
-    if header is None:
+
+
+def csv_header(p: Path, first: tuple[list[str], int] | None) -> list[str]:
+    """The column names of the first row ``first`` (None: the file is empty)."""
+    if first is None:
         raise DataError(f"{p}: the CSV file is empty; it needs a header row of column names and data rows")
+    return [c.strip() for c in first[0]]
+
+
+def _read_rows(p: Path, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows and each row's line number; blank lines are skipped."""
+    rows_lines = csv_rows(p, delimiter)
+    header = csv_header(p, next(rows_lines, None))
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for row, line in rows_lines:
+        rows.append(row)
+        lines.append(line)
     if not rows:
         raise DataError(f"{p}: the CSV file has a header ({', '.join(header)}) but no data rows")
     return header, rows, lines
@@ -367,47 +390,14 @@ def csv_file(
     _check_csv_params({"delimiter": delimiter}, "data")
     p = _existing_file(path, "CSV")
     header, rows, lines = _read_rows(p, delimiter)
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise DataError(f"{p}: the header repeats the column names {dupes}; give each column a unique name")
-    if all(_is_number(h) for h in header):
-        raise DataError(
-            f"{p}: the first row ({', '.join(header[:_SHOW_ROWS])}, ...) holds only numbers; the CSV needs a "
-            "header row of column names as its first line"
-        )
-    if target not in header:
-        hint = did_you_mean(target, header)
-        raise DataError(
-            f"{p}: no target column {target!r}; the columns are: {', '.join(header)}"
-            + (f" ({hint})" if hint else "")
-            + "; set data.target to one of them"
-        )
+    features = check_header(p, header, target, id_column)
     _check_row_lengths(p, header, rows, lines)
-    if id_column is not None and id_column not in header:
-        hint = did_you_mean(id_column, header)
-        raise DataError(
-            f"{p}: no id column {id_column!r}; the columns are: {', '.join(header)}"
-            + (f" ({hint})" if hint else "")
-            + "; set data.id_column to one of them, or drop it"
-        )
-    if id_column == target:
-        raise DataError(f"{p}: data.id_column and data.target are both {target!r}; they must differ")
-    features = [h for h in header if h not in (target, id_column)]
-    if not features:
-        raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
     cols = list(zip(*rows, strict=True))  # rows all have len(header) fields, checked above
     index = {h: j for j, h in enumerate(header)}
     x = _cells(cols, [index[f] for f in features])
     known, y_text = _known_targets(p, target, [c.strip() for c in cols[index[target]]])
     x, lines = x[known], list(np.asarray(lines)[known])
-    numeric = all(_is_number(c) for c in y_text)
-    if task == "regression" and not numeric:
-        i = next(i for i, c in enumerate(y_text) if not _is_number(c))
-        raise DataError(
-            f"{p}: task is regression but the target column {target!r} holds the non-numeric value "
-            f"{y_text[i]!r} on line {lines[i]}; use task: classification for labels, or fix that value"
-        )
-    y = np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
+    y = target_values(p, target, y_text, lines, task)
     raw = arrays_to_raw(x, y, task, name=p.stem, feature_names=features, source=str(p))
     raw.meta.update(target_column=target, id_column=id_column, delimiter=delimiter)
     raw.meta["cleaning"] = {
@@ -416,6 +406,47 @@ def csv_file(
     if raw.task == "regression":
         raw.meta["targets"] = [target]
     return raw
+
+
+def check_header(p: Path, header: list[str], target: str, id_column: str | None) -> list[str]:
+    """The feature columns of a CSV ``header`` (every column but the target and the id column); a
+    DataError for a repeated or numeric header, or a target or id column that is not there."""
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise DataError(f"{p}: the header repeats the column names {dupes}; give each column a unique name")
+    if all(_is_number(h) for h in header):
+        raise DataError(
+            f"{p}: the first row ({', '.join(header[:_SHOW_ROWS])}, ...) holds only numbers; the CSV needs a "
+            "header row of column names as its first line"
+        )
+    for column, what in ((target, "target"), (id_column, "id")):
+        if column is not None and column not in header:
+            hint = did_you_mean(column, header)
+            raise DataError(
+                f"{p}: no {what} column {column!r}; the columns are: {', '.join(header)}"
+                + (f" ({hint})" if hint else "")
+                + ("; set data.target to one of them" if what == "target" else "; set data.id_column to one "
+                   "of them, or drop it")
+            )  # fmt: skip
+    if id_column == target:
+        raise DataError(f"{p}: data.id_column and data.target are both {target!r}; they must differ")
+    features = [h for h in header if h not in (target, id_column)]
+    if not features:
+        raise DataError(f"{p}: the only column is the target {target!r}; a model needs feature columns")
+    return features
+
+
+def target_values(p: Path, target: str, y_text: Sequence[str], lines: Sequence[int], task: str) -> np.ndarray:
+    """The known targets' values: floats when every one is a number, else their text (labels); a
+    DataError for a non-numeric target with ``task: regression``, naming its line."""
+    numeric = all(_is_number(c) for c in y_text)
+    if task == "regression" and not numeric:
+        i = next(i for i, c in enumerate(y_text) if not _is_number(c))
+        raise DataError(
+            f"{p}: task is regression but the target column {target!r} holds the non-numeric value "
+            f"{y_text[i]!r} on line {lines[i]}; use task: classification for labels, or fix that value"
+        )
+    return np.array([float(c) for c in y_text]) if numeric else np.array(y_text)
 
 
 def _known_targets(p: Path, target: str, y_text: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -428,14 +459,19 @@ def _known_targets(p: Path, target: str, y_text: list[str]) -> tuple[np.ndarray,
 
 
 def _missing_label(cell: str) -> bool:
-    return cell in MISSING_TEXT or (_is_number(cell) and not np.isfinite(float(cell)))
+    if cell in MISSING_TEXT:
+        return True
+    try:
+        return not math.isfinite(float(cell))
+    except ValueError:
+        return False  # a text label
 
 
 def _cells(cols: list[tuple[str, ...]], which: list[int]) -> np.ndarray:
     """The text cells of the columns ``which``, as an object array ``[N, F]`` (None: missing)."""
     out = np.empty((len(cols[0]) if cols else 0, len(which)), dtype=object)
     for k, j in enumerate(which):
-        out[:, k] = [None if c.strip() in MISSING_TEXT else c.strip() for c in cols[j]]
+        out[:, k] = [None if (t := c.strip()) in MISSING_TEXT else t for c in cols[j]]
     return out
 
 
@@ -526,73 +562,3 @@ def read_feature_csv(
         return _cells(cols, [header.index(f) for f in features]), ids
     x = _parse_features(p, header, cols, lines, list(features))
     return x.astype(np.float32), ids
-
-
-# --- npz ---------------------------------------------------------------------------------------
-
-_NPZ_HOW = "save the arrays with np.savez(path, x=features, y=targets[, x_test=..., y_test=...])"
-
-
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of a NumPy ``.npz`` archive, read without unpickling anything.
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.npz"
-    >>> np.savez(p, x=np.zeros((2, 3)))
-    >>> {k: v.shape for k, v in read_npz(p).items()}
-    {'x': (2, 3)}
-    """
-    p = _existing_file(str(path), "NPZ")
-    with p.open("rb") as f:
-        magic = f.read(6)
-    # Check the format first: np.load takes any other file for a pickle, and says only that.
-    if magic == b"\x93NUMPY":
-        raise DataError(f"{p}: holds a single .npy array, not an .npz archive; {_NPZ_HOW}")
-    if not magic.startswith(b"PK"):
-        raise DataError(f"{p}: is not an .npz archive (a zip file); {_NPZ_HOW}")
-    try:
-        with np.load(p, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except ValueError as e:  # an object array inside the archive is refused when read
-        raise DataError(
-            f"{p}: holds object (pickled) arrays, which are not loaded for safety; save plain numeric "
-            f"or string arrays with np.savez ({e})"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: not a readable .npz file ({e}); {_NPZ_HOW}") from None
-
-
-@DATASETS.register(
-    "npz",
-    "A NumPy .npz archive with arrays x and y (optional x_test, y_test kept as the test split).",
-    source="file",
-)
-def npz_file(
-    *,
-    path: Annotated[str, Doc("the .npz file, written by np.savez(path, x=..., y=...[, x_test=, y_test=])")],
-    task: Annotated[TaskOption, Doc(f"auto: {TASK_RULE}")] = "auto",
-) -> RawData:
-    """Load ``x`` ``[N, *input_shape]`` and ``y`` ``[N]`` or ``[N, T]`` from a NumPy archive.
-
-    ``x_test`` and ``y_test``, when present, are kept as the test split. With ``task: auto``,
-    integer labels (at most 20 distinct) or text labels mean classification, other numbers regression.
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.npz"
-    >>> np.savez(p, x=np.zeros((6, 1, 5)), y=np.array([0, 1, 2, 0, 1, 2]))
-    >>> raw = npz_file(path=str(p))
-    >>> raw.task, raw.x.shape, raw.x_test is None
-    ('classification', (6, 1, 5), True)
-    """
-    _check_task(task, "data.task")
-    p = _existing_file(path, "NPZ")
-    arrays = read_npz(p)
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{p}: missing the arrays {missing}; the file holds {sorted(arrays) or 'no arrays'}. "
-            "Save with np.savez(path, x=features, y=targets[, x_test=..., y_test=...])"
-        )
-    return arrays_to_raw(
-        arrays["x"], arrays["y"], task, arrays.get("x_test"), arrays.get("y_test"), name=p.stem, source=str(p)
-    )

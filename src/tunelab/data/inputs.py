@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunelab.data.files import read_feature_csv, read_npz
+from tunelab.data.files import read_feature_csv
 from tunelab.data.image_folder import IMAGE_SUFFIXES, read_images
+from tunelab.data.npz import read_npz
 from tunelab.data.splits import check_finite
 from tunelab.data.text import read_documents
 from tunelab.errors import DataError

@@ -37,6 +37,8 @@ __all__ = [
     "make_bundle",
     "preprocessed_bundle",
     "refit_fold",
+    "split_index",
+    "subsample_train",
 ]
 
 
@@ -118,6 +120,37 @@ def _split(
     except ValueError as e:  # a case the checks above missed: still a message, never a traceback
         raise DataError(f"{source}: cannot split off {part} with data.{field}={fraction}: {e}") from None
     return kept, out
+
+
+def split_index(
+    y: np.ndarray,
+    spec: DataSpec,
+    classification: bool,
+    class_names: list[str],
+    source: str,
+    *,
+    has_test: bool = False,
+) -> dict[str, np.ndarray]:
+    """Row indices of test (unless the data publishes one: ``has_test``), then val and train, as
+    ``make_bundle`` cuts them from the targets ``y`` alone (``data.split_seed``, stratified for
+    classification): what the streamed path splits by, reading the labels but not the inputs.
+
+    >>> idx = split_index(np.arange(20) % 2, DataSpec(test_fraction=0.2, val_fraction=0.25), True, [], "d")
+    >>> {k: len(v) for k, v in idx.items()}
+    {'test': 4, 'train': 12, 'val': 4}
+    """
+    rest, names = np.arange(len(y)), class_names
+    out: dict[str, np.ndarray] = {}
+    if not has_test:
+        kept, test = _split(
+            y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction", names, source
+        )
+        rest, out["test"] = kept, test
+    kept, val = _split(
+        y[rest], spec.val_fraction, spec.split_seed, classification, "val", "val_fraction", names, source
+    )
+    out["train"], out["val"] = rest[kept], rest[val]
+    return out
 
 
 def subsample_train(

@@ -14,21 +14,29 @@ What streams, and how:
   moved to the device, scaled to [0, 1] and standardized there, where augmentation then runs.
 * ``npz``: each array is written once as a ``.npy`` file in the cache (keyed by the archive's
   size and time) and read through ``numpy.memmap``: only the pages of a batch are touched.
-  ``csv`` does not stream (its text cells need the table preprocessing); convert it to npz.
+* ``csv``: read in chunks, split, cleaned and preprocessed as in memory (the same functions and
+  ``Preprocessing`` object, fit on train rows only, or on a seeded sample of them when they would
+  not fit under ``data.memory_limit``) into a cached float32 ``.npy`` file, then read through
+  ``numpy.memmap`` as npz is: ``tunelab.data.stream_csv``. Classification or regression.
 * any other dataset (``stream: true``): its tensors go through the same DataLoader path.
 * the Python API: ``fit(data=dataset)`` or ``fit(data=(train, val[, test]))`` with
   ``torch.utils.data.Dataset``s of ``(x, y)`` pairs.
 
-The preprocessing is still fit on train only: one pass over the train split accumulates each
+The split is the in-memory path's (``tunelab.data.splits.split_index``: ``data.split_seed``,
+stratified), and so is ``data.train_fraction``'s seeded subsample of train. The preprocessing of
+images and arrays is still fit on train only: one pass over the train split accumulates each
 channel's sum and sum of squares (float64) into the same ``Standardize`` step the in-memory path
 fits with NumPy. The order of samples is the in-memory path's (one seeded permutation per epoch,
-see ``tunelab.train``), so a resumed run continues exactly where it stopped, mid-epoch included.
+see ``tunelab.train``), so a resumed run continues exactly where it stopped, mid-epoch included;
+``tunelab lr-find`` reads the same way. ``tunelab cv`` refuses streamed data: it refits the
+preprocessing on each fold's raw samples, in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +50,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from tunelab.data.bundle import SPLITS, DataBundle
 from tunelab.data.preprocess import CONSTANT_STD, Preprocessing, Standardize
+from tunelab.data.splits import split_index, subsample_train
+from tunelab.data.stream_csv import csv_decoded_bytes, csv_table
 from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec, PreprocessSpec
 
@@ -78,21 +88,42 @@ class FileImages(Dataset):
         return torch.from_numpy(np.ascontiguousarray(a)), self.labels[i]
 
 
+_FAULT_AROUND = 64 * 1024
+
+
 class MemmapArrays(Dataset):
-    """Rows of ``.npy`` arrays read through ``numpy.memmap`` (opened lazily: once per worker)."""
+    """Rows of ``.npy`` arrays read through ``numpy.memmap`` (opened lazily: once per worker).
+
+    The pages a memmap has read count in the process's resident set until it is unmapped (they
+    are file pages the kernel may drop, but a peak-RSS bound sees them), so the map is dropped
+    and made again after every ``REMAP_BYTES`` (32 MiB) of rows: the rows read stay in the page cache,
+    not in this process.
+    """
+
+    REMAP_BYTES = 32 * 2**20
 
     def __init__(self, x_path: Path, y: np.ndarray, rows: np.ndarray) -> None:
         self.x_path, self.y, self.rows = x_path, torch.as_tensor(y), rows
         self._x: np.ndarray | None = None
+        self._left = 0  # rows to read before the map is made again
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        if self._x is None:
+        if self._x is None or self._left <= 0:
+            self._x = None  # unmapped before the next map is made
             self._x = np.load(self.x_path, mmap_mode="r")
+            # A read maps the row's pages, and Linux maps up to 64 KiB of cached pages around
+            # each fault (fault_around_bytes): a row read in random order costs that much.
+            row_pages = self._x[0].nbytes + mmap.PAGESIZE + _FAULT_AROUND
+            self._left = max(1, self.REMAP_BYTES // row_pages)
+        self._left -= 1
         row = int(self.rows[i])
         return torch.from_numpy(np.array(self._x[row], dtype=np.float32)), self.y[row]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_x": None, "_left": 0}  # a worker maps the file itself
 
 
 class Subset(Dataset):
@@ -175,6 +206,9 @@ class StreamSplit:
                 pin_memory=self.owner.device.type == "cuda",
                 persistent_workers=workers > 0,
                 prefetch_factor=spec.prefetch if workers > 0 else None,
+                # Its own generator: each pass draws its workers' base seed from it, which would
+                # otherwise shift the global stream that dropout and augmentation draw from.
+                generator=torch.Generator().manual_seed(0),
             )
         return self._loader
 
@@ -246,7 +280,8 @@ class StreamBundle(DataBundle):
 
 
 def decoded_bytes(spec: DataSpec) -> int | None:
-    """The size the decoded float32 set would have in memory, when known before reading it."""
+    """The size the decoded float32 set would have in memory, when known before reading it (for a
+    CSV: its cells as the in-memory path holds them, text; ``stream_csv.csv_decoded_bytes``)."""
     if spec.name == "image_folder":
         files = _image_files(spec)[1]
         shape = _image_shape(spec, files)
@@ -257,6 +292,8 @@ def decoded_bytes(spec: DataSpec) -> int | None:
             for key in f.files:
                 total += int(np.prod(f[key].shape)) * 4
         return total
+    if spec.name == "csv":
+        return csv_decoded_bytes(spec)
     return None
 
 
@@ -264,7 +301,7 @@ def wants_stream(spec: DataSpec) -> bool:
     """``data.stream``, or the decoded set would exceed ``data.memory_limit`` (GiB)."""
     if spec.stream:
         return True
-    if spec.memory_limit is None or spec.name not in ("image_folder", "npz"):
+    if spec.memory_limit is None or spec.name not in ("image_folder", "npz", "csv"):
         return False
     size = decoded_bytes(spec)
     return size is not None and size > spec.memory_limit * 2**30
@@ -306,21 +343,13 @@ def _npz_cache(path: Path) -> tuple[Path, dict[str, Path]]:
 
 
 def _split_index(y: np.ndarray, spec: DataSpec, classes: list[str], has_test: bool) -> dict[str, np.ndarray]:
-    """Index arrays of train / val (/ test), by ``data.split_seed``, stratified by label."""
-    from tunelab.data.splits import _split
-
-    rest = np.arange(len(y))
-    out: dict[str, np.ndarray] = {}
-    if not has_test:
-        kept, test = _split(
-            y, spec.test_fraction, spec.split_seed, True, "test", "test_fraction", classes, "data"
-        )
-        rest, out["test"] = kept, test
-    kept, val = _split(
-        y[rest], spec.val_fraction, spec.split_seed, True, "val", "val_fraction", classes, "data"
-    )
-    out["train"], out["val"] = rest[kept], rest[val]
-    return out
+    """Index arrays of train / val (/ test) as the in-memory path cuts them (``data.split_seed``,
+    stratified by label), and ``data.train_fraction``'s seeded subsample of train."""
+    index = split_index(y, spec, True, classes, "data", has_test=has_test)
+    if spec.train_fraction < 1.0:  # after val and test are cut: they stay the full-data run's
+        keep = subsample_train(y[index["train"]], spec.train_fraction, spec.split_seed, True, classes)
+        index["train"] = index["train"][keep]
+    return index
 
 
 def _fit_preprocessing(train: Dataset, scale: float, spec: PreprocessSpec, workers: int) -> Preprocessing:
@@ -369,15 +398,13 @@ def _sources(spec: DataSpec) -> tuple[dict[str, Dataset], np.ndarray, list[str],
     raise RecipeError(
         "data.stream",
         True,
-        f"streams image_folder, npz, any dataset given as tensors or a torch Dataset; {spec.name} "
-        "does not (for a CSV: convert it to npz with np.savez(path, x=..., y=...))",
+        f"streams image_folder, npz and csv files, and any dataset given as tensors or a torch Dataset; "
+        f"{spec.name} is none of them",
     )
 
 
 def stream_bundle(spec: DataSpec, preprocess: PreprocessSpec) -> StreamBundle:
-    """The recipe's data as a StreamBundle (classification; split by seed, stratified)."""
-    if spec.train_fraction != 1.0:
-        raise RecipeError("data.train_fraction", spec.train_fraction, "must be 1 with data.stream")
+    """An image folder or npz as a StreamBundle (classification; split by seed, stratified)."""
     sets, labels, classes, scale, shape = _sources(spec)
     index = _split_index(labels, spec, classes, has_test="test" in sets)
     parts = {s: Subset(sets["all"], index[s]) for s in index}
@@ -423,6 +450,25 @@ def _assemble(
     )
     for s in SPLITS:
         setattr(bundle, f"x_{s}", StreamSplit(parts[s], bundle))
+    return bundle
+
+
+def csv_bundle(spec: DataSpec, preprocess: PreprocessSpec) -> StreamBundle:
+    """A CSV file, preprocessed as in memory into a cached float32 ``.npy`` file
+    (``tunelab.data.stream_csv``) and read through memmaps: classification or regression."""
+    table = csv_table(spec, preprocess)
+    rows = MemmapArrays(table.x_path, table.y, np.arange(len(table.y)))
+    parts: dict[str, Dataset] = {s: Subset(rows, table.index[s]) for s in SPLITS}
+    y = {s: torch.as_tensor(table.y[table.index[s]]) for s in SPLITS}
+    pre = table.preprocessing
+    bundle = _assemble(parts, y, spec, pre, 1.0, table.shape, table.class_names or [], table.name)
+    bundle.applied = Preprocessing()  # the rows on disk are preprocessed already
+    if table.task == "regression":
+        bundle.task, bundle.num_outputs, bundle.num_classes = "regression", table.y.shape[1], None
+        bundle.class_names = None
+        bundle.y_mean, bundle.y_std = pre.y_tensors()
+    bundle.label_values, bundle.feature_names = table.label_values, table.feature_names
+    bundle.meta, bundle.report = {**table.meta, "stream": True}, table.report
     return bundle
 
 
@@ -473,7 +519,7 @@ def load_stream(spec: DataSpec, preprocess: PreprocessSpec) -> StreamBundle:
     if spec.name in ("image_folder", "npz"):
         return stream_bundle(spec, preprocess)
     if spec.name == "csv":
-        _sources(spec)  # refused, saying how to stream it
+        return csv_bundle(spec, preprocess)
     from tunelab.data.splits import load_data
 
     return from_bundle(load_data(spec, preprocess), spec)

@@ -49,6 +49,7 @@ __all__ = [
     "ColumnPlan",
     "TableStep",
     "cell_text",
+    "cell_texts",
     "detect_columns",
     "is_missing",
     "to_numbers",
@@ -99,6 +100,19 @@ def cell_text(v: Any) -> str | None:
     except ValueError:
         return text
     return (str(int(f)) if f.is_integer() else repr(f)) if math.isfinite(f) else text
+
+
+def cell_texts(column: np.ndarray) -> list[str | None]:
+    """``cell_text`` of every cell of a column, computed once per distinct value: a categorical
+    column repeats a few values, and a streamed CSV's millions of cells made this the table's
+    hot spot (10 million calls: 40 s of 75 under the profiler).
+
+    >>> cell_texts(np.array(["a", 1.0, True, "a", None], dtype=object))
+    ['a', '1', 'true', 'a', None]
+    """
+    keys = [(type(v), v) for v in column.tolist()]  # by type too: True == 1 == 1.0, their texts differ
+    memo = {key: cell_text(key[1]) for key in set(keys)}
+    return [memo[key] for key in keys]
 
 
 def to_numbers(column: np.ndarray, name: str, where: str) -> np.ndarray:
@@ -297,7 +311,7 @@ class TableStep:
         cat_fill: list[str] = []
         categories: list[list[str]] = []
         if cat:
-            texts = np.array([[cell_text(v) for v in x[:, j]] for j in cat], dtype=object).T
+            texts = np.array([cell_texts(x[:, j]) for j in cat], dtype=object).T
             texts = np.where(texts == None, np.nan, texts)  # noqa: E711 (elementwise)
             imputer = SimpleImputer(
                 strategy=spec.categorical_impute, fill_value=spec.categorical_fill, missing_values=np.nan
@@ -366,7 +380,7 @@ class TableStep:
             if self.indicator:
                 parts.append(nan[:, self.indicator].astype(np.float64))  # MissingIndicator
         for k, j in enumerate(self.categorical):
-            texts = [cell_text(v) for v in x[:, j]]
+            texts = cell_texts(x[:, j])
             texts = [self.category_fill[k] if t is None else t for t in texts]
             index = {c: i for i, c in enumerate(self.categories[k])}
             codes = np.array([index.get(t, -1) for t in texts], dtype=np.int64)

@@ -76,6 +76,8 @@ def preprocess_lines(report: dict[str, Any]) -> list[str]:
         items = report.get(key) or {}
         if items:
             lines.append(f"{title}: " + "; ".join(f"{c} ({why})" for c, why in items.items()))
+    if report.get("fit"):  # a streamed set's fit: over which rows (a sample, when memory is short)
+        lines.append(f"fit on: {report['fit']}")
     return [("preprocess: " if i == 0 else "  ") + line for i, line in enumerate(lines)]
 
 

@@ -46,6 +46,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from tunelab.data import DataBundle, bundle_from_arrays, load_data
 from tunelab.data.splits import refit_fold
+from tunelab.data.stream import wants_stream
 from tunelab.errors import DataError, RecipeError, TunelabError
 from tunelab.recipe import Recipe, load_recipe
 from tunelab.study.runstore import StoredRun
@@ -316,6 +317,13 @@ def fold_bundle(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBu
 def _raw_pool(base: Recipe, data: tuple[Any, ...] | None) -> DataBundle:
     # The same split as the recipe's (split_seed), its samples kept raw: each fold fits its own.
     if data is None:
+        if wants_stream(base.data):  # else the whole set would be loaded, unasked, into memory
+            raise RecipeError(
+                "data.stream", True,
+                "cross-validation refits the preprocessing on each fold's raw samples, held in memory: "
+                "set data.stream: false (and data.memory_limit: null if the set is large), or validate "
+                "on the recipe's val split with tunelab train / search",
+            )  # fmt: skip
         return load_data(base.data, base.preprocess, keep_raw=True)
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y, *test = data

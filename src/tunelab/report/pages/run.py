@@ -361,6 +361,8 @@ def data_section(prep: Mapping[str, Any] | None) -> Section:
     for key, what in (("dropped_columns", "dropped column"), ("imputed", "imputed"), ("encoded", "encoded")):
         rows += [[what, column, why] for column, why in (prep.get(key) or {}).items()]
     rows += _text_rows(prep)
+    if prep.get("fit"):  # a streamed set's fit: over which rows (a sample, when memory is short)
+        rows.append(["fit on", "train", prep["fit"]])
     if not rows:
         section.items.append(
             Note("nothing was dropped, imputed or encoded, and no duplicates were looked for")

@@ -57,9 +57,9 @@ def default_objective(recipe: Recipe) -> str:
     """The recipe's monitored metric, read on val (loads the data only to resolve ``auto``)."""
     task = None
     if recipe.train.monitor == "auto":
-        from tunelab.data import load_data
+        from tunelab.train import load_bundle  # as a trial loads it: streamed data is not read whole
 
-        task = load_data(recipe.data).task
+        task = load_bundle(recipe).task
     return compared_metric(recipe, task).objective
 
 

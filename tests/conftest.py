@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# A suite started in the background by a non-interactive shell (`make test &`, `nohup ... &`)
+# inherits SIGINT ignored, and so would every process the tests start: the tests that send Ctrl-C
+# to a run would see it finish instead (exit 0, not 130). A handler in this process is reset to
+# the default in its children at exec, where Python installs KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def write_mixed_csv(path: Path, n: int = 240, seed: int = 0) -> Path:

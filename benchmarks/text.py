@@ -6,6 +6,8 @@ articles dropped before it): the mean test accuracy with its 95% t-interval. Bes
 LinearSVC (scikit-learn's defaults), on the same split: fit on the same train documents, and fit
 on train + val (the 80/20 setting of the issue's reference), scored on the same test documents;
 then the same reference over split seeds 0-4, for the spread a split alone causes.
+``--near-duplicates 0.2`` drops the near-copy articles too (``preprocess.near_duplicates``: word
+3-gram Jaccard >= 0.8, same topic; ``tunelab.data.near_text``) from every row, and says how many.
 
 **Augmentation** (``--augment``). ``tunelab ablate`` of the example with ``text_augment`` at 10% of
 the labels (``data.train_fraction: 0.1``: 136 training articles): the base (with text_augment)
@@ -18,7 +20,7 @@ fine-tuned end to end (``model: transformer``; ~4.4 s a step at batch 16 and 256
 cores, so this row uses 128 tokens and ``--finetune-epochs`` epochs: say so when quoting it), and
 the example's ``embedding_bag``: test accuracy and training time side by side (seed 0).
 
-    .venv/bin/python benchmarks/text.py [--seeds 5]
+    .venv/bin/python benchmarks/text.py [--seeds 5] [--near-duplicates 0.2]
     .venv/bin/python benchmarks/text.py --augment [--seeds 10]
     TUNELAB_CACHE=$(mktemp -d) .venv/bin/python benchmarks/text.py --transfer [--finetune-epochs 1]
 
@@ -57,13 +59,14 @@ def interval(values: list[float], level: float = 0.95) -> tuple[float, float, fl
     return mean, mean - half, mean + half
 
 
-def svc_accuracy(split_seed: int = 0) -> tuple[float, float]:
-    """TF-IDF + LinearSVC on the split of ``split_seed``: (fit on train, fit on train + val)."""
+def svc_accuracy(split_seed: int = 0, extra: list[str] | None = None) -> tuple[float, float]:
+    """TF-IDF + LinearSVC on the split of ``split_seed``: (fit on train, fit on train + val);
+    ``extra``: more overrides of the example (its cleaning)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    recipe = tunelab.load_recipe(FAST, [f"data.split_seed={split_seed}"])
+    recipe = tunelab.load_recipe(FAST, [f"data.split_seed={split_seed}", *(extra or [])])
     pool = load_data(recipe.data, recipe.preprocess, keep_raw=True).raw
     assert pool is not None and pool.x_test is not None and pool.y_test is not None
     out = []
@@ -74,10 +77,18 @@ def svc_accuracy(split_seed: int = 0) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def accuracy(seeds: int) -> None:
+def accuracy(seeds: int, extra: list[str]) -> None:
     tests, times = [], []
+    if extra:
+        recipe = tunelab.load_recipe(FAST, extra)
+        near = load_data(recipe.data, recipe.preprocess)
+        found = near.report["duplicates"].get("near") or {}
+        print(
+            f"near copies dropped (split seed 0): {sum(found.get('within', {}).values())} within splits, "
+            f"{found.get('across')} across; sizes {near.summary()['sizes']}"
+        )
     for seed in range(seeds):
-        r = tunelab.fit(FAST, overrides=[f"train.seed={seed}", *QUIET], save=False)
+        r = tunelab.fit(FAST, overrides=[f"train.seed={seed}", *QUIET, *extra], save=False)
         tests.append(r.test["accuracy"])
         times.append(r.train_seconds)
         print(
@@ -90,12 +101,12 @@ def accuracy(seeds: int) -> None:
         "seeds "
         f"(goal >= 98.5%: {'met' if mean >= 0.985 else 'missed'}); {statistics.fmean(times):.0f} s a run"
     )
-    on_train, on_train_val = svc_accuracy(0)
+    on_train, on_train_val = svc_accuracy(0, extra)
     print(
         f"TF-IDF + LinearSVC, same split: {100 * on_train:.2f}% (fit on train), {100 * on_train_val:.2f}% "
         "(fit on train + val)"
     )
-    spread = [svc_accuracy(s)[1] for s in range(5)]
+    spread = [svc_accuracy(s, extra)[1] for s in range(5)]
     print(
         "TF-IDF + LinearSVC (train + val) over split seeds 0-4: "
         f"{', '.join(f'{100 * a:.2f}' for a in spread)} "
@@ -163,6 +174,12 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true", help="text_augment at 10%% of the labels, ablated")
     ap.add_argument("--transfer", action="store_true", help="frozen vs fine-tuned MiniLM vs embedding_bag")
     ap.add_argument("--finetune-epochs", type=int, default=1, help="epochs of the fine-tuned MiniLM row")
+    ap.add_argument(
+        "--near-duplicates",
+        type=float,
+        default=None,
+        help="accuracy: also drop near-copy articles (e.g. 0.2)",
+    )
     args = ap.parse_args()
     np.set_printoptions(precision=4)
     if args.augment:
@@ -170,7 +187,8 @@ def main() -> None:
     elif args.transfer:
         transfer(args.finetune_epochs)
     else:
-        accuracy(args.seeds or 5)
+        extra = [] if args.near_duplicates is None else [f"preprocess.near_duplicates={args.near_duplicates}"]
+        accuracy(args.seeds or 5, extra)
 
 
 if __name__ == "__main__":

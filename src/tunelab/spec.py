@@ -140,9 +140,11 @@ class PreprocessSpec:
     # benchmarks keep them. Either way the counts within and across splits are reported.
     duplicates: Literal["auto", "drop", "keep"] = "auto"
     # Off by default: comparing every pair of samples costs O(N^2) and the published benchmarks
-    # keep their near copies. A number drops (with duplicates: drop) or counts the samples within
-    # this RMS difference per standardized feature of an earlier one of the same class
-    # (tunelab.data.cleaning.find_near_duplicates; 0.05 = 5% of a feature's spread).
+    # keep their near copies. A number is "how different at most": it drops (as duplicates says)
+    # or counts the samples that close to an earlier one of the same class. Arrays: the RMS
+    # difference per standardized feature (tunelab.data.cleaning.find_near_duplicates; 0.05 = 5%
+    # of a feature's spread). Documents: 1 - Jaccard of their word 3-grams, in (0, 1)
+    # (tunelab.data.near_text; 0.2 = 80% of the shingles shared). Tables with text cells: unused.
     near_duplicates: Annotated[float, Range(gt=0)] | None = None
     # Regression targets standardized on train: one loss scale whatever the targets' units.
     target_scaling: Literal["standard", "none"] = "standard"

@@ -10,7 +10,15 @@ from rich.console import Console
 
 from tunelab.recipe import load_recipe
 from tunelab.registry import Registry
-from tunelab.report.terminal import fmt, fmt_bytes, headline, print_registry, print_run, run_tables
+from tunelab.report.terminal import (
+    fmt,
+    fmt_bytes,
+    headline,
+    preprocess_lines,
+    print_registry,
+    print_run,
+    run_tables,
+)
 from tunelab.runs import RunResult
 
 
@@ -110,3 +118,19 @@ def test_registry_listing_shows_each_entry_with_its_parameters(render):
     text = render(print_registry, reg)
     assert "shapes" in text and "square (sq)" in text and "A square of a given side." in text
     assert "side: float (default 1.5)" in text
+
+
+def test_near_copies_name_their_measure_documents_and_rows_apart():
+    near = {"within": {"train": 2, "val": 0}, "across": {"val~train": 1}, "threshold": 0.2}
+    docs = {"duplicates": {"action": "dropped", "near": {**near, "measure": "1 - Jaccard of word 3-grams"}}}
+    rows = {
+        "duplicates": {"action": "kept (preprocess.duplicates: keep)", "near": {**near, "threshold": 0.05}}
+    }
+    assert preprocess_lines(docs) == [
+        "preprocess: near-duplicate documents (1 - Jaccard of word 3-grams <= 0.2): 2 within train, "
+        "1 val~train; dropped"
+    ]
+    assert preprocess_lines(rows) == [
+        "preprocess: near-duplicate rows (RMS difference <= 0.05 std): 2 within train, 1 val~train; "
+        "kept (preprocess.duplicates: keep)"
+    ]

@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from tunelab.data.bundle import DATASETS, DataBundle, RawData, RawPool
 from tunelab.data.cleaning import find_duplicates, find_near_duplicates
 from tunelab.data.files import TaskOption, arrays_to_raw
+from tunelab.data.near_text import SHINGLE, find_near_documents
 from tunelab.data.preprocess import Preprocessing
 from tunelab.data.tokenize import is_documents
 from tunelab.errors import DataError
@@ -294,17 +295,25 @@ def _drop_duplicates(
 ) -> tuple[Splits, dict[str, Any]]:
     """Exact duplicate rows within and across the splits (``tunelab.data.cleaning``), then, with
     ``preprocess.near_duplicates``, near copies among what is left: dropped or only counted, as
-    ``preprocess.duplicates`` says (auto: dropped for tables read from text)."""
+    ``preprocess.duplicates`` says (auto: dropped for tables and documents read from text). Near
+    copies of documents are by word shingles (``tunelab.data.near_text``), of arrays by standardized
+    features; tables with text cells are not compared (their cells are not numbers)."""
     found = find_duplicates(parts)
     drop = preprocess.duplicates == "drop" or (preprocess.duplicates == "auto" and text)
     parts = _without(parts, found.drop) if drop and found.total else parts
     report = found.report(drop, preprocess.duplicates)
-    if preprocess.near_duplicates is not None and not text:
+    documents = is_documents(parts["train"][0])
+    if preprocess.near_duplicates is not None and (documents or not text):
         rest = parts if drop else _without(parts, found.drop)  # near copies beyond the exact ones
-        near = find_near_duplicates(rest, preprocess.near_duplicates, classification=classification)
+        if documents:
+            near = find_near_documents(rest, preprocess.near_duplicates, classification=classification)
+            measure = {"measure": f"1 - Jaccard of word {SHINGLE}-grams"}
+        else:
+            near = find_near_duplicates(rest, preprocess.near_duplicates, classification=classification)
+            measure = {}
         if drop and near.total:
             parts = _without(parts, near.drop)
-        report["near"] = {**near.counts, "threshold": preprocess.near_duplicates}
+        report["near"] = {**near.counts, "threshold": preprocess.near_duplicates, **measure}
     return parts, report
 
 

@@ -16,7 +16,9 @@ dataset        what it reads
 ``dedupe`` (on by default) drops exact duplicate documents (same text, same label) *before* the
 split and reports how many: a document in train and again in test is a sample the model has
 seen, and it inflates the test figure (BBC News holds 98 such copies; with them TF-IDF + LinearSVC
-reads about 0.4 points higher). The duplicates are counted with ``tunelab.data.cleaning``.
+reads about 0.4 points higher). The duplicates are counted with ``tunelab.data.cleaning``. Near
+copies (an edited repost) are dropped at the split with ``preprocess.near_duplicates``
+(``tunelab.data.near_text``: BBC News holds 59 more).
 
 Files are read as UTF-8; a file that is not valid UTF-8 is read as Latin-1 (one BBC article is)
 and named in the run's info.

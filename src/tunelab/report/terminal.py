@@ -64,8 +64,11 @@ def preprocess_lines(report: dict[str, Any]) -> list[str]:
     near_where = [f"{v} within {k}" for k, v in (near.get("within") or {}).items() if v]
     near_where += [f"{v} {k}" for k, v in (near.get("across") or {}).items() if v]
     if near_where:
+        # Documents carry their measure (1 - Jaccard of word shingles); arrays are RMS differences.
+        what = f"documents ({near['measure']}" if near.get("measure") else "rows (RMS difference"
+        unit = "" if near.get("measure") else " std"
         lines.append(
-            f"near-duplicate rows (RMS difference <= {near.get('threshold')} std): {', '.join(near_where)}; "
+            f"near-duplicate {what} <= {near.get('threshold')}{unit}): {', '.join(near_where)}; "
             f"{dup.get('action', '')}"
         )
     for key, title in (

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from tests.study.auto.conftest import NEAR_PLANTED, PLANTED
 
+from tunelab.data.near_text import JACCARD, THRESHOLD
 from tunelab.errors import DataError
 from tunelab.recipe import load_recipe
-from tunelab.study.auto.near_text import JACCARD
 from tunelab.study.auto.profile import FAMILIES, modality_of, profile_data
 
 
@@ -43,10 +43,10 @@ def test_text_copies_exact_and_near_are_counted_within_and_across_splits(planted
     # Read with the copies kept: 121 + the planted near copies, split as they would fall.
     assert sum(p.sizes.values()) == 121 + NEAR_PLANTED
     assert p.exact_total == 1 and p.near_total == NEAR_PLANTED
-    assert p.near["jaccard"] == JACCARD and not p.near["sampled"]
-    # Near copies of text are reported (leakage included), not set for dropping.
-    assert p.near_duplicates is None and p.to_dict()["dropped"] == {"exact": 1, "near": 0}
+    assert p.near["jaccard"] == JACCARD and p.near["threshold"] == THRESHOLD and not p.near["sampled"]
+    # Near copies of text are dropped like those of arrays: the recipes set the text threshold.
+    assert p.near_duplicates == THRESHOLD and p.to_dict()["dropped"] == {"exact": 1, "near": NEAR_PLANTED}
     across = sum(p.near["across"].values()) + sum(p.duplicates["across"].values())
     assert sum(p.leakage.values()) == across
     assert p.notes[0].startswith("text data (256 tokens per sample)")
-    assert any(f"{NEAR_PLANTED} near-duplicate documents: counted" in n for n in p.notes)
+    assert any(f"{NEAR_PLANTED} near-duplicate documents: dropped" in n for n in p.notes)

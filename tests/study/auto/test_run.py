@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import tunelab.train
 from tunelab import load_run
 from tunelab.cli import main
 from tunelab.data import load_data
+from tunelab.data.near_text import THRESHOLD as TEXT_NEAR_THRESHOLD
 from tunelab.recipe import load_recipe
 from tunelab.report import write_report
 from tunelab.study.auto.budget import STAGES
@@ -143,13 +145,17 @@ def test_text_auto_writes_best_yaml_a_text_run_predict_reads_raw_text_with_and_a
     result, _, events, out = text_auto_run
     assert [e for e in events if e[1] == "done"] == [(s, "done") for s in STAGES]
     profile = result["profile"]
-    assert profile["modality"] == "text" and profile["near_duplicates"] is None
-    assert (
-        profile["dropped"]["exact"] == 1
-        and sum(profile["near"]["within"].values()) + sum(profile["near"]["across"].values()) == NEAR_PLANTED
-    )
+    assert profile["modality"] == "text" and profile["near_duplicates"] == TEXT_NEAR_THRESHOLD
+    assert profile["dropped"] == {"exact": 1, "near": NEAR_PLANTED}
     recipe = load_recipe(out / "best.yaml")
     assert recipe.model.name in ("embedding_bag", "textcnn", "gru") and recipe.data.params["dedupe"]
+    assert recipe.preprocess.near_duplicates == TEXT_NEAR_THRESHOLD
+    # Every final run dropped the planted near copies as it made its split (the exact one went before).
+    for run in result["final"]["runs"]:
+        prep = json.loads((Path(run["run_dir"]) / "result.json").read_text())["info"]["preprocess"]
+        near = prep["duplicates"]["near"]
+        assert sum(near["within"].values()) + sum(near["across"].values()) == NEAR_PLANTED
+        assert prep["duplicates"]["action"] == "dropped" and prep["documents"]["duplicates"] == 1
     assert not any(m.name in ("mixup", "cutmix", "tta") for m in recipe.methods)
     test = result["final"]["test"]
     assert 0.0 <= test["ci_low"] <= test["mean"] <= test["ci_high"] <= 1.0

@@ -354,10 +354,11 @@ def data_section(prep: Mapping[str, Any] | None) -> Section:
     for pair, n in (dup.get("across") or {}).items():
         rows.append(["duplicate rows", f"{pair} (across splits: leakage)", n])
     near = dup.get("near") or {}
+    near_what = "near-duplicate documents" if near.get("measure") else "near-duplicate rows"
     for split, n in (near.get("within") or {}).items():
-        rows.append(["near-duplicate rows", f"within {split}", n])
+        rows.append([near_what, f"within {split}", n])
     for pair, n in (near.get("across") or {}).items():
-        rows.append(["near-duplicate rows", f"{pair} (across splits: leakage)", n])
+        rows.append([near_what, f"{pair} (across splits: leakage)", n])
     for key, what in (("dropped_columns", "dropped column"), ("imputed", "imputed"), ("encoded", "encoded")):
         rows += [[what, column, why] for column, why in (prep.get(key) or {}).items()]
     rows += _text_rows(prep)

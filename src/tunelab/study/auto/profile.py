@@ -11,14 +11,16 @@
   most ``NEAR_THRESHOLD``, same class), counted on every pair up to ``FULL_LIMIT`` samples and on a
   random sample of ``SAMPLE`` rows per split above it (then the counts are an estimate, and say so);
 * for text, the copies of documents: exact ones counted as read with ``data.dedupe`` off (the
-  recipes keep it on, so they are dropped before the split), near ones by the Jaccard similarity
-  of word shingles (``near_text``), reported and not dropped;
+  recipes keep it on, so they are dropped before the split), near ones by the data layer's measure
+  for documents (``tunelab.data.near_text``: ``1 - Jaccard`` of word shingles at most
+  ``TEXT_NEAR_THRESHOLD``, same class), on every pair up to ``SAMPLE`` documents per split;
 * the model family for the modality (``FAMILIES``: the first is the baseline's).
 
 What ``auto`` does about the copies is decided here and written into every recipe it trains:
 exact duplicates are dropped (``preprocess.duplicates: drop``), and near copies too when any were
-found (``preprocess.near_duplicates``), so ``best.yaml`` repeats the same cleaning. The data layer
-drops the later copy of each group (train before val before test) as it makes the split.
+found (``preprocess.near_duplicates``: ``NEAR_THRESHOLD`` for arrays, ``TEXT_NEAR_THRESHOLD`` for
+documents), so ``best.yaml`` repeats the same cleaning. The data layer drops the later copy of each
+group (train before val before test) as it makes the split.
 
     >>> from tunelab.recipe import load_recipe
     >>> p = profile_data(load_recipe({"data": {"name": "iris"}}))  # doctest: +SKIP
@@ -36,10 +38,11 @@ import numpy as np
 
 from tunelab.data import DataBundle, load_data
 from tunelab.data.cleaning import find_duplicates, find_near_duplicates
+from tunelab.data.near_text import JACCARD, SHINGLE, find_near_documents
+from tunelab.data.near_text import THRESHOLD as TEXT_NEAR_THRESHOLD
 from tunelab.data.table import is_missing
 from tunelab.errors import DataError
 from tunelab.recipe import Recipe
-from tunelab.study.auto.near_text import JACCARD, SHINGLE, near_documents, sample_splits
 
 Modality = Literal["table", "signal", "image", "text"]
 MODALITIES: dict[int, Modality] = {1: "table", 2: "signal", 3: "image"}
@@ -58,7 +61,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 # two independent noisy draws of one MNIST-1D template are not (none of the built-in sets has one).
 NEAR_THRESHOLD = 0.05
 FULL_LIMIT = 20_000  # samples compared pair by pair (O(N^2 d): seconds at this size)
-SAMPLE = 5_000  # rows per split compared above FULL_LIMIT
+# Rows (documents) per split compared above FULL_LIMIT (for documents: above SAMPLE in any split;
+# 5,000 documents per split are ~25M pairs of one sparse product, a few seconds).
+SAMPLE = 5_000
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def profile_data(recipe: Recipe) -> DataProfile:
     modality: Modality = "text" if text else bundle.meta.get("modality") or modality_of(bundle.input_shape)
     exact = bundle.report.get("duplicates") or {}
     exact = {"within": dict(exact.get("within", {})), "across": dict(exact.get("across", {}))}
-    near = near_documents(bundle) if text else _near(bundle)
+    near = _near_documents(bundle) if text else _near(bundle)
     counts = summary.get("class_counts") or {}
     train_counts = [c for c in (counts.get("train") or {}).values()]
     imbalance = (max(train_counts) / max(1, min(train_counts))) if train_counts else None
@@ -165,9 +170,7 @@ def profile_data(recipe: Recipe) -> DataProfile:
         near=near,
         family=families[0],
         families=families,
-        # The data layer drops near copies of tables, signals and images only: near copies of text
-        # are reported (leakage included), not dropped.
-        near_duplicates=NEAR_THRESHOLD if found_near and not text else None,
+        near_duplicates=(TEXT_NEAR_THRESHOLD if text else NEAR_THRESHOLD) if found_near else None,
     )
     return dataclasses.replace(profile, notes=_notes(profile, text))
 
@@ -184,6 +187,40 @@ def _near(bundle: DataBundle) -> dict[str, Any]:
     }
     found = find_near_duplicates(rest, NEAR_THRESHOLD, classification=bundle.task == "classification")
     return {**found.counts, "threshold": NEAR_THRESHOLD, "sampled": sampled}
+
+
+def _near_documents(bundle: DataBundle) -> dict[str, Any]:
+    """Near-copy documents beyond the exact ones, within and across the splits of the documents as
+    read (``bundle`` was loaded with ``keep_raw`` and ``data.dedupe`` off): every pair, or a sample
+    of ``SAMPLE`` per split."""
+    pool = bundle.raw
+    about = {"threshold": TEXT_NEAR_THRESHOLD, "jaccard": JACCARD, "shingle": SHINGLE}
+    if pool is None or pool.x_test is None or pool.y_test is None:
+        return {"within": {}, "across": {}, **about, "sampled": False}
+    n = pool.n_train
+    splits = {
+        "train": (pool.x[:n], pool.y[:n]),
+        "val": (pool.x[n:], pool.y[n:]),
+        "test": (pool.x_test, pool.y_test),
+    }
+    sampled = any(len(x) > SAMPLE for x, _ in splits.values())
+    if sampled:
+        splits = sample_splits(splits, SAMPLE)
+    exact = find_duplicates(splits)
+    rest = {s: (np.delete(x, exact.drop[s]), np.delete(y, exact.drop[s])) for s, (x, y) in splits.items()}
+    found = find_near_documents(rest, TEXT_NEAR_THRESHOLD, classification=bundle.task == "classification")
+    return {**found.counts, **about, "sampled": sampled}
+
+
+def sample_splits(splits: dict[str, tuple[Any, Any]], n: int) -> dict[str, tuple[Any, Any]]:
+    """At most ``n`` samples of each split, a seeded random choice kept in the split's order (the
+    pairwise comparisons of the profile grow with the square of a split's size)."""
+    rng = np.random.default_rng(0)
+    return {
+        s: (x[idx], y[idx])
+        for s, (x, y) in splits.items()
+        for idx in [np.sort(rng.choice(len(x), min(len(x), n), replace=False))]
+    }
 
 
 def _missing(bundle: DataBundle) -> dict[str, Any]:
@@ -218,8 +255,7 @@ def _notes(p: DataProfile, text: bool) -> list[str]:
     leak = p.leakage
     if leak:
         where = ", ".join(f"{n} {pair}" for pair, n in leak.items())
-        fate = "exact ones are dropped, near ones only counted" if text else "they are dropped"
-        notes.append(f"leakage: copies across splits ({where}) would inflate val and test; {fate}")
+        notes.append(f"leakage: copies across splits ({where}) would inflate val and test; they are dropped")
     if p.exact_total:
         how = "documents dropped before the split (data.dedupe)" if text else "rows dropped before training"
         policy = "" if text else " (preprocess.duplicates: drop)"
@@ -233,7 +269,7 @@ def _notes(p: DataProfile, text: bool) -> list[str]:
         notes.append(f"{p.near_total} near-duplicate {what}{sampled}: {dropped}")
     if text:
         notes.append(
-            f"text: near copies (word {SHINGLE}-gram Jaccard >= {JACCARD}, same label) are counted, not "
-            "dropped (the data layer drops exact copies only)"
+            f"text: near copies are documents of one label whose word {SHINGLE}-grams overlap by a Jaccard "
+            f"similarity >= {JACCARD:.1f} (preprocess.near_duplicates: {TEXT_NEAR_THRESHOLD} = 1 - Jaccard)"
         )
     return notes

@@ -17,7 +17,7 @@ import torch
 
 from tunelab.data import load_data, stream_csv
 from tunelab.data.stream import MemmapArrays, StreamBundle, load_stream, wants_stream
-from tunelab.errors import DataError
+from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec, PreprocessSpec
 from tunelab.train import fit
 
@@ -179,6 +179,13 @@ def test_bad_rows_are_named_as_in_memory(tmp_path):
     path.write_text("a,b,y\n1,2,x\n3,4,y\n")
     with pytest.raises(DataError, match="no target column 'label'"):
         load_stream(_spec(path, True, target="label"), PreprocessSpec())
+
+
+def test_near_duplicates_are_refused_for_a_csv_streamed_or_not(tmp_path):
+    path = _table(tmp_path / "t.csv", n=50)
+    for stream in (True, False):
+        with pytest.raises(RecipeError, match=r"near_duplicates: got 0\.05; compares numeric arrays"):
+            load_data(_spec(path, stream), PreprocessSpec(near_duplicates=0.05))
 
 
 # --- memory -----------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from tunelab.data.files import TaskOption, arrays_to_raw
 from tunelab.data.near_text import SHINGLE, find_near_documents
 from tunelab.data.preprocess import Preprocessing
 from tunelab.data.tokenize import is_documents
-from tunelab.errors import DataError
+from tunelab.errors import DataError, RecipeError
 from tunelab.schema import check, field_hints
 from tunelab.spec import DataSpec, PreprocessSpec
 
@@ -288,6 +288,10 @@ def _classes(raw: RawData, y: np.ndarray, yt: np.ndarray | None, source: str) ->
 
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+NEAR_CELLS = (
+    "compares numeric arrays and documents; a table of cells (a CSV file) is compared for exact "
+    "copies only (preprocess.duplicates): remove preprocess.near_duplicates"
+)
 
 
 def _drop_duplicates(
@@ -297,13 +301,15 @@ def _drop_duplicates(
     ``preprocess.near_duplicates``, near copies among what is left: dropped or only counted, as
     ``preprocess.duplicates`` says (auto: dropped for tables and documents read from text). Near
     copies of documents are by word shingles (``tunelab.data.near_text``), of arrays by standardized
-    features; tables with text cells are not compared (their cells are not numbers)."""
+    features; a table of cells (a CSV file) is refused: its cells are not numbers."""
     found = find_duplicates(parts)
     drop = preprocess.duplicates == "drop" or (preprocess.duplicates == "auto" and text)
     parts = _without(parts, found.drop) if drop and found.total else parts
     report = found.report(drop, preprocess.duplicates)
     documents = is_documents(parts["train"][0])
-    if preprocess.near_duplicates is not None and (documents or not text):
+    if preprocess.near_duplicates is not None and text and not documents:
+        raise RecipeError("preprocess.near_duplicates", preprocess.near_duplicates, NEAR_CELLS)
+    if preprocess.near_duplicates is not None:
         rest = parts if drop else _without(parts, found.drop)  # near copies beyond the exact ones
         if documents:
             near = find_near_documents(rest, preprocess.near_duplicates, classification=classification)

@@ -28,8 +28,8 @@ rebuilds it. It is written into a temporary folder renamed into place when compl
 leaves nothing that a later run trusts. A second run (a search trial, a resumed run) reads the
 cache and not the CSV.
 
-What streaming skips: ``preprocess.near_duplicates`` (the in-memory path skips it for CSV files
-too: their cells are text).
+``preprocess.near_duplicates`` is refused for CSV files, streamed or not: their cells are not
+numbers (``tunelab.data.splits``).
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ from tunelab.data.files import (
     target_values,
 )
 from tunelab.data.preprocess import Preprocessing
-from tunelab.data.splits import split_index, subsample_train
-from tunelab.errors import DataError
+from tunelab.data.splits import NEAR_CELLS, split_index, subsample_train
+from tunelab.errors import DataError, RecipeError
 from tunelab.io import cache_dir
 from tunelab.spec import DataSpec, PreprocessSpec
 
@@ -133,6 +133,8 @@ def csv_decoded_bytes(spec: DataSpec) -> int:
 def csv_table(spec: DataSpec, preprocess: PreprocessSpec) -> CsvTable:
     """The recipe's CSV, split, cleaned and preprocessed as in memory, as a cached ``.npy`` file (see
     the module docstring); built on the first call, read from the cache after."""
+    if preprocess.near_duplicates is not None:
+        raise RecipeError("preprocess.near_duplicates", preprocess.near_duplicates, NEAR_CELLS)
     params = _params(spec)
     p = _existing_file(params["path"], "CSV")
     folder = _cache_folder(p, spec, preprocess)

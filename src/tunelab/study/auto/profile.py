@@ -151,6 +151,7 @@ def profile_data(recipe: Recipe) -> DataProfile:
     exact = bundle.report.get("duplicates") or {}
     exact = {"within": dict(exact.get("within", {})), "across": dict(exact.get("across", {}))}
     near = _near_documents(bundle) if text else _near(bundle)
+    cells = not text and bundle.raw is not None and bundle.raw.x.dtype == object  # a CSV's cells
     counts = summary.get("class_counts") or {}
     train_counts = [c for c in (counts.get("train") or {}).values()]
     imbalance = (max(train_counts) / max(1, min(train_counts))) if train_counts else None
@@ -170,7 +171,9 @@ def profile_data(recipe: Recipe) -> DataProfile:
         near=near,
         family=families[0],
         families=families,
-        near_duplicates=(TEXT_NEAR_THRESHOLD if text else NEAR_THRESHOLD) if found_near else None,
+        # The data layer drops near copies of documents and arrays; a table of cells (a CSV file)
+        # is compared for exact copies only, so its near copies are counted, not dropped.
+        near_duplicates=None if not found_near or cells else TEXT_NEAR_THRESHOLD if text else NEAR_THRESHOLD,
     )
     return dataclasses.replace(profile, notes=_notes(profile, text))
 
@@ -264,7 +267,11 @@ def _notes(p: DataProfile, text: bool) -> list[str]:
         notes.append(f"{p.exact_total} exact duplicate {how}{policy}")
     if p.near_total:
         sampled = " (estimated on a sample)" if p.near.get("sampled") else ""
-        dropped = "dropped (preprocess.near_duplicates)" if p.near_duplicates else "counted"
+        dropped = (
+            "dropped (preprocess.near_duplicates)"
+            if p.near_duplicates
+            else "counted, not dropped (a CSV's rows are compared for exact copies only)"
+        )
         what = ("document" if text else "row") + ("s" if p.near_total != 1 else "")
         notes.append(f"{p.near_total} near-duplicate {what}{sampled}: {dropped}")
     if text:

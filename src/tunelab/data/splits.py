@@ -22,7 +22,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from tunelab.data.bundle import DATASETS, DataBundle, RawData, RawPool
-from tunelab.data.cleaning import find_duplicates, find_near_duplicates
+from tunelab.data.cleaning import find_duplicates, find_near_duplicates, row_digests
 from tunelab.data.files import TaskOption, arrays_to_raw
 from tunelab.data.preprocess import Preprocessing
 from tunelab.data.tokenize import is_documents
@@ -290,26 +290,36 @@ Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _drop_duplicates(
-    parts: Splits, preprocess: PreprocessSpec, text: bool, classification: bool = True
-) -> tuple[Splits, dict[str, Any]]:
+    sources: Splits,
+    index: dict[str, np.ndarray],
+    preprocess: PreprocessSpec,
+    text: bool,
+    classification: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Exact duplicate rows within and across the splits (``tunelab.data.cleaning``), then, with
     ``preprocess.near_duplicates``, near copies among what is left: dropped or only counted, as
-    ``preprocess.duplicates`` says (auto: dropped for tables read from text)."""
-    found = find_duplicates(parts)
+    ``preprocess.duplicates`` says (auto: dropped for tables read from text).
+
+    Each split is the rows ``index[split]`` of ``sources[split]`` = ``(x, y)``; what is returned are
+    the rows kept. Exact duplicates are found from each source's row digests, so the samples are not
+    copied for it (an image set would be, whole); near copies compare the samples themselves."""
+    digests = {id(x): row_digests(x) for x, _ in sources.values()}  # train and val share one source
+    found = find_duplicates({n: (digests[id(x)][index[n]], y[index[n]]) for n, (x, y) in sources.items()})
     drop = preprocess.duplicates == "drop" or (preprocess.duplicates == "auto" and text)
-    parts = _without(parts, found.drop) if drop and found.total else parts
+    kept = _without(index, found.drop) if drop and found.total else index
     report = found.report(drop, preprocess.duplicates)
     if preprocess.near_duplicates is not None and not text:
-        rest = parts if drop else _without(parts, found.drop)  # near copies beyond the exact ones
-        near = find_near_duplicates(rest, preprocess.near_duplicates, classification=classification)
+        rest = kept if drop else _without(index, found.drop)  # near copies beyond the exact ones
+        parts = {n: (x[rest[n]], y[rest[n]]) for n, (x, y) in sources.items()}
+        near = find_near_duplicates(parts, preprocess.near_duplicates, classification=classification)
         if drop and near.total:
-            parts = _without(parts, near.drop)
+            kept = _without(kept, near.drop)
         report["near"] = {**near.counts, "threshold": preprocess.near_duplicates}
-    return parts, report
+    return kept, report
 
 
-def _without(parts: Splits, rows: dict[str, np.ndarray]) -> Splits:
-    return {n: (np.delete(x, rows[n], axis=0), np.delete(y, rows[n], axis=0)) for n, (x, y) in parts.items()}
+def _without(index: dict[str, np.ndarray], rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {n: np.delete(i, rows[n]) for n, i in index.items()}
 
 
 def make_bundle(
@@ -349,35 +359,45 @@ def make_bundle(
         y = y.reshape(len(y), -1)  # regression targets are always [N, T]
         yt = None if yt is None else yt.reshape(len(yt), -1)
 
-    if xt is None or yt is None:
-        kept, out = _split(
-            y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction", names, source
-        )
-        x, xt, y, yt = x[kept], x[out], y[kept], y[out]
-    kept, out = _split(
-        y, spec.val_fraction, spec.split_seed, classification, "val", "val_fraction", names, source
-    )
+    # Each split is cut, cleaned and subsampled as row indices first, then copied out of x once: the
+    # copies (one float32 set) are what the preprocessing then scales in place.
+    has_test = xt is not None and yt is not None
+    index = split_index(y, spec, classification, names, source, has_test=has_test)
+    test_source = (xt, yt) if xt is not None and yt is not None else (x, y)
+    if has_test:
+        index["test"] = np.arange(len(test_source[1]))
+    sources = {"train": (x, y), "val": (x, y), "test": test_source}
     text = x.dtype == object
-    parts, duplicates = _drop_duplicates(
-        {"train": (x[kept], y[kept]), "val": (x[out], y[out]), "test": (xt, yt)},
-        preprocess,
-        text,
-        classification,
-    )
-    (x, y), (xv, yv), (xt, yt) = parts["train"], parts["val"], parts["test"]
+    index, duplicates = _drop_duplicates(sources, index, preprocess, text, classification)
     if spec.train_fraction < 1.0:
         # After val and test are cut: they stay the same samples as in the full-data run.
-        keep = subsample_train(y, spec.train_fraction, spec.split_seed, classification, names, source)
-        x, y = x[keep], y[keep]
+        keep = subsample_train(
+            y[index["train"]], spec.train_fraction, spec.split_seed, classification, names, source
+        )
+        index["train"] = index["train"][keep]
+    pooled = None
+    if keep_raw:  # before the preprocessing scales the splits' copies in place
+        rows = np.concatenate([index["train"], index["val"]])
+        (tx, ty), test_rows = test_source, index["test"]
+        pooled = RawPool(
+            x[rows], y[rows], len(index["train"]), preprocess, text, tx[test_rows], ty[test_rows]
+        )
+    parts = {n: (sx[index[n]], sy[index[n]]) for n, (sx, sy) in sources.items()}  # fancy indexing: copies
 
     report = dict(raw.meta.get("cleaning") or {})
     report["duplicates"] = duplicates
     bundle = preprocessed_bundle(
-        raw, (x, y), (xv, yv), (xt, yt), preprocess, num_classes=num_classes, class_names=names, report=report
+        raw,
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        preprocess,
+        num_classes=num_classes,
+        class_names=names,
+        report=report,
+        private=True,
     )
-    if keep_raw:
-        pooled = (np.concatenate([x, xv]), np.concatenate([y, yv]))
-        bundle.raw = RawPool(*pooled, len(x), preprocess, text, xt, yt)
+    bundle.raw = pooled
     return bundle
 
 
@@ -391,18 +411,26 @@ def preprocessed_bundle(
     num_classes: int | None,
     class_names: list[str],
     report: dict[str, Any] | None = None,
+    private: bool = False,
 ) -> DataBundle:
     """The bundle of three cut splits, with the preprocessing fit on ``train`` only and applied to
-    all three; ``report`` (the cleaning so far) and the fit's notes become ``DataBundle.report``."""
+    all three; ``report`` (the cleaning so far) and the fit's notes become ``DataBundle.report``.
+
+    ``private``: the split arrays are the caller's own copies, which the preprocessing of signals
+    and images may overwrite (scaled in place: no second float32 set in memory). ``test is val``
+    (a cross-validation fold) is transformed once."""
     (x, y), (xv, yv), (xt, yt) = train, val, test
+    same = test is val  # a cross-validation fold: its held-out part fills both slots
     classification = raw.task == "classification"
     text = x.dtype == object
     if not text and x.dtype != np.float32:
         x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
+        private = True  # the float32 copies are ours
     # Fit on the train samples only; the same object is saved with a run and applied by its predictor.
     pre = Preprocessing.fit(x, y, task=raw.task, spec=preprocess, names=raw.feature_names, text=text)
     what = raw.name or "data"
-    x, xv, xt = (pre.transform(a, f"{what} {s}") for a, s in ((x, "train"), (xv, "val"), (xt, "test")))
+    x, xv = (pre.transform(a, f"{what} {s}", in_place=private) for a, s in ((x, "train"), (xv, "val")))
+    xt = xv if same else pre.transform(xt, f"{what} test", in_place=private)
     if not classification:
         y, yv, yt = (pre.transform_y(a) for a in (y, yv, yt))
     y_mean, y_std = pre.y_tensors()
@@ -419,7 +447,6 @@ def preprocessed_bundle(
     # Token ids stay int64 (embedding lookups); everything else is float32.
     x_dtype = torch.int64 if x.dtype == np.int64 else torch.float32
     xv_t, yv_t = _tensor(xv, x_dtype), _tensor(yv, y_dtype)
-    same = test is val  # a cross-validation fold: its held-out part fills both slots
     return DataBundle(
         x_train=_tensor(x, x_dtype),
         y_train=_tensor(y, y_dtype),
@@ -485,6 +512,7 @@ def refit_fold(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBun
         num_classes=pool.num_classes,
         class_names=list(pool.class_names or []),
         report={k: v for k, v in pool.report.items() if k in ("rows", "duplicates")},
+        private=True,  # rp.x[train] and rp.x[held] are copies (fancy indexing)
     )
 
 

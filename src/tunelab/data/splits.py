@@ -222,6 +222,22 @@ def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
+def _float32_rows(a: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``a[rows]`` (all of ``a`` when None) as float32, in memory that torch allocates: its CPU
+    allocator aligns every buffer to 64 bytes, where NumPy's malloc gives 16. The bundle's tensors
+    share this memory, so they start at the same alignment in every process, and so do the BLAS
+    kernels' vectorized sums over them (an evaluated loss otherwise moved in its 7th digit between
+    a run and its resume, in another process's heap)."""
+    n = len(a) if rows is None else len(rows)
+    out = torch.empty((n, *a.shape[1:]), dtype=torch.float32).numpy()
+    if rows is None:
+        out[...] = a
+    else:
+        # mode="clip": the rows are valid indices, and the default mode ("raise") buffers a whole copy.
+        np.take(a, rows, axis=0, out=out, mode="clip") if a.dtype == np.float32 else np.copyto(out, a[rows])
+    return out
+
+
 def _checked_arrays(
     raw: RawData, source: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -382,7 +398,9 @@ def make_bundle(
         pooled = RawPool(
             x[rows], y[rows], len(index["train"]), preprocess, text, tx[test_rows], ty[test_rows]
         )
-    parts = {n: (sx[index[n]], sy[index[n]]) for n, (sx, sy) in sources.items()}  # fancy indexing: copies
+    # Copies of the rows (fancy indexing copies), which preprocessed_bundle may overwrite.
+    take = _float32_rows if x.dtype.kind in "biuf" else (lambda a, rows: a[rows])
+    parts = {n: (take(sx, index[n]), sy[index[n]]) for n, (sx, sy) in sources.items()}
 
     report = dict(raw.meta.get("cleaning") or {})
     report["duplicates"] = duplicates
@@ -424,7 +442,7 @@ def preprocessed_bundle(
     classification = raw.task == "classification"
     text = x.dtype == object
     if not text and x.dtype != np.float32:
-        x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
+        x, xv, xt = (_float32_rows(a) for a in (x, xv, xt))
         private = True  # the float32 copies are ours
     # Fit on the train samples only; the same object is saved with a run and applied by its predictor.
     pre = Preprocessing.fit(x, y, task=raw.task, spec=preprocess, names=raw.feature_names, text=text)

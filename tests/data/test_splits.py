@@ -345,3 +345,13 @@ def test_chunked_preprocessing_trains_to_the_same_metrics(tmp_path, monkeypatch)
     chunked = fit(recipe, save=False)
     assert chunked.val == whole.val and chunked.test == whole.test
     assert [h["train"] for h in chunked.history] == [h["train"] for h in whole.history]
+
+
+def test_integer_and_boolean_signals_are_copied_out_as_float32() -> None:
+    y = np.arange(200) % 2
+    ints = (np.arange(2400).reshape(200, 1, 12) % 17).astype(np.int64)
+    as_float = bundle_from_arrays(ints.astype(np.float32), y, preprocess=RAW)
+    for x in (ints, ints.astype(np.uint8)):
+        b = bundle_from_arrays(x, y, preprocess=RAW)
+        assert b.x_train.dtype == torch.float32 and torch.equal(b.x_train, as_float.x_train)
+    assert torch.equal(bundle_from_arrays(ints > 8, y, preprocess=RAW).x_val, (as_float.x_val > 8).float())

@@ -230,11 +230,11 @@ def _float32_rows(a: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     a run and its resume, in another process's heap)."""
     n = len(a) if rows is None else len(rows)
     out = torch.empty((n, *a.shape[1:]), dtype=torch.float32).numpy()
-    if rows is None:
-        out[...] = a
-    else:
+    if rows is not None and a.dtype == np.float32:
         # mode="clip": the rows are valid indices, and the default mode ("raise") buffers a whole copy.
-        np.take(a, rows, axis=0, out=out, mode="clip") if a.dtype == np.float32 else np.copyto(out, a[rows])
+        np.take(a, rows, axis=0, out=out, mode="clip")
+    else:
+        out[...] = a if rows is None else a[rows]  # cast as astype casts (unsafe: int64 -> float32)
     return out
 
 

@@ -288,3 +288,31 @@ def test_a_killed_two_process_run_resumes_with_two_processes_to_the_same_result(
     for record in a["history"] + b["history"]:
         record.pop("seconds")
     assert (b["val"], b["test"], b["history"]) == (a["val"], a["test"], a["history"])
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_nodes_first_process_loads_first_and_lets_the_others_meet_its_error(monkeypatch, fails):
+    import tunelab.distributed as module
+
+    log: list[str] = []
+    monkeypatch.setattr(module.dist, "barrier", lambda: log.append("barrier"))
+
+    def load(where: Dist) -> None:
+        with module.local_main_first(where):
+            log.append(f"load {where.rank}")
+            if fails:
+                raise TunelabError("bad data")
+
+    for where in (Dist(0, 4, 0), Dist(1, 4, 1), Dist(2, 4, 0)):  # node 0's first, its second, node 1's first
+        log.clear()
+        if fails:
+            with pytest.raises(TunelabError, match="bad data"):
+                load(where)
+        else:
+            load(where)
+        first = ["load", "barrier"] if where.local_rank == 0 else ["barrier", "load"]
+        assert [e.split()[0] for e in log] == first
+    log.clear()
+    if not fails:
+        load(Dist())  # one process: no barrier
+        assert log == ["load 0"]

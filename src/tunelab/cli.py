@@ -7,6 +7,7 @@
     tunelab export RUN_DIR --format onnx|pt2|safetensors|torchscript [--out FILE]
     tunelab methods | models | datasets | optimizers | schedules [--json]
     tunelab catalogue [--out FILE]
+    tunelab cache [--clear] [--json]   (list or clear the cache folder, $TUNELAB_CACHE)
     tunelab report PATH [--out report.html] [--open] [--json] [--compare RUN_DIR ...]
     tunelab --version              (also: python -m tunelab ...)
 
@@ -41,6 +42,7 @@ COMMANDS = (
     "compress",
     "report",
     "listing",
+    "cache",
 )
 
 

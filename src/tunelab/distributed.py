@@ -65,6 +65,7 @@ __all__ = [
     "current",
     "device_for",
     "gather_to_main",
+    "local_main_first",
     "seed_rank",
     "session",
     "shard",
@@ -158,6 +159,34 @@ def session(device_name: str) -> Iterator[Dist]:
             dist.barrier()
         _let_gloo_finish()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def local_main_first(where: Dist) -> Iterator[None]:
+    """Run the block on each node's local rank 0 first, then on the other ranks (a barrier between).
+
+    For loading the data: the first process of a node builds the caches (a decoded image folder, a
+    CSV's or an ``.npz``'s streaming cache) and the others then read them, instead of every process
+    building the same cache at once (twice the work on the same cores; the last rename loses,
+    harmlessly). Each node's first process builds, so nodes that do not share a file system each
+    get their own cache. When the block raises an ``Exception`` on a first process, the others are
+    still let through: they meet the same error themselves (a DataError is the same on every rank)
+    instead of waiting at the barrier until torchrun stops them. Nothing changes in one process.
+    """
+    if not where.active:
+        yield
+        return
+    first = where.local_rank == 0
+    if not first:
+        dist.barrier()
+    try:
+        yield
+    except Exception:
+        if first:
+            dist.barrier()
+        raise
+    if first:
+        dist.barrier()
 
 
 def _let_gloo_finish() -> None:

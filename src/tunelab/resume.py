@@ -109,8 +109,9 @@ def data_fingerprint(tensors: Mapping[str, Tensor]) -> str:
             h.update(f"{name}:{t.fingerprint()};".encode())
             continue
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        # Bytes of the standard layout (a channels_last tensor hashes as its contiguous twin).
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        # Bytes of the standard layout (a channels_last tensor hashes as its contiguous twin), read
+        # in place: tobytes() would copy a whole split (hundreds of MB of images) to hash it.
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())
     return h.hexdigest()
 
 

@@ -166,8 +166,8 @@ def prepare(
     where = distributed.current()
     device = distributed.device_for(t.device, where) or resolve_device(t.device)
     seed_everything(t.seed)
-
-    bundle = load_bundle(recipe, data).to(device)
+    with distributed.local_main_first(where):  # a node's first process builds the data's caches
+        bundle = load_bundle(recipe, data).to(device)
     criterion = _criterion(recipe, bundle.task)
     # A model passed in is used as it is (it may be trained already): recipe.model.init applies
     # only to models tunelab builds. model.pretrained, an explicit request, applies to both.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tunelab.data import load_data
+from tunelab.data import load_data, preprocess
 from tunelab.data.preprocess import Preprocessing, Standardize, StandardizeLayer
 from tunelab.errors import DataError
 from tunelab.spec import DataSpec, PreprocessSpec
@@ -116,3 +116,33 @@ def test_text_columns_have_no_torch_layer():
     pre = Preprocessing.fit(cells, names=["c", "v"], text=True)
     with pytest.raises(DataError, match="encodes the text columns c, which a tensor cannot carry"):
         pre.layers(2)
+
+
+def test_one_chunk_is_numpys_arithmetic_and_many_chunks_agree_to_float64_rounding(monkeypatch):
+    rng = np.random.default_rng(0)
+    a = (rng.random((300, 3, 5, 4)) * 4 + 1).astype(np.float32)
+    axes = (0, 2, 3)
+    whole = Standardize.fit(a)  # fits in one chunk: NumPy's mean and std, bit for bit
+    assert whole.mean == tuple(a.mean(axis=axes, dtype=np.float64).tolist())
+    assert whole.std == tuple(a.std(axis=axes, dtype=np.float64).tolist())
+    reference = whole.apply(a).astype(np.float32)  # the whole array in float64, then rounded
+    pre = Preprocessing((whole,))
+    assert np.array_equal(pre.transform(a), reference)
+
+    monkeypatch.setattr(preprocess, "CHUNK_ELEMENTS", 7 * 60)  # 7 rows a chunk, the last one short
+    chunked = Standardize.fit(a)
+    np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-14)
+    np.testing.assert_allclose(chunked.std, whole.std, rtol=1e-14)
+    copy = a.copy()
+    out = pre.transform(copy)
+    assert np.array_equal(out, reference) and np.array_equal(copy, a)  # a new array; the input kept
+    scaled = pre.transform(copy, in_place=True)
+    assert scaled is copy and np.array_equal(scaled, reference)
+    ints = (a * 50).astype(np.uint8)  # not float32: a new float32 array even when in place
+    assert pre.transform(ints, in_place=True).dtype == np.float32 and ints.dtype == np.uint8
+
+
+def test_in_place_without_scaling_returns_the_callers_float32_array():
+    a = np.ones((4, 1, 3), dtype=np.float32)
+    assert Preprocessing().transform(a, in_place=True) is a
+    assert Preprocessing().transform(a) is not a  # without in_place, always a new array

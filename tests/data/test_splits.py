@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle
-from tunelab.data.splits import subsample_train
+from tunelab.data import DataBundle, RawData, bundle_from_arrays, load_data, make_bundle, preprocess
+from tunelab.data.splits import refit_fold, split_index, subsample_train
 from tunelab.errors import DataError, RecipeError
 from tunelab.spec import DataSpec, PreprocessSpec
 
@@ -289,3 +289,69 @@ def test_train_fraction_in_a_recipe_on_digits() -> None:
     b = load_data(DataSpec(name="digits", train_fraction=0.1, params={"classes": [5, 6, 7, 8, 9]}))
     counts = b.summary()["class_counts"]["train"]
     assert sum(counts.values()) == len(b.x_train) and min(counts.values()) >= 10
+
+
+# --- memory: split by index, copied once, scaled in place -------------------------------------
+
+
+def test_splits_are_scaled_in_place_copies_equal_to_a_plain_split_and_standardization(monkeypatch):
+    """make_bundle copies each split out of x once and scales the copies in place, a chunk of rows at
+    a time: the tensors are those of x[rows] standardized in float64 on the whole train split."""
+    monkeypatch.setattr(preprocess, "CHUNK_ELEMENTS", 5 * 24)  # several chunks per split
+    rng = np.random.default_rng(1)
+    x = (rng.random((400, 2, 3, 4)) * 3).astype(np.float32)
+    y = np.arange(400) % 4
+    x_test, y_test = x[:50] + 1, y[:50]
+    before = (x.copy(), x_test.copy())
+    spec = DataSpec(val_fraction=0.25)
+    b = bundle_from_arrays(x, y, spec, x_test, y_test, keep_raw=True)
+    assert np.array_equal(x, before[0]) and np.array_equal(x_test, before[1])  # the caller's arrays
+    index = split_index(y, spec, True, [], "arrays", has_test=True)
+    train = x[index["train"]]
+    mean = train.mean(axis=(0, 2, 3), dtype=np.float64).reshape(1, -1, 1, 1)
+    std = train.std(axis=(0, 2, 3), dtype=np.float64).reshape(1, -1, 1, 1)
+    for got, raw in ((b.x_train, train), (b.x_val, x[index["val"]]), (b.x_test, x_test)):
+        np.testing.assert_allclose(got.numpy(), ((raw - mean) / std).astype(np.float32), rtol=0, atol=1e-6)
+    pool = b.raw  # cross-validation's raw rows: copied before the scaling
+    assert np.array_equal(pool.x, np.concatenate([train, x[index["val"]]])) and np.array_equal(
+        pool.x_test, x_test
+    )
+    fold = refit_fold(b, np.arange(0, 200), np.arange(200, len(pool.x)))
+    assert fold.x_val is fold.x_test  # the held-out fold fills both, transformed once
+    held = pool.x[200:]
+    fit_mean = pool.x[:200].mean(axis=(0, 2, 3), dtype=np.float64).reshape(1, -1, 1, 1)
+    fit_std = pool.x[:200].std(axis=(0, 2, 3), dtype=np.float64).reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(fold.x_val.numpy(), (held - fit_mean) / fit_std, rtol=0, atol=1e-6)
+
+
+def test_chunked_preprocessing_trains_to_the_same_metrics(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tunelab.train import fit
+
+    rng = np.random.default_rng(0)
+    for c, shade in enumerate((60, 190)):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(40):
+            a = np.clip(shade + rng.integers(-60, 60, size=(12, 12, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(tmp_path / f"c{c}" / f"{i}.png")
+    recipe = {
+        "data": {"name": "image_folder", "path": str(tmp_path), "size": [12, 12]},
+        "model": {"name": "linear"},
+        "train": {"epochs": 3, "batch_size": 16, "device": "cpu", "efficiency": False, "tensorboard": False},
+    }
+    whole = fit(recipe, save=False)  # 80 images of 432 values: one chunk, NumPy's arithmetic
+    monkeypatch.setattr(preprocess, "CHUNK_ELEMENTS", 432 * 3)  # 3 images a chunk
+    chunked = fit(recipe, save=False)
+    assert chunked.val == whole.val and chunked.test == whole.test
+    assert [h["train"] for h in chunked.history] == [h["train"] for h in whole.history]
+
+
+def test_integer_and_boolean_signals_are_copied_out_as_float32() -> None:
+    y = np.arange(200) % 2
+    ints = (np.arange(2400).reshape(200, 1, 12) % 17).astype(np.int64)
+    as_float = bundle_from_arrays(ints.astype(np.float32), y, preprocess=RAW)
+    for x in (ints, ints.astype(np.uint8)):
+        b = bundle_from_arrays(x, y, preprocess=RAW)
+        assert b.x_train.dtype == torch.float32 and torch.equal(b.x_train, as_float.x_train)
+    assert torch.equal(bundle_from_arrays(ints > 8, y, preprocess=RAW).x_val, (as_float.x_val > 8).float())

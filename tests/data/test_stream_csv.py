@@ -171,6 +171,22 @@ def test_the_cache_is_rebuilt_on_a_change_and_a_crash_leaves_nothing(tmp_path, m
     )
 
 
+def test_a_killed_builds_folder_is_removed_by_the_next_build(tmp_path):
+    from tunelab.cache import temp_name
+
+    path = _table(tmp_path / "t.csv")
+    cache = tmp_path / "cache"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # stands for a build killed mid-way
+    child.wait()
+    killed = cache / temp_name("csv_stream_0123456789abcdef").replace(
+        f"tmp{os.getpid()}@", f"tmp{child.pid}@"
+    )
+    killed.mkdir(parents=True)
+    (killed / "x.npy").write_bytes(b"half")
+    load_stream(_spec(path, True), PreprocessSpec())
+    assert not killed.exists() and len(list(cache.glob("csv_stream_*"))) == 1
+
+
 def test_bad_rows_are_named_as_in_memory(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("a,b,y\n1,2,x\n3,4,y\n5,z\n")

@@ -14,9 +14,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import random
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Annotated, Any
 import numpy as np
 from sklearn import datasets as skd
 
+from tunelab.cache import write_file
 from tunelab.data.bundle import DATASETS, RawData
 from tunelab.data.files import csv_file
 from tunelab.errors import DataError, RecipeError, did_you_mean
@@ -113,16 +112,7 @@ def _read_cache(path: Path, key: str, shapes: Mapping[str, tuple[int, ...]]) -> 
 def _write_cache(path: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Write atomically: a reader never sees a half-written file, even with runs in parallel."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, key=np.array(key), **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes the file private; the cache holds public data
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_file(path, lambda f: np.savez(f, key=np.array(key), **arrays))
     except OSError:
         # The cache only saves ~2 s per load; a read-only or full disk must not stop the run.
         pass

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Duplicates", "find_duplicates", "find_near_duplicates", "row_keys"]
+__all__ = ["Duplicates", "find_duplicates", "find_near_duplicates", "row_digests", "row_keys"]
 
 # Rows compared at once in find_near_duplicates: a block of 2,048 against 50,000 others is a
 # 400 MB float32 matrix of distances; smaller blocks cost more Python, larger ones more memory.
@@ -59,6 +59,25 @@ def row_keys(x: np.ndarray, y: np.ndarray) -> list[bytes]:
     for row, t in zip(flat, flat_y, strict=True):
         keys.append(hashlib.sha1(row.tobytes() + b"|" + t.tobytes()).digest())
     return keys
+
+
+def row_digests(x: np.ndarray) -> np.ndarray:
+    """A SHA-1 digest of each sample's inputs, ``uint8 [N, 20]``: rows to find duplicates by without
+    copying them (``find_duplicates({split: (digests[rows], y[rows])})`` finds what it finds on the
+    rows themselves, up to a SHA-1 collision).
+
+    >>> d = row_digests(np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0]]))
+    >>> d.shape, bool((d[0] == d[1]).all()), bool((d[0] == d[2]).all())
+    ((3, 20), True, False)
+    """
+    if x.dtype == object and x.ndim == 1:  # documents: one string per sample
+        x = x[:, None]
+    if x.dtype == object:
+        rows = (repr(tuple(row.tolist())).encode() for row in x)
+    else:
+        rows = (row.tobytes() for row in np.ascontiguousarray(x.reshape(len(x), -1)))
+    joined = b"".join(hashlib.sha1(r).digest() for r in rows)
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(x), 20)
 
 
 @dataclass(frozen=True)

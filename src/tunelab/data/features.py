@@ -17,8 +17,6 @@ a document's features do not depend on its batch (up to float rounding, which th
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunelab.cache import write_file
 from tunelab.encoders import build_bert, encoder_key, mean_pool
 from tunelab.errors import DataError
 from tunelab.io import cache_dir
@@ -70,16 +69,12 @@ def _load(key: str) -> dict[bytes, np.ndarray]:
 def _save(key: str, rows: dict[bytes, np.ndarray]) -> None:
     path = _cache_file(key)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=np.array(list(rows), dtype="S20"), values=np.stack(list(rows.values())))
-            os.chmod(tmp, 0o644)  # mkstemp makes the file private; the features hold public data
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_file(
+            path,
+            lambda f: np.savez(
+                f, keys=np.array(list(rows), dtype="S20"), values=np.stack(list(rows.values()))
+            ),
+        )
     except OSError:
         pass  # a read-only or full disk costs the next run the computation, never the run itself
 

@@ -142,32 +142,48 @@ def _read(path: Path, key: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     return x, y.astype(np.int64)
 
 
+def _decode_one(f: Path, size: Any, mode: str) -> np.ndarray:
+    """One file as ``uint8 [C, H, W]``; Pillow's errors pass through (``_decode`` collects them)."""
+    from PIL import Image
+
+    with Image.open(f) as opened:
+        if size is not None:
+            # JPEG only: decode at a reduced scale (1/2 .. 1/8) that is still >= size, much
+            # faster on large photos; the resize below then sets the exact size.
+            opened.draft(mode, (size[1], size[0]))
+        img = opened.convert(mode)  # also loads the pixels, so a truncated file fails here
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # PIL sizes are (W, H)
+    a = np.asarray(img, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # [H, W(, C)] -> [C, H, W]
+
+
 def _decode(root: Path, files: list[tuple[Path, int]], size: Any, grayscale: bool) -> np.ndarray:
-    """Decode every file to ``uint8 [N, C, H, W]``; one DataError lists every file that failed."""
+    """Decode every file to ``uint8 [N, C, H, W]``; one DataError lists every file that failed.
+
+    The result is allocated once, at the first image's shape, and filled in place: the decoded set
+    is in memory once (a list of images then ``np.stack`` held it twice)."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow ships with the dependencies
         raise DataError("the image_folder dataset needs Pillow: pip install pillow") from None
     mode = "L" if grayscale else "RGB"
-    arrays: list[np.ndarray] = []
+    out: np.ndarray | None = None
     bad: list[str] = []
-    for f, _ in files:
+    shapes: dict[tuple[int, ...], Path] = {}  # each size met -> its first file
+    for i, (f, _) in enumerate(files):
         try:
-            with Image.open(f) as opened:
-                if size is not None:
-                    # JPEG only: decode at a reduced scale (1/2 .. 1/8) that is still >= size, much
-                    # faster on large photos; the resize below then sets the exact size.
-                    opened.draft(mode, (size[1], size[0]))
-                img = opened.convert(mode)  # also loads the pixels, so a truncated file fails here
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # PIL sizes are (W, H)
-            a = np.asarray(img, dtype=np.uint8)
+            a = _decode_one(f, size, mode)
         # Pillow reports a damaged file with OSError (unknown format, truncated data), SyntaxError
         # (broken PNG chunks) or ValueError; a decompression bomb has its own class.
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             bad.append(f"{f.relative_to(root)} ({type(e).__name__}: {e})")
             continue
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # [H, W(, C)] -> [C, H, W]
+        shapes.setdefault(a.shape[1:], f)
+        if out is None:
+            out = np.empty((len(files), *a.shape), dtype=np.uint8)
+        if a.shape == out.shape[1:]:
+            out[i] = a
     if bad:
         more = f" and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
         raise DataError(
@@ -176,17 +192,14 @@ def _decode(root: Path, files: list[tuple[Path, int]], size: Any, grayscale: boo
             + more
             + ". Replace or delete them"
         )
-    shapes = sorted({a.shape[1:] for a in arrays})
     if len(shapes) > 1:
-        examples = []
-        for s in shapes[:3]:
-            i = next(i for i, a in enumerate(arrays) if a.shape[1:] == s)
-            examples.append(f"{s[0]}x{s[1]} ({files[i][0].relative_to(root)})")
+        examples = [f"{s[0]}x{s[1]} ({shapes[s].relative_to(root)})" for s in sorted(shapes)[:3]]
         raise DataError(
             f"{root}: the images have {len(shapes)} different sizes, e.g. {', '.join(examples)}; "
             "set data.size: [height, width] to resize them all"
         )
-    return np.stack(arrays)
+    assert out is not None  # find_images returned at least one file, and none failed
+    return out
 
 
 def _check_params(params: Mapping[str, Any], path: str) -> None:
@@ -247,7 +260,10 @@ def image_folder(
 
 
 def _to_float(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) / np.float32(255)  # uint8 -> [0, 1]
+    """uint8 -> float32 in [0, 1], divided in place (one float32 array, not two)."""
+    out = x.astype(np.float32)
+    np.divide(out, np.float32(255), out=out)
+    return out
 
 
 def read_images(path: str | Path, size: Any = None, grayscale: bool = False) -> tuple[np.ndarray, list[str]]:

@@ -35,7 +35,7 @@ a kind this version does not know is refused with a message naming it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,9 +86,7 @@ class Standardize:
         (1.0,)
         """
         scope = scope or ("per_feature" if a.ndim == 2 else "per_channel")
-        axes = (0,) if a.ndim == 2 else (0, *range(2, a.ndim))
-        mean = a.mean(axis=axes, dtype=np.float64)
-        std = a.std(axis=axes, dtype=np.float64)
+        mean, std = _moments(a)
         # A constant feature or channel (e.g. the always-blank border pixels of digits) has std 0;
         # scaling it by 1 leaves it at 0 after centering instead of dividing by zero.
         std = np.where(std < CONSTANT_STD, 1.0, std)
@@ -162,6 +160,58 @@ class MinMax:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MinMax:
         return cls(d["scope"], tuple(float(v) for v in d["scale"]), tuple(float(v) for v in d["min"]))
+
+
+# Elements of a chunk of rows that the fit and the transform of signals and images turn into float64 at
+# once: 8 MiB of float64 (a chunk's arithmetic holds two such temporaries). An array that fits in one
+# chunk (every built-in dataset) is computed exactly as NumPy computes it on the whole array, bit for
+# bit as before; a larger one never has a float64 copy of itself in memory.
+CHUNK_ELEMENTS = 2**20
+
+
+def _row_chunks(a: np.ndarray) -> Iterator[slice]:
+    """Slices of whole rows (samples) of ``a``, about ``CHUNK_ELEMENTS`` elements each."""
+    rows = max(1, CHUNK_ELEMENTS // max(1, a[0].size)) if len(a) else 1
+    return (slice(lo, lo + rows) for lo in range(0, len(a), rows))
+
+
+def _moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation in float64, over the samples (and over the positions of a channel
+    for ``[N, C, ...]``), in two passes over chunks of rows. One chunk is NumPy's own ``mean`` and
+    ``std`` arithmetic (the same float64 sums, the same result bit for bit); more chunks add their
+    float64 sums, so no float64 copy of ``a`` is ever made (it would be twice a float32 image set).
+
+    >>> m, s = _moments(np.array([[1.0, 10.0], [3.0, 30.0]], dtype="float32"))
+    >>> m.tolist(), s.tolist()
+    ([2.0, 20.0], [1.0, 10.0])
+    """
+    axes = (0,) if a.ndim <= 2 else (0, *range(2, a.ndim))
+    count = a.size // max(1, a.shape[1] if a.ndim >= 2 else 1)
+    keep = (1, -1) + (1,) * (a.ndim - 2) if a.ndim >= 2 else (1,)
+    total = sum(a[c].sum(axis=axes, dtype=np.float64) for c in _row_chunks(a))
+    mean = np.asarray(total, dtype=np.float64) / count
+    squares = 0.0
+    for c in _row_chunks(a):
+        d = a[c] - mean.reshape(keep)  # float64 [rows, C, ...] of one chunk
+        np.multiply(d, d, out=d)
+        squares = squares + d.sum(axis=axes, dtype=np.float64)
+    return mean, np.sqrt(np.asarray(squares, dtype=np.float64) / count)
+
+
+def _elementwise(steps: tuple[Any, ...], a: np.ndarray, in_place: bool) -> np.ndarray:
+    """``steps`` (per-channel ``Standardize`` / ``MinMax``) applied to ``a`` a chunk of rows at a
+    time: each chunk in float64 as the whole array was, then rounded once to float32 into the
+    result, which is ``a`` itself with ``in_place`` (a float32 array the caller owns) or a new
+    float32 array. The figures are the same bit for bit as on the whole array; the memory is one
+    float32 result instead of two float64 temporaries of the whole set."""
+    writable = in_place and a.dtype == np.float32 and a.flags.writeable
+    out = a if writable else np.empty(a.shape, dtype=np.float32)
+    for c in _row_chunks(a):
+        part = a[c]
+        for step in steps:
+            part = step.apply(part)
+        out[c] = part
+    return out
 
 
 Step = Standardize | MinMax | TableStep | TextStep | FeatureStep
@@ -392,13 +442,22 @@ class Preprocessing:
         n = len(table.output_names) - len(table.categorical)
         return {"numeric": n, "cardinalities": table.cardinalities}
 
-    def transform(self, x: np.ndarray, what: str = "x") -> np.ndarray:
+    def transform(self, x: np.ndarray, what: str = "x", *, in_place: bool = False) -> np.ndarray:
         """The model's inputs for raw inputs ``x`` ``[N, *input_shape]``: float32, or int64 token
         ids ``[N, max_length]`` for text documents ``[N]``.
 
         ``what`` names the data in the error raised when ``x`` does not fit the fitted statistics.
+        ``in_place``: a float32 ``x`` of signals or images that the caller owns is overwritten and
+        returned, instead of a new array (``make_bundle``'s own copies of the splits).
         """
         out = np.asarray(x)
+        if not self.x and in_place and out.dtype == np.float32:
+            return out
+        per_channel = all(isinstance(s, (Standardize, MinMax)) for s in self.x)
+        if self.x and per_channel and out.ndim >= 2 and out.dtype.kind in "biuf":
+            for step in self.x:  # per-channel steps keep the shape: each checks the input's
+                step.check(out, what)
+            return _elementwise(self.x, out, in_place)
         for step in self.x:
             step.check(out, what)
             out = step.apply(out, what)

@@ -22,12 +22,11 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from tunelab.data.bundle import DATASETS, DataBundle, RawData, RawPool
-from tunelab.data.cleaning import find_duplicates, find_near_duplicates
+from tunelab.data.dedupe import drop_duplicates
 from tunelab.data.files import TaskOption, arrays_to_raw
-from tunelab.data.near_text import SHINGLE, find_near_documents
 from tunelab.data.preprocess import Preprocessing
 from tunelab.data.tokenize import is_documents
-from tunelab.errors import DataError, RecipeError
+from tunelab.errors import DataError
 from tunelab.schema import check, field_hints
 from tunelab.spec import DataSpec, PreprocessSpec
 
@@ -223,6 +222,22 @@ def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
+def _float32_rows(a: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``a[rows]`` (all of ``a`` when None) as float32, in memory that torch allocates: its CPU
+    allocator aligns every buffer to 64 bytes, where NumPy's malloc gives 16. The bundle's tensors
+    share this memory, so they start at the same alignment in every process, and so do the BLAS
+    kernels' vectorized sums over them (an evaluated loss otherwise moved in its 7th digit between
+    a run and its resume, in another process's heap)."""
+    n = len(a) if rows is None else len(rows)
+    out = torch.empty((n, *a.shape[1:]), dtype=torch.float32).numpy()
+    if rows is not None and a.dtype == np.float32:
+        # mode="clip": the rows are valid indices, and the default mode ("raise") buffers a whole copy.
+        np.take(a, rows, axis=0, out=out, mode="clip")
+    else:
+        out[...] = a if rows is None else a[rows]  # cast as astype casts (unsafe: int64 -> float32)
+    return out
+
+
 def _checked_arrays(
     raw: RawData, source: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -287,46 +302,6 @@ def _classes(raw: RawData, y: np.ndarray, yt: np.ndarray | None, source: str) ->
     return num_classes, list(class_names or [str(i) for i in range(num_classes)])
 
 
-Splits = dict[str, tuple[np.ndarray, np.ndarray]]
-NEAR_CELLS = (
-    "compares numeric arrays and documents; a table of cells (a CSV file) is compared for exact "
-    "copies only (preprocess.duplicates): remove preprocess.near_duplicates"
-)
-
-
-def _drop_duplicates(
-    parts: Splits, preprocess: PreprocessSpec, text: bool, classification: bool = True
-) -> tuple[Splits, dict[str, Any]]:
-    """Exact duplicate rows within and across the splits (``tunelab.data.cleaning``), then, with
-    ``preprocess.near_duplicates``, near copies among what is left: dropped or only counted, as
-    ``preprocess.duplicates`` says (auto: dropped for tables and documents read from text). Near
-    copies of documents are by word shingles (``tunelab.data.near_text``), of arrays by standardized
-    features; a table of cells (a CSV file) is refused: its cells are not numbers."""
-    found = find_duplicates(parts)
-    drop = preprocess.duplicates == "drop" or (preprocess.duplicates == "auto" and text)
-    parts = _without(parts, found.drop) if drop and found.total else parts
-    report = found.report(drop, preprocess.duplicates)
-    documents = is_documents(parts["train"][0])
-    if preprocess.near_duplicates is not None and text and not documents:
-        raise RecipeError("preprocess.near_duplicates", preprocess.near_duplicates, NEAR_CELLS)
-    if preprocess.near_duplicates is not None:
-        rest = parts if drop else _without(parts, found.drop)  # near copies beyond the exact ones
-        if documents:
-            near = find_near_documents(rest, preprocess.near_duplicates, classification=classification)
-            measure = {"measure": f"1 - Jaccard of word {SHINGLE}-grams"}
-        else:
-            near = find_near_duplicates(rest, preprocess.near_duplicates, classification=classification)
-            measure = {}
-        if drop and near.total:
-            parts = _without(parts, near.drop)
-        report["near"] = {**near.counts, "threshold": preprocess.near_duplicates, **measure}
-    return parts, report
-
-
-def _without(parts: Splits, rows: dict[str, np.ndarray]) -> Splits:
-    return {n: (np.delete(x, rows[n], axis=0), np.delete(y, rows[n], axis=0)) for n, (x, y) in parts.items()}
-
-
 def make_bundle(
     raw: RawData, spec: DataSpec, preprocess: PreprocessSpec | None = None, *, keep_raw: bool = False
 ) -> DataBundle:
@@ -364,35 +339,47 @@ def make_bundle(
         y = y.reshape(len(y), -1)  # regression targets are always [N, T]
         yt = None if yt is None else yt.reshape(len(yt), -1)
 
-    if xt is None or yt is None:
-        kept, out = _split(
-            y, spec.test_fraction, spec.split_seed, classification, "test", "test_fraction", names, source
-        )
-        x, xt, y, yt = x[kept], x[out], y[kept], y[out]
-    kept, out = _split(
-        y, spec.val_fraction, spec.split_seed, classification, "val", "val_fraction", names, source
-    )
+    # Each split is cut, cleaned and subsampled as row indices first, then copied out of x once: the
+    # copies (one float32 set) are what the preprocessing then scales in place.
+    has_test = xt is not None and yt is not None
+    index = split_index(y, spec, classification, names, source, has_test=has_test)
+    test_source = (xt, yt) if xt is not None and yt is not None else (x, y)
+    if has_test:
+        index["test"] = np.arange(len(test_source[1]))
+    sources = {"train": (x, y), "val": (x, y), "test": test_source}
     text = x.dtype == object
-    parts, duplicates = _drop_duplicates(
-        {"train": (x[kept], y[kept]), "val": (x[out], y[out]), "test": (xt, yt)},
-        preprocess,
-        text,
-        classification,
-    )
-    (x, y), (xv, yv), (xt, yt) = parts["train"], parts["val"], parts["test"]
+    index, duplicates = drop_duplicates(sources, index, preprocess, text, classification)
     if spec.train_fraction < 1.0:
         # After val and test are cut: they stay the same samples as in the full-data run.
-        keep = subsample_train(y, spec.train_fraction, spec.split_seed, classification, names, source)
-        x, y = x[keep], y[keep]
+        keep = subsample_train(
+            y[index["train"]], spec.train_fraction, spec.split_seed, classification, names, source
+        )
+        index["train"] = index["train"][keep]
+    pooled = None
+    if keep_raw:  # before the preprocessing scales the splits' copies in place
+        rows = np.concatenate([index["train"], index["val"]])
+        (tx, ty), test_rows = test_source, index["test"]
+        pooled = RawPool(
+            x[rows], y[rows], len(index["train"]), preprocess, text, tx[test_rows], ty[test_rows]
+        )
+    # Copies of the rows (fancy indexing copies), which preprocessed_bundle may overwrite.
+    take = _float32_rows if x.dtype.kind in "biuf" else (lambda a, rows: a[rows])
+    parts = {n: (take(sx, index[n]), sy[index[n]]) for n, (sx, sy) in sources.items()}
 
     report = dict(raw.meta.get("cleaning") or {})
     report["duplicates"] = duplicates
     bundle = preprocessed_bundle(
-        raw, (x, y), (xv, yv), (xt, yt), preprocess, num_classes=num_classes, class_names=names, report=report
+        raw,
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        preprocess,
+        num_classes=num_classes,
+        class_names=names,
+        report=report,
+        private=True,
     )
-    if keep_raw:
-        pooled = (np.concatenate([x, xv]), np.concatenate([y, yv]))
-        bundle.raw = RawPool(*pooled, len(x), preprocess, text, xt, yt)
+    bundle.raw = pooled
     return bundle
 
 
@@ -406,18 +393,26 @@ def preprocessed_bundle(
     num_classes: int | None,
     class_names: list[str],
     report: dict[str, Any] | None = None,
+    private: bool = False,
 ) -> DataBundle:
     """The bundle of three cut splits, with the preprocessing fit on ``train`` only and applied to
-    all three; ``report`` (the cleaning so far) and the fit's notes become ``DataBundle.report``."""
+    all three; ``report`` (the cleaning so far) and the fit's notes become ``DataBundle.report``.
+
+    ``private``: the split arrays are the caller's own copies, which the preprocessing of signals
+    and images may overwrite (scaled in place: no second float32 set in memory). ``test is val``
+    (a cross-validation fold) is transformed once."""
     (x, y), (xv, yv), (xt, yt) = train, val, test
+    same = test is val  # a cross-validation fold: its held-out part fills both slots
     classification = raw.task == "classification"
     text = x.dtype == object
     if not text and x.dtype != np.float32:
-        x, xv, xt = (a.astype(np.float32) for a in (x, xv, xt))
+        x, xv, xt = (_float32_rows(a) for a in (x, xv, xt))
+        private = True  # the float32 copies are ours
     # Fit on the train samples only; the same object is saved with a run and applied by its predictor.
     pre = Preprocessing.fit(x, y, task=raw.task, spec=preprocess, names=raw.feature_names, text=text)
     what = raw.name or "data"
-    x, xv, xt = (pre.transform(a, f"{what} {s}") for a, s in ((x, "train"), (xv, "val"), (xt, "test")))
+    x, xv = (pre.transform(a, f"{what} {s}", in_place=private) for a, s in ((x, "train"), (xv, "val")))
+    xt = xv if same else pre.transform(xt, f"{what} test", in_place=private)
     if not classification:
         y, yv, yt = (pre.transform_y(a) for a in (y, yv, yt))
     y_mean, y_std = pre.y_tensors()
@@ -434,7 +429,6 @@ def preprocessed_bundle(
     # Token ids stay int64 (embedding lookups); everything else is float32.
     x_dtype = torch.int64 if x.dtype == np.int64 else torch.float32
     xv_t, yv_t = _tensor(xv, x_dtype), _tensor(yv, y_dtype)
-    same = test is val  # a cross-validation fold: its held-out part fills both slots
     return DataBundle(
         x_train=_tensor(x, x_dtype),
         y_train=_tensor(y, y_dtype),
@@ -500,6 +494,7 @@ def refit_fold(pool: DataBundle, train: np.ndarray, held: np.ndarray) -> DataBun
         num_classes=pool.num_classes,
         class_names=list(pool.class_names or []),
         report={k: v for k, v in pool.report.items() if k in ("rows", "duplicates")},
+        private=True,  # rp.x[train] and rp.x[held] are copies (fancy indexing)
     )
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import math
 import mmap
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +47,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from tunelab.cache import build_folder
 from tunelab.data.bundle import SPLITS, DataBundle
 from tunelab.data.preprocess import CONSTANT_STD, Preprocessing, Standardize
 from tunelab.data.splits import split_index, subsample_train
 from tunelab.data.stream_csv import csv_decoded_bytes, csv_table
 from tunelab.errors import DataError, RecipeError
+from tunelab.io import cache_dir
 from tunelab.spec import DataSpec, PreprocessSpec
 
 __all__ = [
@@ -325,20 +326,19 @@ def _image_shape(spec: DataSpec, files: list[tuple[Path, int]]) -> tuple[int, in
 
 
 def _npz_cache(path: Path) -> tuple[Path, dict[str, Path]]:
-    """Each array of the archive as a .npy file in the cache (written once), for memmap reads."""
-    from tunelab.data.builtin import cache_dir
-
+    """Each array of the archive as a .npy file in the cache (written once, into a temporary folder
+    renamed into place: ``tunelab.cache.build_folder``), for memmap reads."""
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
     folder = cache_dir() / f"npz_stream_{key}"
     with np.load(path, allow_pickle=False) as f:
         names = list(f.files)
-        if not folder.is_dir():
-            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-            tmp.mkdir(parents=True, exist_ok=True)
+
+        def build(tmp: Path) -> None:
             for name in names:  # one array in memory at a time
                 np.save(tmp / f"{name}.npy", f[name])
-            tmp.rename(folder)
+
+        build_folder(folder, build)
     return folder, {name: folder / f"{name}.npy" for name in names}
 
 

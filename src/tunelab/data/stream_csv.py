@@ -24,8 +24,9 @@ parsed exactly as the in-memory path parses them):
 
 The result is cached in ``tunelab.io.cache_dir()/csv_stream_<key>/``, keyed by the file's path,
 size and modification time and the recipe's ``data`` and ``preprocess`` sections: a change to any
-rebuilds it. It is written into a temporary folder renamed into place when complete, so a crash
-leaves nothing that a later run trusts. A second run (a search trial, a resumed run) reads the
+rebuilds it. It is written into a temporary folder renamed into place when complete
+(``tunelab.cache.build_folder``), so a crash leaves nothing that a later run trusts, and the next
+build removes what a killed one left. A second run (a search trial, a resumed run) reads the
 cache and not the CSV.
 
 ``preprocess.near_duplicates`` is refused for CSV files, streamed or not: their cells are not
@@ -36,8 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -47,8 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from tunelab.cache import build_folder
 from tunelab.data.bundle import DATASETS, SPLITS, Task
 from tunelab.data.cleaning import find_duplicates
+from tunelab.data.dedupe import NEAR_CELLS
 from tunelab.data.files import (
     _cells,
     _check_row_lengths,
@@ -61,7 +62,7 @@ from tunelab.data.files import (
     target_values,
 )
 from tunelab.data.preprocess import Preprocessing
-from tunelab.data.splits import NEAR_CELLS, split_index, subsample_train
+from tunelab.data.splits import split_index, subsample_train
 from tunelab.errors import DataError, RecipeError
 from tunelab.io import cache_dir
 from tunelab.spec import DataSpec, PreprocessSpec
@@ -138,18 +139,7 @@ def csv_table(spec: DataSpec, preprocess: PreprocessSpec) -> CsvTable:
     params = _params(spec)
     p = _existing_file(params["path"], "CSV")
     folder = _cache_folder(p, spec, preprocess)
-    if not (folder / "table.json").is_file():
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            _build(p, params, spec, preprocess, tmp)
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "table.json").is_file():  # not another process's finished copy
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    build_folder(folder, lambda tmp: _build(p, params, spec, preprocess, tmp), done="table.json")
     return _read(folder)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.data.conftest import noise_images
 
 import tunelab
 from tunelab.data import DATASETS, load_data
@@ -168,21 +169,6 @@ def test_trains_through_a_recipe_with_augmentation(tmp_path):
     assert r.status == "completed" and r.val["accuracy"] == 1.0  # red vs blue is trivial
 
 
-def _noise_images(root: Path, n: int, side: int, classes: int = 10) -> Path:
-    """``n`` PNGs of ``side`` x ``side`` (a class colour plus noise), written once into ``root``."""
-    if (root / ".complete").is_file():
-        return root
-    rng = np.random.default_rng(0)
-    colours = rng.integers(0, 256, size=(classes, 3))
-    for c in range(classes):
-        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        a = np.clip(colours[i % classes] + rng.integers(-40, 40, size=(side, side, 3)), 0, 255)
-        Image.fromarray(a.astype(np.uint8)).save(root / f"c{i % classes}" / f"{i}.png", compress_level=1)
-    (root / ".complete").touch()
-    return root
-
-
 PEAK = """
 import json, sys
 import PIL.Image  # imported before the baseline: the load imports it on first use
@@ -205,7 +191,7 @@ def test_in_memory_peak_stays_near_twice_the_decoded_size(tmp_path):
     # the splits' copies (scaled in place). Measured on 3,000 PNGs of 64x64 (141 MiB of float32):
     # 2.1x over the imports; before the decode, split and scaling copies were removed, 4.6x.
     n, side = 3000, 64
-    root = _noise_images(Path(tempfile.gettempdir()) / f"tunelab-test-images-{n}-{side}", n, side)
+    root = noise_images(Path(tempfile.gettempdir()) / f"tunelab-test-images-{n}-{side}", n, side, 10)
     env = {**os.environ, "TUNELAB_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-c", PEAK, str(root)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.data.conftest import noise_images
 from torch.utils.data import TensorDataset
 
 from tunelab.data.preprocess import Standardize
@@ -29,27 +30,6 @@ MNIST1D = {
 }
 
 
-def _images(root: Path, n: int, side: int, classes: int = 4) -> Path:
-    """``n`` PNGs of ``side`` x ``side`` in ``classes`` folders: a class colour plus noise. Written
-    once into ``root`` (a finished folder has a marker file)."""
-    from PIL import Image
-
-    done = root / ".complete"
-    if done.is_file():
-        return root
-    rng = np.random.default_rng(0)
-    colours = rng.integers(0, 256, size=(classes, 3))
-    for c in range(classes):
-        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        c = i % classes
-        noise = rng.integers(-40, 40, size=(side, side, 3))
-        a = np.clip(colours[c] + noise, 0, 255).astype(np.uint8)
-        Image.fromarray(a).save(root / f"c{c}" / f"{i}.png", compress_level=1)
-    done.touch()
-    return root
-
-
 def test_stream_true_gives_the_in_memory_result():
     # The same preprocessed tensors, the same permutation: the DataLoader changes nothing.
     memory = fit(MNIST1D, save=False)
@@ -59,7 +39,7 @@ def test_stream_true_gives_the_in_memory_result():
 
 
 def test_image_folder_streams_with_the_statistics_of_the_in_memory_fit(tmp_path):
-    root = _images(tmp_path / "img", 64, 6)
+    root = noise_images(tmp_path / "img", 64, 6)
     params = {"path": str(root), "size": [6, 6]}
     streamed = load_stream(DataSpec(name="image_folder", params=params, num_workers=0), PreprocessSpec())
     assert isinstance(streamed, StreamBundle) and isinstance(streamed.x_train, StreamSplit)
@@ -86,7 +66,7 @@ def test_image_folder_stream_resumes_mid_epoch_exactly(tmp_path):
             if state.step == 5:
                 raise Killed
 
-    root = _images(tmp_path / "img", 64, 6)
+    root = noise_images(tmp_path / "img", 64, 6)
     recipe = fit_recipe({"path": str(root), "size": [6, 6]}, True, batch_size=8, checkpoint_every=2)
     whole = fit(recipe, save=False)
     with pytest.raises(Killed):
@@ -162,7 +142,9 @@ print(json.dumps({"self": peak(), "imports": imports,
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc (Linux)")
 def test_streaming_peak_rss_stays_far_below_the_decoded_size(tmp_path):
-    root = _images(Path(tempfile.gettempdir()) / f"tunelab-test-images-{N_IMAGES}-{SIDE}", N_IMAGES, SIDE, 10)
+    root = noise_images(
+        Path(tempfile.gettempdir()) / f"tunelab-test-images-{N_IMAGES}-{SIDE}", N_IMAGES, SIDE, 10
+    )
     env = {**os.environ, "TUNELAB_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, str(root)], capture_output=True, text=True, timeout=600, env=env

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 # A suite started in the background by a non-interactive shell (`make test &`, `nohup ... &`)
 # inherits SIGINT ignored, and so would every process the tests start: the tests that send Ctrl-C
@@ -14,6 +16,17 @@ import pytest
 # the default in its children at exec, where Python installs KeyboardInterrupt again.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test, restored after: the suite's models and tensors are small, and
+    on a shared machine intra-op threads bring stalls, not speed. Folders and modules that train
+    take it in an autouse ``_one_thread`` fixture."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def write_mixed_csv(path: Path, n: int = 240, seed: int = 0) -> Path:

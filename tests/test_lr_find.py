@@ -22,11 +22,8 @@ from tunelab.spec import DataSpec
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 def _regression(seed: int = 0, n: int = 400, d: int = 5, rho: float = 0.6):

@@ -31,11 +31,8 @@ RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 def raw_test_split(run_dir):

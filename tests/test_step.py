@@ -18,11 +18,8 @@ from tunelab.step import TrainStep, step_groups
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 def _state(model: nn.Module, *overrides: str, lr: float = 0.1, per_batch: bool = False) -> TrainState:

@@ -24,12 +24,40 @@ FAST = {"tensorboard": False, "efficiency": False}
 RAW = PreprocessSpec(scaling="none", target_scaling="none")
 
 
+def ctrl_c_script(nth: int, counted: str = "True") -> str:
+    """A script that runs ``tunelab ARGS`` and sends itself Ctrl-C (SIGINT, from inside the
+    process) at the end of the first epoch of the ``nth`` call of ``fit`` for which ``counted`` (a
+    Python expression over its ``kwargs``) holds. No timing is involved: however fast or loaded
+    the machine, the fits before it have finished when the interrupt comes."""
+    return f"""
+import os, signal, sys
+import tunelab.train
+from tunelab.cli import main
+from tunelab.methods import Method
+
+class CtrlC(Method):
+    name = "ctrl_c"
+
+    def epoch_end(self, state):
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C on a terminal sends
+
+real_fit, calls = tunelab.train.fit, []
+
+def fit(*args, **kwargs):
+    if {counted}:
+        calls.append(1)
+        if len(calls) == {nth}:
+            kwargs["methods"] = [*kwargs.get("methods", []), CtrlC()]
+    return real_fit(*args, **kwargs)
+
+tunelab.train.fit = fit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

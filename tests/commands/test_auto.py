@@ -8,34 +8,12 @@ import sys
 
 import optuna
 import pytest
+from tests.commands.conftest import ctrl_c_script
 
-# Run as a script in its own process: `tunelab auto ARGS`, with a Ctrl-C at the end of the first
-# epoch of the second final run (a fit with a run directory), from inside the process: however
-# fast or loaded the machine, every stage before the final one and one final seed have finished.
-CTRL_C_IN_SECOND_FINAL_RUN = """
-import os, signal, sys
-import tunelab.train
-from tunelab.cli import main
-from tunelab.methods import Method
-
-class CtrlC(Method):
-    name = "ctrl_c"
-
-    def epoch_end(self, state):
-        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C on a terminal sends
-
-real_fit, calls = tunelab.train.fit, []
-
-def fit(*args, **kwargs):
-    if kwargs.get("out") is not None:
-        calls.append(1)
-        if len(calls) == 2:
-            kwargs["methods"] = [*kwargs.get("methods", []), CtrlC()]
-    return real_fit(*args, **kwargs)
-
-tunelab.train.fit = fit
-sys.exit(main(sys.argv[1:]))
-"""
+# `tunelab auto ARGS` in its own process, with a Ctrl-C at the end of the first epoch of the second
+# final run (a fit with a run directory): every stage before the final one and one final seed have
+# finished, however fast or loaded the machine.
+CTRL_C_IN_SECOND_FINAL_RUN = ctrl_c_script(2, counted='kwargs.get("out") is not None')
 
 
 def test_bad_options_fail_in_one_line(cli, tmp_path):

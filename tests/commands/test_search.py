@@ -8,6 +8,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from tests.commands.conftest import ctrl_c_script
 
 from tunelab.study.search.run import prepare_search
 
@@ -142,32 +143,9 @@ def test_a_worker_joins_and_stops_at_the_budget(setup, cli):
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 4
 
 
-# Run as a script in its own process: `tunelab search ARGS`, with a Ctrl-C that lands at the end of
-# the first epoch of the third trial, from inside the process. No timing is involved: however fast
-# or loaded the machine, exactly two trials have finished when the interrupt comes.
-CTRL_C_IN_THIRD_TRIAL = """
-import os, signal, sys
-import tunelab.train
-from tunelab.cli import main
-from tunelab.methods import Method
-
-class CtrlC(Method):
-    name = "ctrl_c"
-
-    def epoch_end(self, state):
-        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C on a terminal sends
-
-real_fit, calls = tunelab.train.fit, []
-
-def fit(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == 3:
-        kwargs["methods"] = [*kwargs.get("methods", []), CtrlC()]
-    return real_fit(*args, **kwargs)
-
-tunelab.train.fit = fit
-sys.exit(main(sys.argv[1:]))
-"""
+# `tunelab search ARGS` in its own process, with a Ctrl-C at the end of the first epoch of the
+# third trial: exactly two trials have finished when the interrupt comes.
+CTRL_C_IN_THIRD_TRIAL = ctrl_c_script(3)
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tests.data.conftest import noise_images
 
@@ -26,12 +25,8 @@ COLOURS = {"blue": (0, 0, 255), "red": (255, 0, 0)}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only add stalls on a busy machine. Restored after.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 def _folder(root: Path, n: int = 4, size: tuple[int, int] = (10, 12)) -> Path:

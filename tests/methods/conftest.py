@@ -127,10 +127,5 @@ def fit() -> Callable[..., Any]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: intra-op threads bring no speed, only stalls when the machine is
-    # busy (3x slower here under load). Restored after each test, so nothing leaks elsewhere.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""

@@ -19,11 +19,8 @@ SMALL_CNN = {"name": "cnn2d", "channels": [4], "hidden": [8]}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 def _net(outputs: int = 3, seed: int = 0) -> nn.Module:

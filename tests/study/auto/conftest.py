@@ -6,18 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import load_iris
 
 PLANTED = 12  # rows copied exactly (the split scatters the copies across train, val and test)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (``one_thread``, tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,13 @@ cores), so each test launches as few trials as it can. A hang fails the test aft
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from tests.study.search.conftest import kill_worker_at_checkpoint
 
 from tunelab import fit
 from tunelab.errors import RecipeError, TunelabError
@@ -193,20 +192,7 @@ def test_a_killed_workers_ddp_trial_resumes_from_rank_0s_checkpoint(where, monke
     long = {**MNIST1D, "train": {**MNIST1D["train"], "epochs": 12}}
     s = prepare_search(long, trials=1, study_name="kill", storage=where["storage"])
     trial_dir = where["out_dir"] / "kill" / "trials" / "0"
-    cmd = [sys.executable, "-m", "tunelab.cli", "worker", "--study", "kill", "--storage", s.storage]
-    worker = subprocess.Popen([*cmd, "--out", str(where["out_dir"]), "--trial-nproc", "2", "--quiet"])
-    try:
-        deadline = time.monotonic() + LIMIT / 2
-        while not (trial_dir / "last.pt").is_file() and worker.poll() is None:
-            assert time.monotonic() < deadline, "the worker's trial wrote no checkpoint"
-            time.sleep(0.05)
-        worker.kill()
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert worker.returncode == -signal.SIGKILL, "the trial ended before it could be killed"
-    time.sleep(3)  # past the grace period: the heartbeat check fails the trial, and it is retried
+    kill_worker_at_checkpoint("kill", s.storage, where["out_dir"], "--trial-nproc", "2", limit=LIMIT / 2)
     assert run_worker(s.study, s.storage, out_dir=where["out_dir"], trial_nproc=2) == 1
 
     dead, retry = study_of("kill").get_trials()

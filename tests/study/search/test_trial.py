@@ -1,13 +1,9 @@
 """One trial (TrialRunner, PruneOnEpoch): val kept and test never read, per-epoch reports and
 pruning, a diverged run pruned with its message, a trial that cannot run failed with its error."""
 
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 from optuna.trial import TrialState
+from tests.study.search.conftest import kill_worker_at_checkpoint
 
 import tunelab.train
 from tunelab import fit
@@ -119,20 +115,7 @@ def test_a_killed_workers_trial_is_retried_from_its_own_checkpoint(where, monkey
     monkeypatch.setenv("TUNELAB_GRACE_SECONDS", "2")
     s = prepare_search(SLOW_TRIAL, trials=1, study_name="kill", storage=where["storage"])
     trials_dir = where["out_dir"] / "kill" / "trials"
-    cmd = [sys.executable, "-m", "tunelab.cli", "worker", "--study", "kill", "--storage", s.storage]
-    worker = subprocess.Popen([*cmd, "--out", str(where["out_dir"]), "--threads", "1", "--quiet"])
-    try:
-        deadline = time.monotonic() + 120
-        while not (trials_dir / "0" / "last.pt").is_file() and worker.poll() is None:
-            assert time.monotonic() < deadline, "the worker wrote no checkpoint"
-            time.sleep(0.05)
-        worker.kill()  # SIGKILL: the trial stays RUNNING, its checkpoint stays on disk
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert worker.returncode == -signal.SIGKILL, "the trial ended before it could be killed"
-    time.sleep(3)  # past the grace period: the heartbeat check fails the trial, and it is retried
+    kill_worker_at_checkpoint("kill", s.storage, where["out_dir"], "--threads", "1", limit=120)
     assert run_worker(s.study, s.storage, out_dir=where["out_dir"]) == 1
 
     dead, retry = study_of("kill").get_trials()
